@@ -1,0 +1,38 @@
+/* The token cache: one JSON file per user, replaced atomically under a lock, so concurrent
+ * processes refresh an expiring token once and a rotated refresh token is never lost. */
+#ifndef KT_CACHE_H
+#define KT_CACHE_H
+
+#include <stddef.h>
+
+#include "kt_config.h"
+#include "kt_ctx.h"
+#include "kt_paths.h"
+#include "kt_token.h"
+
+/* A token is handed out only with at least this much life left. */
+#define KT_TOKEN_MIN_LEFT 60
+
+typedef enum kt_cache_status {
+    KT_CACHE_LOADED = 0,
+    KT_CACHE_ABSENT = 1,
+    KT_CACHE_CORRUPT = 2, /* err holds why; callers report it and go on as if absent */
+} kt_cache_status;
+
+int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err);
+char *kt_cache_serialize(const kt_token_set *t); /* wipe with kt_secret_free */
+/* Returns a kt_cache_status, or -1 for an unsafe file (owner, mode, link): KT_ERR_IO. */
+int kt_cache_load(const char *path, const kt_owner_policy *owners, kt_token_set *t, kt_error *err);
+/* Creates the state directory if needed (0700) and replaces the file atomically (0600). */
+int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err);
+/* Removes the cache. With access_only, keeps the refresh token and drops only the access token. */
+int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err);
+
+/* Gives a token set whose access token has at least KT_TOKEN_MIN_LEFT seconds left: from the cache,
+ * or by refreshing under the cache lock (re-reading the cache after taking the lock so that only
+ * one of several concurrent processes calls the token endpoint). A rejected refresh gives
+ * KT_ERR_LOGIN_REQUIRED; no cache gives KT_ERR_LOGIN_REQUIRED. */
+int kt_cache_get_valid(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy *owners,
+                       kt_token_set *out, kt_error *err);
+
+#endif

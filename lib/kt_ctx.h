@@ -1,0 +1,29 @@
+/* The context every flow runs on: configuration, conversation, one HTTPS connection, the deadline.
+ * No global mutable state: a PAM handle or a helper process owns its own context. */
+#ifndef KT_CTX_H
+#define KT_CTX_H
+
+#include "kt_config.h"
+#include "kt_conv.h"
+#include "kt_error.h"
+#include "kt_http.h"
+
+typedef struct kt_ctx {
+    const kt_config *cfg; /* borrowed */
+    kt_conv conv;
+    kt_http *http;
+} kt_ctx;
+
+/* conv may be NULL (no person to ask). */
+kt_ctx *kt_ctx_new(const kt_config *cfg, const kt_conv *conv, kt_error *err);
+void kt_ctx_free(kt_ctx *ctx);
+/* Starts the flow deadline: now + cfg->login_timeout seconds. */
+void kt_ctx_start_deadline(kt_ctx *ctx);
+
+/* Conversation wrappers that cope with missing callbacks. kt_ctx_prompt returns -1 with
+ * KT_ERR_CONV when nobody can answer. */
+int kt_ctx_prompt(kt_ctx *ctx, const char *message, int echo, char **answer, kt_error *err);
+void kt_ctx_info(kt_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kt_ctx_errorf(kt_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,34 @@
+/* One error type for the whole core: a kind that front ends map to PAM codes or exit codes,
+ * and a human-readable message that never carries a secret. */
+#ifndef KT_ERROR_H
+#define KT_ERROR_H
+
+typedef enum kt_err_kind {
+    KT_OK = 0,
+    KT_ERR_BAD_CREDENTIALS, /* wrong username/password (invalid_grant on the password grant) */
+    KT_ERR_LOGIN_REQUIRED,  /* refresh token rejected or absent: the person must log in again */
+    KT_ERR_MFA_FAILED,      /* the server rejected a device signature, OTP or challenge */
+    KT_ERR_NOT_ENROLLED,    /* no device record for this user */
+    KT_ERR_KEY_UNUSABLE,    /* device key missing, unreadable, wrong permissions or wrong type */
+    KT_ERR_UNAVAILABLE,     /* network, TLS, timeout, deadline, 5xx, 429 */
+    KT_ERR_PROTOCOL,        /* the server answered something that breaks the contract */
+    KT_ERR_CONFIG,          /* bad configuration, bad client credentials (invalid_client) */
+    KT_ERR_CONV,            /* the conversation failed or the person gave no answer */
+    KT_ERR_IO,              /* local files: permissions, ownership, disk */
+    KT_ERR_INTERNAL,        /* out of memory, library failure, bug */
+} kt_err_kind;
+
+typedef struct kt_error {
+    kt_err_kind kind;
+    char message[256];
+} kt_error;
+
+/* Records the first error only: a cleanup path cannot overwrite the cause. Always returns -1 so
+ * callers can write `return kt_error_set(err, ...);`. err may be NULL. */
+int kt_error_set(kt_error *err, kt_err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void kt_error_clear(kt_error *err);
+/* Stable lowercase name of a kind, for logs ("bad_credentials", "unavailable", ...). */
+const char *kt_err_kind_name(kt_err_kind kind);
+
+#endif

@@ -1,0 +1,3 @@
+/* placeholder until implemented */
+#include <config.h>
+typedef int kt_flow_placeholder;

@@ -1,0 +1,59 @@
+/* HTTPS client on libcurl: HTTPS only, TLS >= 1.2, verification always on, no redirects, connect
+ * and per-request timeouts bounded by the flow deadline, response size cap, one connection reused
+ * for all requests made through the same kt_http. */
+#ifndef KT_HTTP_H
+#define KT_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kt_config.h"
+#include "kt_error.h"
+
+#define KT_HTTP_MAX_BODY (64 * 1024)
+
+typedef struct kt_http kt_http;
+
+typedef struct kt_http_response {
+    long status;
+    char *body; /* NUL-terminated, may hold secrets: freed with kt_http_response_free (wiped) */
+    size_t body_len;
+    char *content_type; /* lowercased media type without parameters, or NULL */
+    long retry_after;   /* seconds from Retry-After, or -1 */
+} kt_http_response;
+
+typedef enum kt_http_auth { KT_AUTH_NONE, KT_AUTH_BASIC_CLIENT, KT_AUTH_BEARER } kt_http_auth;
+
+typedef struct kt_http_request {
+    const char *method;       /* "GET" or "POST" */
+    const char *path;         /* appended to base_url, e.g. "/api/oauth/token" */
+    const char *content_type; /* NULL: no body */
+    const char *body;
+    size_t body_len;
+    kt_http_auth auth;
+    const char *bearer; /* with KT_AUTH_BEARER */
+} kt_http_request;
+
+/* The config must outlive the handle. Checks base_url is https. */
+kt_http *kt_http_new(const kt_config *cfg, kt_error *err);
+void kt_http_free(kt_http *http);
+/* Absolute CLOCK_MONOTONIC deadline in milliseconds for every later request (0: none beyond the
+ * per-request timeout). */
+void kt_http_set_deadline(kt_http *http, uint64_t deadline_ms);
+/* Sends one request. Network/TLS failures, timeouts and a passed deadline give KT_ERR_UNAVAILABLE;
+ * an oversized body gives KT_ERR_PROTOCOL. HTTP error statuses are NOT errors here: the caller
+ * reads resp->status. */
+int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *resp, kt_error *err);
+void kt_http_response_free(kt_http_response *resp);
+/* Number of TCP connections curl opened so far (for tests and debug logs). */
+long kt_http_connections(const kt_http *http);
+
+/* Maps a non-2xx response of a Bearer endpoint to an error: 401 -> KT_ERR_LOGIN_REQUIRED,
+ * 429 and 5xx -> KT_ERR_UNAVAILABLE (with Retry-After in the message), others -> default_kind. */
+int kt_http_status_error(const kt_http_response *resp, const char *what, kt_err_kind default_kind,
+                         kt_error *err);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+uint64_t kt_now_ms(void);
+
+#endif

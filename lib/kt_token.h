@@ -1,0 +1,30 @@
+/* A token set: what a login or refresh yields and what the cache keeps. */
+#ifndef KT_TOKEN_H
+#define KT_TOKEN_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include "kt_error.h"
+
+typedef struct kt_token_set {
+    char *access_token;  /* secret */
+    char *refresh_token; /* secret, may be NULL */
+    time_t expires_at;   /* absolute UNIX time of access-token expiry */
+    bool confirmed;      /* the access token carries a cnf claim (passed MFA) */
+    char *scope;         /* may be NULL */
+    char *username;      /* Kontist username the set belongs to, may be NULL */
+    char *device_id;     /* device that confirmed it, may be NULL */
+} kt_token_set;
+
+void kt_token_set_free(kt_token_set *t); /* wipes secrets; leaves *t zeroed */
+/* Deep copy; returns -1 with KT_ERR_INTERNAL on allocation failure. */
+int kt_token_set_copy(kt_token_set *dst, const kt_token_set *src, kt_error *err);
+/* True when the access token is present and still valid for at least min_left seconds at now. */
+bool kt_token_set_usable(const kt_token_set *t, time_t now, long min_left);
+
+/* Reads the claims of a JWT payload without checking its signature (the server checks it; we only
+ * need exp and whether it is confirmed). Returns -1 with KT_ERR_PROTOCOL for a malformed JWT. */
+int kt_jwt_peek(const char *jwt, time_t *exp, bool *confirmed, kt_error *err);
+
+#endif
