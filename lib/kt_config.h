@@ -44,6 +44,11 @@ void kt_config_init(kt_config *cfg);
  * for content, KT_ERR_IO / KT_ERR_CONFIG for unsafe files). */
 int kt_config_load_file(kt_config *cfg, const char *path, const kt_owner_policy *owners,
                         bool missing_ok, bool *found, kt_error *err);
+/* Reads cfg->client_secret_file (if set) into cfg->client_secret: the file must be owned as
+ * `owners` allows and readable by its owner only (0600/0400); one trailing newline is dropped.
+ * kt_config_load_file calls this for files that set client_secret_file; front ends call it after
+ * kt_config_set("client_secret_file", ...). Errors are KT_ERR_CONFIG. */
+int kt_config_load_secret(kt_config *cfg, const kt_owner_policy *owners, kt_error *err);
 /* Parses a buffer; `name` is used in messages ("name:LINE: ..."). Does not read the secret file. */
 int kt_config_parse(kt_config *cfg, const char *name, const char *text, size_t len, kt_error *err);
 /* Sets one key from a string exactly as a config line would (used for module arguments and

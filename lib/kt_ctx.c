@@ -1,3 +1,105 @@
-/* placeholder until implemented */
 #include <config.h>
-typedef int kt_ctx_placeholder;
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kt_ctx.h"
+#include "kt_secret.h"
+
+kt_ctx *kt_ctx_new(const kt_config *cfg, const kt_conv *conv, kt_error *err)
+{
+    kt_ctx *ctx;
+
+    if (cfg == NULL) {
+        kt_error_set(err, KT_ERR_INTERNAL, "no configuration");
+        return NULL;
+    }
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    ctx->cfg = cfg;
+    if (conv != NULL)
+        ctx->conv = *conv;
+    ctx->http = kt_http_new(cfg, err);
+    if (ctx->http == NULL) {
+        free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void kt_ctx_free(kt_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    kt_http_free(ctx->http);
+    free(ctx);
+}
+
+void kt_ctx_start_deadline(kt_ctx *ctx)
+{
+    long secs;
+
+    if (ctx == NULL)
+        return;
+    /* A flow always has a deadline: a config without one gets the per-request timeouts' worth. */
+    secs = ctx->cfg->login_timeout > 0 ? ctx->cfg->login_timeout : 30;
+    kt_http_set_deadline(ctx->http, kt_now_ms() + (uint64_t)secs * 1000u);
+}
+
+int kt_ctx_prompt(kt_ctx *ctx, const char *message, int echo, char **answer, kt_error *err)
+{
+    char *a = NULL;
+
+    if (answer == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "no answer buffer");
+    *answer = NULL;
+    if (ctx == NULL || ctx->conv.prompt == NULL)
+        return kt_error_set(err, KT_ERR_CONV, "nobody can be asked: %s", message);
+    if (ctx->conv.prompt(ctx->conv.data, message, echo != 0, &a) != 0 || a == NULL) {
+        kt_secret_free(a);
+        return kt_error_set(err, KT_ERR_CONV, "no answer to: %s", message);
+    }
+    *answer = a;
+    return 0;
+}
+
+static void kt_ctx_vsay(void (*say)(void *, const char *), void *data, const char *fmt,
+                        va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void kt_ctx_vsay(void (*say)(void *, const char *), void *data, const char *fmt,
+                        va_list ap)
+{
+    char msg[512];
+
+    if (say == NULL)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    say(data, msg);
+}
+
+void kt_ctx_info(kt_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (ctx == NULL)
+        return;
+    va_start(ap, fmt);
+    kt_ctx_vsay(ctx->conv.info, ctx->conv.data, fmt, ap);
+    va_end(ap);
+}
+
+void kt_ctx_errorf(kt_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (ctx == NULL)
+        return;
+    va_start(ap, fmt);
+    kt_ctx_vsay(ctx->conv.error, ctx->conv.data, fmt, ap);
+    va_end(ap);
+}

@@ -1,3 +1,287 @@
-/* placeholder until implemented */
 #include <config.h>
-typedef int kt_device_placeholder;
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "kt_device.h"
+#include "kt_http.h"
+#include "kt_secret.h"
+
+#define KT_JSON_TYPE "application/json"
+#define KT_PATH_MAX 512
+
+bool kt_device_id_ok(const char *id)
+{
+    size_t n = 0;
+
+    if (id == NULL || *id == '\0')
+        return false;
+    for (; *id != '\0'; id++, n++) {
+        char c = *id;
+        if (n >= KT_DEVICE_ID_MAX)
+            return false;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Reads a required member that will become a URL path segment. */
+static int kt_get_id(json_object *obj, const char *key, char **out, const char *what,
+                     kt_error *err)
+{
+    if (kt_json_get_string(obj, key, out, what, err) != 0)
+        return -1;
+    if (!kt_device_id_ok(*out)) {
+        free(*out);
+        *out = NULL;
+        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: \"%s\" is not a valid id", what, key);
+    }
+    return 0;
+}
+
+int kt_device_parse_create(long status, const char *content_type, const char *body, size_t len,
+                           char **device_id, char **challenge_id, kt_error *err)
+{
+    const char *what = "create device";
+    json_object *obj;
+    int rc = -1;
+
+    *device_id = NULL;
+    *challenge_id = NULL;
+    obj = kt_json_parse_response(status, content_type, body, len, what, err);
+    if (obj == NULL)
+        return -1;
+    if (kt_get_id(obj, "deviceId", device_id, what, err) == 0 &&
+        kt_get_id(obj, "challengeId", challenge_id, what, err) == 0)
+        rc = 0;
+    kt_json_put_wiped(obj);
+    if (rc != 0) {
+        free(*device_id);
+        free(*challenge_id);
+        *device_id = *challenge_id = NULL;
+    }
+    return rc;
+}
+
+int kt_device_parse_challenge(long status, const char *content_type, const char *body, size_t len,
+                              char **challenge_id, char **string_to_sign, kt_error *err)
+{
+    const char *what = "create challenge";
+    json_object *obj;
+    int rc = -1;
+
+    *challenge_id = NULL;
+    *string_to_sign = NULL;
+    obj = kt_json_parse_response(status, content_type, body, len, what, err);
+    if (obj == NULL)
+        return -1;
+    if (kt_get_id(obj, "id", challenge_id, what, err) == 0 &&
+        kt_json_get_string(obj, "stringToSign", string_to_sign, what, err) == 0)
+        rc = 0;
+    kt_json_put_wiped(obj);
+    if (rc != 0) {
+        free(*challenge_id);
+        free(*string_to_sign);
+        *challenge_id = *string_to_sign = NULL;
+    }
+    return rc;
+}
+
+static int kt_parse_confirmed_obj(json_object *obj, kt_token_set *t, kt_error *err)
+{
+    const char *what = "verify challenge";
+    json_object *v = NULL;
+
+    if (kt_json_get_string(obj, "token", &t->access_token, what, err) != 0)
+        return -1;
+    if (!kt_token_string_ok(t->access_token))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed token", what);
+    if (json_object_object_get_ex(obj, "refresh_token", &v) && v != NULL) {
+        if (kt_json_get_string(obj, "refresh_token", &t->refresh_token, what, err) != 0)
+            return -1;
+        if (!kt_token_string_ok(t->refresh_token))
+            return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed refresh_token", what);
+    }
+    /* No expires_in here: the JWT itself says when it expires. */
+    if (kt_jwt_peek(t->access_token, &t->expires_at, &t->confirmed, err) != 0)
+        return -1;
+    if (t->expires_at == 0)
+        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: token has no exp claim", what);
+    return 0;
+}
+
+int kt_device_parse_confirmed(long status, const char *content_type, const char *body, size_t len,
+                              kt_token_set *t, kt_error *err)
+{
+    json_object *obj;
+    int rc;
+
+    memset(t, 0, sizeof(*t));
+    obj = kt_json_parse_response(status, content_type, body, len, "verify challenge", err);
+    if (obj == NULL)
+        return -1;
+    rc = kt_parse_confirmed_obj(obj, t, err);
+    kt_json_put_wiped(obj);
+    if (rc != 0)
+        kt_token_set_free(t);
+    return rc;
+}
+
+/* Joins path pieces after checking every id among them. */
+static int kt_device_path(char *buf, size_t size, const char *device_id, const char *tail,
+                          const char *challenge_id, const char *tail2, kt_error *err)
+{
+    int n;
+
+    if (!kt_device_id_ok(device_id))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "invalid device id");
+    if (challenge_id != NULL && !kt_device_id_ok(challenge_id))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "invalid challenge id");
+    n = snprintf(buf, size, "/api/user/devices/%s%s%s%s", device_id, tail,
+                 challenge_id != NULL ? challenge_id : "", tail2);
+    if (n < 0 || (size_t)n >= size)
+        return kt_error_set(err, KT_ERR_INTERNAL, "request path too long");
+    return 0;
+}
+
+static int kt_device_post(kt_ctx *ctx, const char *access_token, const char *path,
+                          const char *json, kt_http_response *resp, kt_error *err)
+{
+    kt_http_request req = {
+        .method = "POST",
+        .path = path,
+        .content_type = json != NULL ? KT_JSON_TYPE : NULL,
+        .body = json,
+        .body_len = json != NULL ? strlen(json) : 0,
+        .auth = KT_AUTH_BEARER,
+        .bearer = access_token,
+    };
+
+    if (ctx == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "no context");
+    return kt_http_send(ctx->http, &req, resp, err);
+}
+
+int kt_device_create(kt_ctx *ctx, const char *access_token, const char *name,
+                     const char *pubkey_hex, char **device_id, char **challenge_id, kt_error *err)
+{
+    const char *pairs[] = {"name", name, "key", pubkey_hex, NULL};
+    kt_http_response resp;
+    char *json;
+    int rc = -1;
+
+    *device_id = *challenge_id = NULL;
+    if (name == NULL || *name == '\0' || pubkey_hex == NULL || *pubkey_hex == '\0')
+        return kt_error_set(err, KT_ERR_INTERNAL, "device name and key are required");
+    json = kt_json_build(pairs);
+    if (json == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    if (kt_device_post(ctx, access_token, "/api/user/devices", json, &resp, err) != 0)
+        goto out;
+    if (resp.status < 200 || resp.status > 299)
+        kt_http_status_error(&resp, "create device", KT_ERR_PROTOCOL, err);
+    else
+        rc = kt_device_parse_create(resp.status, resp.content_type, resp.body, resp.body_len,
+                                    device_id, challenge_id, err);
+    kt_http_response_free(&resp);
+out:
+    free(json);
+    return rc;
+}
+
+int kt_device_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
+                     const char *challenge_id, const char *signature_hex, kt_error *err)
+{
+    const char *pairs[] = {"challengeId", challenge_id, "signature", signature_hex, NULL};
+    kt_http_response resp;
+    char path[KT_PATH_MAX];
+    char *json = NULL;
+    int rc = -1;
+
+    if (kt_device_path(path, sizeof(path), device_id, "/verify", NULL, "", err) != 0)
+        return -1;
+    if (!kt_device_id_ok(challenge_id))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "invalid challenge id");
+    if (signature_hex == NULL || *signature_hex == '\0')
+        return kt_error_set(err, KT_ERR_INTERNAL, "no signature");
+    json = kt_json_build(pairs);
+    if (json == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    if (kt_device_post(ctx, access_token, path, json, &resp, err) != 0)
+        goto out;
+    if (resp.status == 204 || resp.status == 200)
+        rc = 0;
+    else if (resp.status == 400 || resp.status == 403 || resp.status == 404)
+        kt_error_set(err, KT_ERR_MFA_FAILED, "verify device: rejected (HTTP %ld)", resp.status);
+    else
+        kt_http_status_error(&resp, "verify device", KT_ERR_PROTOCOL, err);
+    kt_http_response_free(&resp);
+out:
+    free(json);
+    return rc;
+}
+
+int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char *device_id,
+                               char **challenge_id, char **string_to_sign, kt_error *err)
+{
+    kt_http_response resp;
+    char path[KT_PATH_MAX];
+    int rc = -1;
+
+    *challenge_id = *string_to_sign = NULL;
+    if (kt_device_path(path, sizeof(path), device_id, "/challenges", NULL, "", err) != 0)
+        return -1;
+    if (kt_device_post(ctx, access_token, path, NULL, &resp, err) != 0)
+        return -1;
+    if (resp.status == 404)
+        kt_error_set(err, KT_ERR_NOT_ENROLLED, "create challenge: the server does not know "
+                                               "device %s (HTTP 404)",
+                     device_id);
+    else if (resp.status < 200 || resp.status > 299)
+        kt_http_status_error(&resp, "create challenge", KT_ERR_PROTOCOL, err);
+    else
+        rc = kt_device_parse_challenge(resp.status, resp.content_type, resp.body, resp.body_len,
+                                       challenge_id, string_to_sign, err);
+    kt_http_response_free(&resp);
+    return rc;
+}
+
+int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
+                               const char *challenge_id, const char *signature_hex,
+                               kt_token_set *t, kt_error *err)
+{
+    const char *pairs[] = {"signature", signature_hex, NULL};
+    kt_http_response resp;
+    char path[KT_PATH_MAX];
+    char *json = NULL;
+    int rc = -1;
+
+    memset(t, 0, sizeof(*t));
+    if (kt_device_path(path, sizeof(path), device_id, "/challenges/", challenge_id, "/verify",
+                       err) != 0)
+        return -1;
+    if (signature_hex == NULL || *signature_hex == '\0')
+        return kt_error_set(err, KT_ERR_INTERNAL, "no signature");
+    json = kt_json_build(pairs);
+    if (json == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    if (kt_device_post(ctx, access_token, path, json, &resp, err) != 0)
+        goto out;
+    if (resp.status == 400 || resp.status == 403 || resp.status == 404)
+        kt_error_set(err, KT_ERR_MFA_FAILED, "verify challenge: rejected (HTTP %ld)",
+                     resp.status);
+    else if (resp.status < 200 || resp.status > 299)
+        kt_http_status_error(&resp, "verify challenge", KT_ERR_PROTOCOL, err);
+    else
+        rc = kt_device_parse_confirmed(resp.status, resp.content_type, resp.body, resp.body_len,
+                                       t, err);
+    kt_http_response_free(&resp);
+out:
+    free(json);
+    return rc;
+}

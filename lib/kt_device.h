@@ -2,6 +2,7 @@
 #ifndef KT_DEVICE_H
 #define KT_DEVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -32,14 +33,24 @@ int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char
                                const char *challenge_id, const char *signature_hex,
                                kt_token_set *t, kt_error *err);
 
+/* True for a server-issued id that may be put into a URL path: 1 to KT_DEVICE_ID_MAX characters
+ * of [A-Za-z0-9_-]. A hostile server must not inject path characters into later requests. */
+#define KT_DEVICE_ID_MAX 128
+bool kt_device_id_ok(const char *id);
+
 /* JSON helpers shared by the API parsers: checks status 2xx and media type application/json,
  * parses strictly (whole body, depth-limited). Returns a json_object to be put by the caller. */
 struct json_object;
 struct json_object *kt_json_parse_response(long status, const char *content_type, const char *body,
                                            size_t len, const char *what, kt_error *err);
+/* The same without the status check (for error bodies). */
+struct json_object *kt_json_parse_body(const char *content_type, const char *body, size_t len,
+                                       const char *what, kt_error *err);
 /* Copies a required non-empty string member. */
 int kt_json_get_string(struct json_object *obj, const char *key, char **out, const char *what,
                        kt_error *err);
+/* Wipes every string in obj (tokens) and puts it; NULL is fine. */
+void kt_json_put_wiped(struct json_object *obj);
 /* Serialises {"k1":"v1",...} from a NULL-terminated list of key, value pairs. */
 char *kt_json_build(const char *const *pairs);
 

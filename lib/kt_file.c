@@ -195,8 +195,7 @@ static int create_temp(const char *dir, const char *base, char **tmp_path, kt_er
             *tmp_path = NULL;
             return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
         }
-        fd = open(*tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-                  0600);
+        fd = open(*tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
         if (fd >= 0)
             return fd;
         if (errno != EEXIST) {
@@ -247,8 +246,7 @@ static int sync_dir(const char *dir, kt_error *err)
     return 0;
 }
 
-int kt_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
-                         kt_error *err)
+int kt_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, kt_error *err)
 {
     char *dir = NULL, *tmp = NULL;
     const char *base = NULL;

@@ -1,3 +1,620 @@
-/* placeholder until implemented */
 #include <config.h>
-typedef int kt_http_placeholder;
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "kontist.h"
+#include "kt_http.h"
+#include "kt_secret.h"
+
+#define KT_HTTP_DEFAULT_CONNECT_TIMEOUT 5L
+#define KT_HTTP_DEFAULT_TIMEOUT 10L
+#define KT_HTTP_MAX_MEDIA_TYPE 127
+#define KT_HTTP_MAX_URL 2048
+
+struct kt_http {
+    const kt_config *cfg;
+    CURL *curl;
+    uint64_t deadline_ms;
+    long connections;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* What the callbacks of one transfer fill in. */
+typedef struct kt_xfer {
+    kt_http_response *resp;
+    char *buf;
+    size_t len;
+    size_t cap;
+    bool too_large;
+} kt_xfer;
+
+static pthread_once_t kt_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode kt_curl_init_result = CURLE_FAILED_INIT;
+
+/* curl_global_init is process-wide and not safe to race: run it exactly once, whichever thread of
+ * a PAM host gets here first. It is never undone, because other code in the host process may use
+ * libcurl too. */
+static void kt_curl_global_init(void)
+{
+    kt_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+uint64_t kt_now_ms(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Joins up to four strings into one malloc'd buffer (memcpy: no format-truncation guesswork).
+ * *len gets the allocation size so secret results can be wiped in full. */
+static char *kt_join(const char *a, const char *b, const char *c, const char *d, size_t *len)
+{
+    const char *parts[4] = {a, b, c, d};
+    size_t lens[4], total = 1, off = 0, i;
+    char *s;
+
+    for (i = 0; i < 4; i++) {
+        lens[i] = parts[i] != NULL ? strlen(parts[i]) : 0;
+        total += lens[i];
+    }
+    s = malloc(total);
+    if (s == NULL)
+        return NULL;
+    for (i = 0; i < 4; i++) {
+        if (lens[i] > 0)
+            memcpy(s + off, parts[i], lens[i]);
+        off += lens[i];
+    }
+    s[off] = '\0';
+    if (len != NULL)
+        *len = total;
+    return s;
+}
+
+static bool kt_url_chars_ok(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static int kt_http_check_base_url(const char *url, kt_error *err)
+{
+    if (url == NULL || *url == '\0')
+        return kt_error_set(err, KT_ERR_CONFIG, "base_url is not set");
+    if (strncasecmp(url, "https://", 8) != 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "base_url must start with https://");
+    if (url[8] == '\0' || url[8] == '/')
+        return kt_error_set(err, KT_ERR_CONFIG, "base_url has no host");
+    if (!kt_url_chars_ok(url) || strlen(url) > KT_HTTP_MAX_URL / 2)
+        return kt_error_set(err, KT_ERR_CONFIG, "base_url holds invalid characters");
+    return 0;
+}
+
+#define KT_SETOPT(h, opt, val)                                                                     \
+    do {                                                                                           \
+        if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK)                                       \
+            goto fail_opt;                                                                         \
+    } while (0)
+
+/* Options that hold for every request on this handle. */
+static int kt_http_setup(kt_http *http, kt_error *err)
+{
+    const kt_config *cfg = http->cfg;
+    CURL *h = http->curl;
+    long connect_timeout =
+        cfg->connect_timeout > 0 ? cfg->connect_timeout : KT_HTTP_DEFAULT_CONNECT_TIMEOUT;
+
+    KT_SETOPT(h, CURLOPT_ERRORBUFFER, http->errbuf);
+    KT_SETOPT(h, CURLOPT_PROTOCOLS_STR, "https");
+    KT_SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+    KT_SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+    KT_SETOPT(h, CURLOPT_MAXREDIRS, 0L);
+    KT_SETOPT(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    KT_SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    KT_SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (cfg->ca_file != NULL && *cfg->ca_file != '\0')
+        KT_SETOPT(h, CURLOPT_CAINFO, cfg->ca_file);
+    if (cfg->pinned_pubkey != NULL && *cfg->pinned_pubkey != '\0')
+        KT_SETOPT(h, CURLOPT_PINNEDPUBLICKEY, cfg->pinned_pubkey);
+    /* An unset proxy means "no proxy", not "whatever http(s)_proxy says": a login path in a PAM
+     * stack must not be redirected through a proxy the administrator never configured, and
+     * environment variables of a PAM host may come from the person logging in. */
+    KT_SETOPT(h, CURLOPT_PROXY, cfg->proxy != NULL ? cfg->proxy : "");
+    /* No signals: PAM hosts are multi-threaded and own their signal handlers. */
+    KT_SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+    KT_SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout * 1000L);
+    KT_SETOPT(h, CURLOPT_USERAGENT, KT_USER_AGENT);
+    return 0;
+
+fail_opt:
+    return kt_error_set(err, KT_ERR_INTERNAL, "libcurl rejected an option");
+}
+
+kt_http *kt_http_new(const kt_config *cfg, kt_error *err)
+{
+    kt_http *http = NULL;
+
+    if (cfg == NULL) {
+        kt_error_set(err, KT_ERR_INTERNAL, "no configuration");
+        return NULL;
+    }
+    if (kt_http_check_base_url(cfg->base_url, err) != 0)
+        return NULL;
+    if (pthread_once(&kt_curl_once, kt_curl_global_init) != 0 ||
+        kt_curl_init_result != CURLE_OK) {
+        kt_error_set(err, KT_ERR_INTERNAL, "libcurl initialisation failed");
+        return NULL;
+    }
+    http = calloc(1, sizeof(*http));
+    if (http == NULL) {
+        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    http->cfg = cfg;
+    http->curl = curl_easy_init();
+    if (http->curl == NULL) {
+        kt_error_set(err, KT_ERR_INTERNAL, "libcurl handle creation failed");
+        goto fail;
+    }
+    if (kt_http_setup(http, err) != 0)
+        goto fail;
+    return http;
+
+fail:
+    kt_http_free(http);
+    return NULL;
+}
+
+void kt_http_free(kt_http *http)
+{
+    if (http == NULL)
+        return;
+    if (http->curl != NULL)
+        curl_easy_cleanup(http->curl);
+    free(http);
+}
+
+void kt_http_set_deadline(kt_http *http, uint64_t deadline_ms)
+{
+    if (http != NULL)
+        http->deadline_ms = deadline_ms;
+}
+
+long kt_http_connections(const kt_http *http)
+{
+    return http == NULL ? 0 : http->connections;
+}
+
+void kt_http_response_free(kt_http_response *resp)
+{
+    if (resp == NULL)
+        return;
+    if (resp->body != NULL) {
+        kt_wipe(resp->body, resp->body_len);
+        free(resp->body);
+    }
+    free(resp->content_type);
+    memset(resp, 0, sizeof(*resp));
+    resp->retry_after = -1;
+}
+
+/* Grows the body buffer without realloc, so no unwiped copy of a token is left on the heap. */
+static bool kt_xfer_grow(kt_xfer *x, size_t need)
+{
+    size_t cap = x->cap == 0 ? 4096 : x->cap;
+    char *buf;
+
+    while (cap < need)
+        cap *= 2;
+    if (cap > KT_HTTP_MAX_BODY + 1)
+        cap = KT_HTTP_MAX_BODY + 1;
+    buf = malloc(cap);
+    if (buf == NULL)
+        return false;
+    if (x->buf != NULL) {
+        memcpy(buf, x->buf, x->len);
+        kt_wipe(x->buf, x->cap);
+        free(x->buf);
+    }
+    x->buf = buf;
+    x->cap = cap;
+    return true;
+}
+
+static size_t kt_http_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    kt_xfer *x = userdata;
+    size_t n = size * nmemb;
+
+    if (n > KT_HTTP_MAX_BODY - x->len) {
+        x->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (x->len + n + 1 > x->cap && !kt_xfer_grow(x, x->len + n + 1))
+        return 0;
+    memcpy(x->buf + x->len, data, n);
+    x->len += n;
+    return n;
+}
+
+static void kt_trim(const char **start, const char **end)
+{
+    while (*start < *end && (**start == ' ' || **start == '\t'))
+        (*start)++;
+    while (*end > *start && ((*end)[-1] == ' ' || (*end)[-1] == '\t' || (*end)[-1] == '\r' ||
+                             (*end)[-1] == '\n'))
+        (*end)--;
+}
+
+static void kt_parse_content_type(kt_http_response *resp, const char *v, const char *end)
+{
+    const char *semi = memchr(v, ';', (size_t)(end - v));
+    size_t len, i;
+    char *ct;
+
+    if (semi != NULL)
+        end = semi;
+    kt_trim(&v, &end);
+    len = (size_t)(end - v);
+    free(resp->content_type);
+    resp->content_type = NULL;
+    if (len == 0 || len > KT_HTTP_MAX_MEDIA_TYPE)
+        return;
+    ct = malloc(len + 1);
+    if (ct == NULL)
+        return;
+    for (i = 0; i < len; i++)
+        ct[i] = (char)tolower((unsigned char)v[i]);
+    ct[len] = '\0';
+    resp->content_type = ct;
+}
+
+/* Retry-After as delta-seconds only; an HTTP-date is ignored (-1). */
+static void kt_parse_retry_after(kt_http_response *resp, const char *v, const char *end)
+{
+    long secs = 0;
+
+    kt_trim(&v, &end);
+    resp->retry_after = -1;
+    if (v == end || end - v > 9)
+        return;
+    for (; v < end; v++) {
+        if (*v < '0' || *v > '9')
+            return;
+        secs = secs * 10 + (*v - '0');
+    }
+    resp->retry_after = secs;
+}
+
+static bool kt_header_is(const char *line, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+
+    return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0;
+}
+
+static size_t kt_http_header_cb(char *line, size_t size, size_t nmemb, void *userdata)
+{
+    kt_xfer *x = userdata;
+    size_t n = size * nmemb;
+    const char *end = line + n;
+
+    /* A new status line starts a new header block (after 1xx responses): forget the old one. */
+    if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+        free(x->resp->content_type);
+        x->resp->content_type = NULL;
+        x->resp->retry_after = -1;
+    } else if (kt_header_is(line, n, "content-type")) {
+        kt_parse_content_type(x->resp, line + 13, end);
+    } else if (kt_header_is(line, n, "retry-after")) {
+        kt_parse_retry_after(x->resp, line + 12, end);
+    }
+    return n;
+}
+
+/* Wipes every header line curl copied (one may hold client credentials or a token). */
+static void kt_slist_free_wiped(struct curl_slist *list)
+{
+    struct curl_slist *l;
+
+    for (l = list; l != NULL; l = l->next)
+        if (l->data != NULL)
+            kt_wipe(l->data, strlen(l->data));
+    curl_slist_free_all(list);
+}
+
+static bool kt_header_value_ok(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Appends a header whose text may be secret; the local copy is wiped. */
+static int kt_append_header(struct curl_slist **list, const char *name, const char *v1,
+                            const char *v2, kt_error *err)
+{
+    size_t len = 0;
+    char *line = kt_join(name, ": ", v1, v2, &len);
+    struct curl_slist *n;
+
+    if (line == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    n = curl_slist_append(*list, line);
+    kt_wipe(line, len);
+    free(line);
+    if (n == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    *list = n;
+    return 0;
+}
+
+/* Authorization: Basic base64(client_id ":" client_secret), as the Kontist SDK sends it. */
+static int kt_append_basic_auth(struct curl_slist **list, const kt_config *cfg, kt_error *err)
+{
+    const char *secret = cfg->client_secret != NULL ? cfg->client_secret : "";
+    size_t plain_len, b64_len;
+    char *plain = NULL;
+    unsigned char *b64 = NULL;
+    int rc = -1;
+
+    if (cfg->client_id == NULL || *cfg->client_id == '\0')
+        return kt_error_set(err, KT_ERR_CONFIG, "client_id is not set");
+    /* Basic authentication cannot carry a colon in the user part. */
+    if (strchr(cfg->client_id, ':') != NULL)
+        return kt_error_set(err, KT_ERR_CONFIG, "client_id must not contain ':'");
+    plain_len = strlen(cfg->client_id) + 1 + strlen(secret);
+    if (plain_len > 4096)
+        return kt_error_set(err, KT_ERR_CONFIG, "client credentials are too long");
+    b64_len = 4 * ((plain_len + 2) / 3) + 1;
+    plain = kt_join(cfg->client_id, ":", secret, NULL, NULL);
+    b64 = malloc(b64_len);
+    if (plain == NULL || b64 == NULL) {
+        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)plain_len);
+    rc = kt_append_header(list, "Authorization", "Basic ", (const char *)b64, err);
+out:
+    if (plain != NULL)
+        kt_wipe(plain, plain_len + 1);
+    if (b64 != NULL)
+        kt_wipe(b64, b64_len);
+    free(plain);
+    free(b64);
+    return rc;
+}
+
+static int kt_build_headers(const kt_http *http, const kt_http_request *req,
+                            struct curl_slist **list, kt_error *err)
+{
+    if (kt_append_header(list, "Accept", "application/json", "", err) != 0)
+        return -1;
+    /* No "Expect: 100-continue" round trip; and no default form Content-Type on a bodiless POST. */
+    if (kt_append_header(list, "Expect", "", "", err) != 0)
+        return -1;
+    if (req->content_type != NULL) {
+        if (!kt_header_value_ok(req->content_type))
+            return kt_error_set(err, KT_ERR_INTERNAL, "bad content type");
+        if (kt_append_header(list, "Content-Type", req->content_type, "", err) != 0)
+            return -1;
+    } else if (kt_append_header(list, "Content-Type", "", "", err) != 0) {
+        return -1;
+    }
+    switch (req->auth) {
+    case KT_AUTH_NONE:
+        return 0;
+    case KT_AUTH_BASIC_CLIENT:
+        return kt_append_basic_auth(list, http->cfg, err);
+    case KT_AUTH_BEARER:
+        if (req->bearer == NULL || *req->bearer == '\0')
+            return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "no access token");
+        if (!kt_url_chars_ok(req->bearer))
+            return kt_error_set(err, KT_ERR_PROTOCOL, "access token holds invalid characters");
+        return kt_append_header(list, "Authorization", "Bearer ", req->bearer, err);
+    }
+    return kt_error_set(err, KT_ERR_INTERNAL, "unknown authentication mode");
+}
+
+/* Per-request timeout, shortened to what is left of the flow deadline. */
+static int kt_http_timeout(const kt_http *http, long *timeout_ms, kt_error *err)
+{
+    long t = (http->cfg->timeout > 0 ? http->cfg->timeout : KT_HTTP_DEFAULT_TIMEOUT) * 1000L;
+    uint64_t now;
+
+    if (http->deadline_ms != 0) {
+        now = kt_now_ms();
+        if (now >= http->deadline_ms)
+            return kt_error_set(err, KT_ERR_UNAVAILABLE, "deadline passed before the request");
+        if (http->deadline_ms - now < (uint64_t)t)
+            t = (long)(http->deadline_ms - now);
+    }
+    *timeout_ms = t;
+    return 0;
+}
+
+static char *kt_http_url(const kt_http *http, const char *path, kt_error *err)
+{
+    char *url;
+
+    if (path == NULL || path[0] != '/' || !kt_url_chars_ok(path)) {
+        kt_error_set(err, KT_ERR_INTERNAL, "bad request path");
+        return NULL;
+    }
+    if (strlen(http->cfg->base_url) + strlen(path) + 1 > KT_HTTP_MAX_URL) {
+        kt_error_set(err, KT_ERR_INTERNAL, "request URL too long");
+        return NULL;
+    }
+    url = kt_join(http->cfg->base_url, path, NULL, NULL, NULL);
+    if (url == NULL)
+        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    return url;
+}
+
+static int kt_http_set_request(kt_http *http, const kt_http_request *req, const char *url,
+                               long timeout_ms, struct curl_slist *headers, kt_xfer *x,
+                               kt_error *err)
+{
+    CURL *h = http->curl;
+    bool post = strcmp(req->method, "POST") == 0;
+
+    if (!post && strcmp(req->method, "GET") != 0)
+        return kt_error_set(err, KT_ERR_INTERNAL, "unsupported method %s", req->method);
+    if (!post && req->body != NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "GET request with a body");
+    KT_SETOPT(h, CURLOPT_URL, url);
+    KT_SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    KT_SETOPT(h, CURLOPT_HTTPHEADER, headers);
+    KT_SETOPT(h, CURLOPT_WRITEFUNCTION, kt_http_write_cb);
+    KT_SETOPT(h, CURLOPT_WRITEDATA, x);
+    KT_SETOPT(h, CURLOPT_HEADERFUNCTION, kt_http_header_cb);
+    KT_SETOPT(h, CURLOPT_HEADERDATA, x);
+    if (post) {
+        /* POSTFIELDS borrows the body: no extra unwiped copy of a password inside curl. */
+        KT_SETOPT(h, CURLOPT_POST, 1L);
+        KT_SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                  (curl_off_t)(req->body != NULL ? req->body_len : 0));
+        KT_SETOPT(h, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
+    } else {
+        KT_SETOPT(h, CURLOPT_HTTPGET, 1L);
+    }
+    return 0;
+
+fail_opt:
+    return kt_error_set(err, KT_ERR_INTERNAL, "libcurl rejected an option");
+}
+
+/* Drops the per-request pointers so the handle never refers to freed memory. */
+static void kt_http_reset_request(kt_http *http)
+{
+    curl_easy_setopt(http->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(http->curl, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(http->curl, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(http->curl, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(http->curl, CURLOPT_HTTPGET, 1L);
+}
+
+static int kt_http_curl_error(kt_http *http, CURLcode rc, const kt_xfer *x, bool deadline_cut,
+                              kt_error *err)
+{
+    const char *detail = http->errbuf[0] != '\0' ? http->errbuf : curl_easy_strerror(rc);
+
+    if (x->too_large)
+        return kt_error_set(err, KT_ERR_PROTOCOL, "response too large (over %d bytes)",
+                            KT_HTTP_MAX_BODY);
+    switch (rc) {
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_WRITE_ERROR:
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory reading the response");
+    case CURLE_OPERATION_TIMEDOUT:
+        if (deadline_cut)
+            return kt_error_set(err, KT_ERR_UNAVAILABLE, "login deadline reached: %s", detail);
+        return kt_error_set(err, KT_ERR_UNAVAILABLE, "request timed out: %s", detail);
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return kt_error_set(err, KT_ERR_CONFIG, "bad URL: %s", detail);
+    default:
+        return kt_error_set(err, KT_ERR_UNAVAILABLE, "network error: %s", detail);
+    }
+}
+
+int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *resp, kt_error *err)
+{
+    struct curl_slist *headers = NULL;
+    kt_xfer x;
+    char *url = NULL;
+    long timeout_ms = 0, status = 0, conns = 0;
+    CURLcode rc;
+    int ret = -1;
+
+    if (http == NULL || req == NULL || req->method == NULL || resp == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "bad HTTP request");
+    memset(resp, 0, sizeof(*resp));
+    resp->retry_after = -1;
+    memset(&x, 0, sizeof(x));
+    x.resp = resp;
+    http->errbuf[0] = '\0';
+
+    if (kt_http_timeout(http, &timeout_ms, err) != 0)
+        goto out;
+    if ((url = kt_http_url(http, req->path, err)) == NULL)
+        goto out;
+    if (kt_build_headers(http, req, &headers, err) != 0)
+        goto out;
+    if (kt_http_set_request(http, req, url, timeout_ms, headers, &x, err) != 0)
+        goto out;
+
+    rc = curl_easy_perform(http->curl);
+    if (curl_easy_getinfo(http->curl, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
+        http->connections += conns;
+    if (rc != CURLE_OK) {
+        bool deadline_cut = http->deadline_ms != 0 && kt_now_ms() >= http->deadline_ms;
+        kt_http_curl_error(http, rc, &x, deadline_cut, err);
+        goto out;
+    }
+    curl_easy_getinfo(http->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (x.buf == NULL && !kt_xfer_grow(&x, 1)) {
+        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    x.buf[x.len] = '\0';
+    resp->status = status;
+    resp->body = x.buf;
+    resp->body_len = x.len;
+    x.buf = NULL;
+    ret = 0;
+
+out:
+    kt_http_reset_request(http);
+    kt_slist_free_wiped(headers);
+    free(url);
+    if (x.buf != NULL) {
+        kt_wipe(x.buf, x.cap);
+        free(x.buf);
+    }
+    if (ret != 0)
+        kt_http_response_free(resp);
+    return ret;
+}
+
+int kt_http_status_error(const kt_http_response *resp, const char *what, kt_err_kind default_kind,
+                         kt_error *err)
+{
+    long status = resp != NULL ? resp->status : 0;
+
+    if (what == NULL)
+        what = "request";
+    if (status == 401)
+        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "%s: access token rejected (HTTP 401)",
+                            what);
+    if (status == 429 || (status >= 500 && status <= 599)) {
+        if (resp->retry_after >= 0)
+            return kt_error_set(err, KT_ERR_UNAVAILABLE,
+                                "%s: server unavailable (HTTP %ld), retry after %ld s", what,
+                                status, resp->retry_after);
+        return kt_error_set(err, KT_ERR_UNAVAILABLE, "%s: server unavailable (HTTP %ld)", what,
+                            status);
+    }
+    return kt_error_set(err, default_kind, "%s: unexpected HTTP status %ld", what, status);
+}

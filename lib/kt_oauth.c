@@ -1,3 +1,318 @@
-/* placeholder until implemented */
 #include <config.h>
-typedef int kt_oauth_placeholder;
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <json-c/json.h>
+
+#include "kt_device.h"
+#include "kt_http.h"
+#include "kt_oauth.h"
+#include "kt_secret.h"
+
+#define KT_TOKEN_PATH "/api/oauth/token"
+#define KT_FORM_TYPE "application/x-www-form-urlencoded"
+/* No access token lives longer than a year; a larger expires_in is a broken server. */
+#define KT_MAX_EXPIRES_IN (366L * 24 * 3600)
+#define KT_MAX_FORM_VALUE (64 * 1024)
+
+static bool kt_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+char *kt_form_encode(const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len, i, o = 0;
+    char *out;
+
+    if (value == NULL)
+        return NULL;
+    len = strlen(value);
+    if (len > KT_MAX_FORM_VALUE)
+        return NULL;
+    out = malloc(3 * len + 1);
+    if (out == NULL)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (kt_unreserved(c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 0x0f];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *kt_form_build(const char *const *pairs)
+{
+    size_t n, i, total = 1, off = 0;
+    char **enc = NULL;
+    char *out = NULL;
+
+    if (pairs == NULL)
+        return NULL;
+    for (n = 0; pairs[n] != NULL; n += 2)
+        if (pairs[n + 1] == NULL)
+            return NULL;
+    enc = calloc(n + 1, sizeof(*enc));
+    if (enc == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        enc[i] = kt_form_encode(pairs[i]);
+        if (enc[i] == NULL)
+            goto out;
+        total += strlen(enc[i]) + 1; /* '=' or '&' */
+    }
+    out = malloc(total);
+    if (out == NULL)
+        goto out;
+    for (i = 0; i < n; i++) {
+        size_t l = strlen(enc[i]);
+        if (i > 0)
+            out[off++] = i % 2 == 1 ? '=' : '&';
+        memcpy(out + off, enc[i], l);
+        off += l;
+    }
+    out[off] = '\0';
+out:
+    for (i = 0; i < n; i++)
+        kt_secret_free(enc[i]);
+    free(enc);
+    return out;
+}
+
+/* Server text for a message: printable ASCII only, bounded. */
+static void kt_sanitize(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+
+    for (; in != NULL && *in != '\0' && o + 1 < size; in++)
+        out[o++] = (*in >= 0x20 && *in < 0x7f) ? *in : '?';
+    out[o] = '\0';
+}
+
+static int kt_oauth_error_kind(const char *code, kt_grant grant)
+{
+    if (strcmp(code, "invalid_grant") == 0)
+        return grant == KT_GRANT_PASSWORD ? KT_ERR_BAD_CREDENTIALS : KT_ERR_LOGIN_REQUIRED;
+    if (strcmp(code, "invalid_client") == 0 || strcmp(code, "unauthorized_client") == 0 ||
+        strcmp(code, "invalid_scope") == 0 || strcmp(code, "unsupported_grant_type") == 0)
+        return KT_ERR_CONFIG;
+    return KT_ERR_PROTOCOL; /* invalid_request and anything unknown */
+}
+
+/* RFC 6749 §5.2 error response. */
+static int kt_oauth_parse_error(long status, const char *content_type, const char *body,
+                                size_t len, kt_grant grant, kt_error *err)
+{
+    json_object *obj, *v = NULL;
+    char code[64], desc[128];
+    const char *d = NULL;
+    int rc;
+
+    obj = kt_json_parse_body(content_type, body, len, "token endpoint error", err);
+    if (obj == NULL)
+        return -1;
+    if (!json_object_object_get_ex(obj, "error", &v) || !json_object_is_type(v, json_type_string)) {
+        kt_json_put_wiped(obj);
+        return kt_error_set(err, KT_ERR_PROTOCOL, "token endpoint: HTTP %ld without an error code",
+                            status);
+    }
+    kt_sanitize(json_object_get_string(v), code, sizeof(code));
+    if (json_object_object_get_ex(obj, "error_description", &v) &&
+        json_object_is_type(v, json_type_string))
+        d = json_object_get_string(v);
+    kt_sanitize(d, desc, sizeof(desc));
+    rc = kt_error_set(err, kt_oauth_error_kind(code, grant), "token endpoint: %s%s%s (HTTP %ld)",
+                      code, desc[0] != '\0' ? ": " : "", desc, status);
+    kt_json_put_wiped(obj);
+    return rc;
+}
+
+/* Optional string member: absent or null is fine, any other type is not. */
+static int kt_opt_string(json_object *obj, const char *key, char **out, kt_error *err)
+{
+    json_object *v = NULL;
+
+    *out = NULL;
+    if (!json_object_object_get_ex(obj, key, &v) || v == NULL)
+        return 0;
+    return kt_json_get_string(obj, key, out, "token response", err);
+}
+
+static int kt_oauth_parse_success(json_object *obj, time_t now, kt_token_set *t, kt_error *err)
+{
+    json_object *v = NULL;
+    char *type = NULL;
+    int64_t expires_in;
+    time_t jwt_exp;
+    int rc = -1;
+
+    if (kt_json_get_string(obj, "access_token", &t->access_token, "token response", err) != 0)
+        goto out;
+    if (!kt_token_string_ok(t->access_token)) {
+        kt_error_set(err, KT_ERR_PROTOCOL, "token response: malformed access_token");
+        goto out;
+    }
+    if (kt_json_get_string(obj, "token_type", &type, "token response", err) != 0)
+        goto out;
+    if (strcasecmp(type, "Bearer") != 0) {
+        kt_error_set(err, KT_ERR_PROTOCOL, "token response: token_type is not Bearer");
+        goto out;
+    }
+    if (!json_object_object_get_ex(obj, "expires_in", &v) ||
+        !json_object_is_type(v, json_type_int)) {
+        kt_error_set(err, KT_ERR_PROTOCOL, "token response: expires_in missing or not an integer");
+        goto out;
+    }
+    expires_in = json_object_get_int64(v);
+    /* 0 is an already expired token: useless, but not a broken server. */
+    if (expires_in < 0 || expires_in > KT_MAX_EXPIRES_IN) {
+        kt_error_set(err, KT_ERR_PROTOCOL, "token response: expires_in out of range");
+        goto out;
+    }
+    if (kt_opt_string(obj, "refresh_token", &t->refresh_token, err) != 0 ||
+        kt_opt_string(obj, "scope", &t->scope, err) != 0)
+        goto out;
+    if (t->refresh_token != NULL && !kt_token_string_ok(t->refresh_token)) {
+        kt_error_set(err, KT_ERR_PROTOCOL, "token response: malformed refresh_token");
+        goto out;
+    }
+    t->expires_at = now + (time_t)expires_in;
+    /* Opaque tokens are possible in principle; a JWT tells whether MFA was passed. */
+    if (strchr(t->access_token, '.') != NULL &&
+        kt_jwt_peek(t->access_token, &jwt_exp, &t->confirmed, err) != 0)
+        goto out;
+    rc = 0;
+out:
+    free(type);
+    return rc;
+}
+
+int kt_oauth_parse_token_response(long status, const char *content_type, const char *body,
+                                  size_t len, kt_grant grant, time_t now, kt_token_set *t,
+                                  kt_error *err)
+{
+    json_object *obj;
+    int rc;
+
+    if (t == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "no token set");
+    memset(t, 0, sizeof(*t));
+    if (status == 429 || (status >= 500 && status <= 599))
+        return kt_error_set(err, KT_ERR_UNAVAILABLE, "token endpoint unavailable (HTTP %ld)",
+                            status);
+    if (status >= 400 && status <= 499)
+        return kt_oauth_parse_error(status, content_type, body, len, grant, err);
+    if (status != 200)
+        return kt_error_set(err, KT_ERR_PROTOCOL, "token endpoint: unexpected HTTP status %ld",
+                            status);
+    obj = kt_json_parse_body(content_type, body, len, "token response", err);
+    if (obj == NULL)
+        return -1;
+    rc = kt_oauth_parse_success(obj, now, t, err);
+    kt_json_put_wiped(obj);
+    if (rc != 0)
+        kt_token_set_free(t);
+    return rc;
+}
+
+/* Sends a form to the token endpoint and parses the answer; the form is the caller's to wipe. */
+static int kt_oauth_token_request(kt_ctx *ctx, const char *form, kt_grant grant, kt_token_set *t,
+                                  kt_error *err)
+{
+    kt_http_request req = {
+        .method = "POST",
+        .path = KT_TOKEN_PATH,
+        .content_type = KT_FORM_TYPE,
+        .body = form,
+        .body_len = strlen(form),
+        .auth = KT_AUTH_BASIC_CLIENT,
+    };
+    kt_http_response resp;
+    int rc;
+
+    if (kt_http_send(ctx->http, &req, &resp, err) != 0)
+        return -1;
+    rc = kt_oauth_parse_token_response(resp.status, resp.content_type, resp.body, resp.body_len,
+                                       grant, time(NULL), t, err);
+    /* Say when to come back, if the server told us. */
+    if (rc != 0 && err != NULL && err->kind == KT_ERR_UNAVAILABLE && resp.retry_after >= 0) {
+        size_t l = strlen(err->message);
+        snprintf(err->message + l, sizeof(err->message) - l, ", retry after %ld s",
+                 resp.retry_after);
+    }
+    kt_http_response_free(&resp);
+    return rc;
+}
+
+int kt_oauth_password_grant(kt_ctx *ctx, const char *username, const char *password,
+                            kt_token_set *t, kt_error *err)
+{
+    const char *scopes;
+    char *form;
+    int rc;
+
+    if (ctx == NULL || t == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
+    memset(t, 0, sizeof(*t));
+    /* An empty answer is never right, and sending it would only count against the account. */
+    if (username == NULL || *username == '\0' || password == NULL || *password == '\0')
+        return kt_error_set(err, KT_ERR_BAD_CREDENTIALS, "empty username or password");
+    scopes = ctx->cfg->scopes;
+    if (scopes != NULL && *scopes != '\0') {
+        const char *pairs[] = {"grant_type", "password", "username", username,
+                               "password",   password,   "scope",    scopes,   NULL};
+        form = kt_form_build(pairs);
+    } else {
+        const char *pairs[] = {"grant_type", "password", "username", username,
+                               "password",   password,   NULL};
+        form = kt_form_build(pairs);
+    }
+    if (form == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    rc = kt_oauth_token_request(ctx, form, KT_GRANT_PASSWORD, t, err);
+    kt_secret_free(form);
+    return rc;
+}
+
+int kt_oauth_refresh_grant(kt_ctx *ctx, const char *refresh_token, kt_token_set *t,
+                           kt_error *err)
+{
+    const char *pairs[] = {"grant_type", "refresh_token", "refresh_token", refresh_token, NULL};
+    char *form;
+    int rc;
+
+    if (ctx == NULL || t == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
+    memset(t, 0, sizeof(*t));
+    if (refresh_token == NULL || *refresh_token == '\0')
+        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "no refresh token");
+    form = kt_form_build(pairs);
+    if (form == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    rc = kt_oauth_token_request(ctx, form, KT_GRANT_REFRESH, t, err);
+    kt_secret_free(form);
+    if (rc != 0)
+        return rc;
+    /* No new refresh token: the old one stays valid and must not be lost. */
+    if (t->refresh_token == NULL) {
+        t->refresh_token = strdup(refresh_token);
+        if (t->refresh_token == NULL) {
+            kt_token_set_free(t);
+            return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        }
+    }
+    return 0;
+}

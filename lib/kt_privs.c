@@ -1,3 +1,101 @@
-/* placeholder until implemented */
 #include <config.h>
-typedef int kt_privs_placeholder;
+
+#include <errno.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kt_privs.h"
+
+static int save_groups(kt_privs *p, kt_error *err)
+{
+    int n = getgroups(0, NULL);
+
+    if (n < 0)
+        return kt_error_set(err, KT_ERR_INTERNAL, "getgroups: %s", strerror(errno));
+    /* One spare slot: the list may not be empty for malloc's sake. */
+    p->saved_groups = calloc((size_t)n + 1, sizeof(gid_t));
+    if (p->saved_groups == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    n = getgroups(n, p->saved_groups);
+    if (n < 0) {
+        free(p->saved_groups);
+        p->saved_groups = NULL;
+        return kt_error_set(err, KT_ERR_INTERNAL, "getgroups: %s", strerror(errno));
+    }
+    p->saved_ngroups = n;
+    return 0;
+}
+
+/* Reverse order of the drop: the uid first, because only root may change groups. Every step is
+ * tried even after a failure so that as much as possible is back, and every step is checked. */
+static int restore_ids(kt_privs *p, kt_error *err)
+{
+    int rc = 0;
+
+    if (seteuid(p->saved_euid) != 0 || geteuid() != p->saved_euid)
+        rc = kt_error_set(err, KT_ERR_INTERNAL, "cannot restore euid %lu: %s",
+                          (unsigned long)p->saved_euid, strerror(errno));
+    if (setegid(p->saved_egid) != 0 || getegid() != p->saved_egid)
+        rc = kt_error_set(err, KT_ERR_INTERNAL, "cannot restore egid %lu: %s",
+                          (unsigned long)p->saved_egid, strerror(errno));
+    if (setgroups((size_t)p->saved_ngroups, p->saved_groups) != 0)
+        rc = kt_error_set(err, KT_ERR_INTERNAL, "cannot restore supplementary groups: %s",
+                          strerror(errno));
+    return rc;
+}
+
+static void forget(kt_privs *p)
+{
+    free(p->saved_groups);
+    p->saved_groups = NULL;
+    p->saved_ngroups = 0;
+    p->dropped = 0;
+}
+
+int kt_privs_drop(kt_privs *p, uid_t uid, gid_t gid, kt_error *err)
+{
+    memset(p, 0, sizeof(*p));
+    p->saved_euid = geteuid();
+    p->saved_egid = getegid();
+    if (p->saved_euid == uid)
+        return 0; /* already that user: nothing to switch, nothing to restore */
+    if (p->saved_euid != 0)
+        return kt_error_set(err, KT_ERR_INTERNAL,
+                            "cannot switch to uid %lu: running as uid %lu, not root",
+                            (unsigned long)uid, (unsigned long)p->saved_euid);
+    if (save_groups(p, err) != 0)
+        return -1;
+    p->dropped = 1;
+    /* Groups first and the uid last: once the euid is not root, nothing else may change. */
+    if (setgroups(1, &gid) != 0) {
+        kt_error_set(err, KT_ERR_INTERNAL, "setgroups(%lu): %s", (unsigned long)gid,
+                     strerror(errno));
+        goto fail;
+    }
+    if (setegid(gid) != 0 || getegid() != gid) {
+        kt_error_set(err, KT_ERR_INTERNAL, "setegid(%lu): %s", (unsigned long)gid, strerror(errno));
+        goto fail;
+    }
+    if (seteuid(uid) != 0 || geteuid() != uid) {
+        kt_error_set(err, KT_ERR_INTERNAL, "seteuid(%lu): %s", (unsigned long)uid, strerror(errno));
+        goto fail;
+    }
+    return 0;
+fail:
+    restore_ids(p, err);
+    forget(p);
+    return -1;
+}
+
+int kt_privs_restore(kt_privs *p, kt_error *err)
+{
+    int rc;
+
+    if (p == NULL || !p->dropped)
+        return 0;
+    rc = restore_ids(p, err);
+    forget(p);
+    return rc;
+}

@@ -8,6 +8,10 @@
 #include "kt_config.h"
 #include "kt_error.h"
 
+#define KT_RECORD_MAX_SIZE (16 * 1024)
+
+/* JSON members: "username" (required), "device_id", "key" (key_ref), "name"; optional members are
+ * non-empty strings when present; unknown members are ignored. */
 typedef struct kt_device_record {
     char *username;  /* Kontist username */
     char *device_id; /* NULL when only the username is known (not enrolled) */

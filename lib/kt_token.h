@@ -23,8 +23,16 @@ int kt_token_set_copy(kt_token_set *dst, const kt_token_set *src, kt_error *err)
 /* True when the access token is present and still valid for at least min_left seconds at now. */
 bool kt_token_set_usable(const kt_token_set *t, time_t now, long min_left);
 
+/* True for a token that can travel in an Authorization header: 1 to KT_TOKEN_MAX visible ASCII
+ * characters. */
+#define KT_TOKEN_MAX 8192
+bool kt_token_string_ok(const char *s);
+
 /* Reads the claims of a JWT payload without checking its signature (the server checks it; we only
- * need exp and whether it is confirmed). Returns -1 with KT_ERR_PROTOCOL for a malformed JWT. */
+ * need exp and whether it is confirmed). *exp is 0 when the payload has no exp claim; a present exp
+ * must be a positive integer. confirmed: the payload has a cnf object. Returns -1 with
+ * KT_ERR_PROTOCOL for a malformed JWT (not three dot-separated parts, bad base64url, payload not a
+ * JSON object, longer than KT_TOKEN_MAX). */
 int kt_jwt_peek(const char *jwt, time_t *exp, bool *confirmed, kt_error *err);
 
 #endif

@@ -1,0 +1,362 @@
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "kt_http.h"
+#include "kt_mock.h"
+
+#define KT_PYTHON "/usr/bin/python3"
+#define KT_MOCK_START_TIMEOUT_MS 20000
+
+extern char **environ;
+
+static char kt_tls_dir[256];
+
+static int kt_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void kt_rm_tree(const char *dir)
+{
+    if (dir[0] != '\0')
+        nftw(dir, kt_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void kt_mock_cleanup_shared(void)
+{
+    kt_rm_tree(kt_tls_dir);
+    kt_tls_dir[0] = '\0';
+}
+
+static int kt_make_tmpdir(char *buf, size_t size)
+{
+    const char *base = getenv("TMPDIR");
+
+    snprintf(buf, size, "%s/kt-unit-XXXXXX", base != NULL && *base != '\0' ? base : "/tmp");
+    if (mkdtemp(buf) == NULL) {
+        fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
+        buf[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the mock's one JSON line from fd within the start timeout. */
+static char *kt_read_line(int fd)
+{
+    char buf[4096];
+    size_t len = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    while (len + 1 < sizeof(buf)) {
+        ssize_t n;
+        if (poll(&p, 1, KT_MOCK_START_TIMEOUT_MS) <= 0)
+            return NULL;
+        n = read(fd, buf + len, 1);
+        if (n <= 0)
+            return NULL;
+        if (buf[len] == '\n') {
+            buf[len] = '\0';
+            return strdup(buf);
+        }
+        len++;
+    }
+    return NULL;
+}
+
+static char *kt_json_member(json_object *obj, const char *key)
+{
+    json_object *v = NULL;
+
+    if (!json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
+        return NULL;
+    return strdup(json_object_get_string(v));
+}
+
+static int kt_mock_spawn(kt_mock *m, const char *const *extra, int *out_fd)
+{
+    const char *srcdir = getenv("KT_TEST_SRCDIR");
+    char mock_path[1024], state[512];
+    const char *argv[32];
+    int n = 0, in_pipe[2], out_pipe[2], rc;
+    posix_spawn_file_actions_t fa;
+
+    if (srcdir == NULL) {
+        fprintf(stderr, "KT_TEST_SRCDIR is not set\n");
+        return -1;
+    }
+    snprintf(mock_path, sizeof(mock_path), "%s/mock/kontist-mock", srcdir);
+    snprintf(state, sizeof(state), "%s/state", m->tmpdir);
+    argv[n++] = KT_PYTHON;
+    argv[n++] = mock_path;
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--state-dir";
+    argv[n++] = state;
+    argv[n++] = "--tls-dir";
+    argv[n++] = kt_tls_dir;
+    argv[n++] = "--watch-stdin";
+    for (; extra != NULL && *extra != NULL && n < 31; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+
+    if (pipe2(in_pipe, O_CLOEXEC) != 0)
+        return -1;
+    if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+        close(in_pipe[0]);
+        close(in_pipe[1]);
+        return -1;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+    rc = posix_spawn(&m->pid, KT_PYTHON, &fa, NULL, (char *const *)(void *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    if (rc != 0) {
+        fprintf(stderr, "posix_spawn %s: %s\n", KT_PYTHON, strerror(rc));
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        m->pid = 0;
+        return -1;
+    }
+    m->stdin_fd = in_pipe[1];
+    *out_fd = out_pipe[0];
+    return 0;
+}
+
+int kt_mock_start(kt_mock *m, const char *const *extra_args)
+{
+    json_object *obj = NULL;
+    char *line = NULL;
+    int fd = -1, rc = -1;
+
+    memset(m, 0, sizeof(*m));
+    m->stdin_fd = -1;
+    if (kt_tls_dir[0] == '\0' && kt_make_tmpdir(kt_tls_dir, sizeof(kt_tls_dir)) != 0)
+        return -1;
+    if (kt_make_tmpdir(m->tmpdir, sizeof(m->tmpdir)) != 0)
+        return -1;
+    if (kt_mock_spawn(m, extra_args, &fd) != 0)
+        goto out;
+    line = kt_read_line(fd);
+    if (line == NULL) {
+        fprintf(stderr, "kontist-mock did not start\n");
+        goto out;
+    }
+    obj = json_tokener_parse(line);
+    m->url = obj != NULL ? kt_json_member(obj, "url") : NULL;
+    m->ca_file = obj != NULL ? kt_json_member(obj, "ca_file") : NULL;
+    m->state_dir = obj != NULL ? kt_json_member(obj, "state_dir") : NULL;
+    if (m->url == NULL || m->ca_file == NULL || m->state_dir == NULL) {
+        fprintf(stderr, "kontist-mock printed an unexpected line: %s\n", line);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    json_object_put(obj);
+    free(line);
+    if (rc != 0)
+        kt_mock_stop(m);
+    return rc;
+}
+
+void kt_mock_stop(kt_mock *m)
+{
+    int status;
+
+    int i;
+
+    /* End of input stops the mock cleanly (--watch-stdin); SIGTERM only if it does not. */
+    if (m->stdin_fd >= 0)
+        close(m->stdin_fd);
+    m->stdin_fd = -1;
+    if (m->pid > 0) {
+        for (i = 0; i < 100 && waitpid(m->pid, &status, WNOHANG) == 0; i++)
+            usleep(50 * 1000);
+        if (i == 100) {
+            kill(m->pid, SIGTERM);
+            waitpid(m->pid, &status, 0);
+        }
+        m->pid = 0;
+    }
+    free(m->url);
+    free(m->ca_file);
+    free(m->state_dir);
+    m->url = m->ca_file = m->state_dir = NULL;
+    kt_rm_tree(m->tmpdir);
+    m->tmpdir[0] = '\0';
+}
+
+void kt_test_config_set(char **field, const char *value)
+{
+    free(*field);
+    *field = value != NULL ? strdup(value) : NULL;
+}
+
+void kt_test_config(kt_config *cfg, const kt_mock *m)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    kt_test_config_set(&cfg->base_url, m != NULL ? m->url : "https://127.0.0.1:1");
+    kt_test_config_set(&cfg->ca_file, m != NULL ? m->ca_file : NULL);
+    kt_test_config_set(&cfg->client_id, KT_DEMO_CLIENT_ID);
+    kt_test_config_set(&cfg->client_secret, KT_DEMO_CLIENT_SECRET);
+    kt_test_config_set(&cfg->scopes, KT_DEMO_SCOPES);
+    cfg->connect_timeout = 5;
+    cfg->timeout = 10;
+    cfg->login_timeout = 30;
+}
+
+void kt_test_config_free(kt_config *cfg)
+{
+    free(cfg->base_url);
+    free(cfg->client_id);
+    free(cfg->client_secret);
+    free(cfg->client_secret_file);
+    free(cfg->scopes);
+    free(cfg->ca_file);
+    free(cfg->pinned_pubkey);
+    free(cfg->proxy);
+    free(cfg->username);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+int kt_mock_fault(const kt_mock *m, const char *spec)
+{
+    kt_config cfg;
+    kt_http *http;
+    kt_http_request req = {.method = "POST",
+                           .path = "/__control/faults",
+                           .content_type = "application/json",
+                           .body = spec,
+                           .body_len = strlen(spec),
+                           .auth = KT_AUTH_NONE};
+    kt_http_response resp;
+    kt_error err = {0};
+    int rc = -1;
+
+    kt_test_config(&cfg, m);
+    http = kt_http_new(&cfg, &err);
+    if (http != NULL && kt_http_send(http, &req, &resp, &err) == 0) {
+        rc = resp.status == 201 ? 0 : -1;
+        if (rc != 0)
+            fprintf(stderr, "fault %s: HTTP %ld %s\n", spec, resp.status, resp.body);
+        kt_http_response_free(&resp);
+    } else {
+        fprintf(stderr, "fault %s: %s\n", spec, err.message);
+    }
+    kt_http_free(http);
+    kt_test_config_free(&cfg);
+    return rc;
+}
+
+/* Calls fn for every JSON line of STATE_DIR/name. */
+static int kt_each_line(const kt_mock *m, const char *name, void (*fn)(json_object *, void *),
+                        void *data)
+{
+    char path[1024];
+    char *line = NULL;
+    size_t cap = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", m->state_dir, name);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return -1;
+    while (getline(&line, &cap, f) > 0) {
+        json_object *obj = json_tokener_parse(line);
+        if (obj != NULL)
+            fn(obj, data);
+        json_object_put(obj);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+static void kt_otp_line(json_object *obj, void *data)
+{
+    char **otp = data;
+    char *v = kt_json_member(obj, "otp");
+
+    if (v != NULL) {
+        free(*otp);
+        *otp = v;
+    }
+}
+
+char *kt_mock_last_otp(const kt_mock *m)
+{
+    char *otp = NULL;
+
+    kt_each_line(m, "sms.jsonl", kt_otp_line, &otp);
+    return otp;
+}
+
+typedef struct kt_req_count {
+    int requests;
+    int conns[256];
+    int nconns;
+    long last_status;
+} kt_req_count;
+
+static void kt_request_line(json_object *obj, void *data)
+{
+    kt_req_count *c = data;
+    json_object *v = NULL;
+    int conn, i;
+
+    c->requests++;
+    c->last_status = json_object_object_get_ex(obj, "status", &v) ? json_object_get_int(v) : -1;
+    if (!json_object_object_get_ex(obj, "conn", &v))
+        return;
+    conn = json_object_get_int(v);
+    for (i = 0; i < c->nconns; i++)
+        if (c->conns[i] == conn)
+            return;
+    if (c->nconns < 256)
+        c->conns[c->nconns++] = conn;
+}
+
+int kt_mock_requests(const kt_mock *m, int *requests, int *connections)
+{
+    kt_req_count c;
+
+    memset(&c, 0, sizeof(c));
+    if (kt_each_line(m, "requests.jsonl", kt_request_line, &c) != 0)
+        return -1;
+    *requests = c.requests;
+    *connections = c.nconns;
+    return 0;
+}
+
+long kt_mock_last_status(const kt_mock *m)
+{
+    kt_req_count c;
+
+    memset(&c, 0, sizeof(c));
+    c.last_status = -1;
+    if (kt_each_line(m, "requests.jsonl", kt_request_line, &c) != 0)
+        return -1;
+    return c.last_status;
+}

@@ -1,0 +1,46 @@
+/* Test support: runs tests/mock/kontist-mock as a child process and talks to it. */
+#ifndef KT_MOCK_H
+#define KT_MOCK_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "kt_config.h"
+
+#define KT_DEMO_USER "demo@example.com"
+#define KT_DEMO_PASSWORD "demo-password-123"
+#define KT_DEMO_CLIENT_ID "kontist-auth-demo"
+#define KT_DEMO_CLIENT_SECRET "demo-client-secret"
+#define KT_DEMO_SCOPES "accounts offline users"
+
+typedef struct kt_mock {
+    pid_t pid;
+    int stdin_fd; /* the mock runs with --watch-stdin: it stops when this closes */
+    char *url;
+    char *ca_file;
+    char *state_dir;
+    char tmpdir[256]; /* owned temporary directory holding state/ */
+} kt_mock;
+
+/* Starts a mock with extra command-line arguments (NULL-terminated list, may be NULL). TLS files
+ * are shared by every mock of the process (one directory, made once). Returns 0 or -1 (with a
+ * message on stderr). */
+int kt_mock_start(kt_mock *m, const char *const *extra_args);
+void kt_mock_stop(kt_mock *m);
+/* Adds a fault through the control endpoint; spec is a JSON object. */
+int kt_mock_fault(const kt_mock *m, const char *spec);
+/* The OTP of the last SMS the mock sent (malloc'd), or NULL. */
+char *kt_mock_last_otp(const kt_mock *m);
+/* Number of requests logged in requests.jsonl, and of distinct connections among them. */
+int kt_mock_requests(const kt_mock *m, int *requests, int *connections);
+/* Status logged for the last request, or -1. */
+long kt_mock_last_status(const kt_mock *m);
+
+/* A configuration pointing at the mock with the demo client (all strings malloc'd). */
+void kt_test_config(kt_config *cfg, const kt_mock *m);
+void kt_test_config_set(char **field, const char *value);
+void kt_test_config_free(kt_config *cfg);
+/* Removes the temporary TLS directory shared by the mocks (call once at the end). */
+void kt_mock_cleanup_shared(void);
+
+#endif

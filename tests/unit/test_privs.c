@@ -1,0 +1,245 @@
+/* Unit tests for temporary privilege dropping. Most need root (CI runs as root); run as another
+ * user they check the refusals instead. */
+#include <config.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <stdbool.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kt_privs.h"
+
+#define NOBODY 65534
+
+typedef struct fixture {
+    char dir[64];
+    int ngroups;
+    gid_t groups[NGROUPS_MAX];
+} fixture;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+
+    if (f == NULL)
+        return -1;
+    strcpy(f->dir, "/tmp/kt-test-privs-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    f->ngroups = getgroups(NGROUPS_MAX, f->groups);
+    *state = f;
+    return 0;
+}
+
+/* Puts the identity back even when a test failed half-way. */
+static int teardown(void **state)
+{
+    fixture *f = *state;
+
+    if (getuid() == 0) {
+        if (seteuid(0) != 0 || setegid(0) != 0)
+            return -1;
+        if (f->ngroups >= 0 && setgroups((size_t)f->ngroups, f->groups) != 0)
+            return -1;
+    }
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static bool is_root(void)
+{
+    return geteuid() == 0;
+}
+
+static void test_drop_and_restore(void **state)
+{
+    fixture *f = *state;
+    kt_privs p;
+    kt_error err = {KT_OK, ""};
+    gid_t groups[NGROUPS_MAX];
+    char path[PATH_MAX], secret[PATH_MAX];
+    struct stat st;
+    int fd;
+
+    if (!is_root()) {
+        /* Without root there is nothing to switch to: the call must fail, not pretend. */
+        assert_int_equal(kt_privs_drop(&p, getuid() == NOBODY ? NOBODY - 1 : NOBODY, NOBODY, &err),
+                         -1);
+        assert_int_equal(err.kind, KT_ERR_INTERNAL);
+        assert_int_equal(p.dropped, 0);
+        return;
+    }
+    snprintf(secret, sizeof(secret), "%s/root-only", f->dir);
+    fd = open(secret, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chmod(f->dir, 0777), 0);
+
+    assert_int_equal(kt_privs_drop(&p, NOBODY, NOBODY, &err), 0);
+    assert_int_equal(err.kind, KT_OK);
+    assert_int_equal(p.dropped, 1);
+    assert_int_equal(geteuid(), NOBODY);
+    assert_int_equal(getegid(), NOBODY);
+    assert_int_equal(getgroups(NGROUPS_MAX, groups), 1);
+    assert_int_equal(groups[0], NOBODY);
+
+    /* Files made now belong to the user; root's private file is out of reach. */
+    snprintf(path, sizeof(path), "%s/made-by-user", f->dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(open(secret, O_RDONLY), -1);
+    assert_int_equal(errno, EACCES);
+
+    assert_int_equal(kt_privs_restore(&p, &err), 0);
+    assert_int_equal(err.kind, KT_OK);
+    assert_int_equal(p.dropped, 0);
+    assert_null(p.saved_groups);
+    assert_int_equal(geteuid(), 0);
+    assert_int_equal(getegid(), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_uid, NOBODY);
+    assert_int_equal(st.st_gid, NOBODY);
+    fd = open(secret, O_RDONLY);
+    assert_true(fd >= 0);
+    close(fd);
+    /* Restoring twice is a no-op. */
+    assert_int_equal(kt_privs_restore(&p, &err), 0);
+}
+
+static void test_restore_supplementary_groups(void **state)
+{
+    const gid_t custom[] = {4, 24, 27};
+    gid_t groups[NGROUPS_MAX];
+    kt_privs p;
+    kt_error err = {KT_OK, ""};
+
+    if (!is_root()) {
+        /* Not root: dropping to ourselves keeps our groups untouched. */
+        int n = getgroups(NGROUPS_MAX, groups);
+
+        assert_int_equal(kt_privs_drop(&p, geteuid(), getegid(), &err), 0);
+        assert_int_equal(getgroups(NGROUPS_MAX, groups), n);
+        assert_int_equal(kt_privs_restore(&p, &err), 0);
+        return;
+    }
+    assert_int_equal(setgroups(3, custom), 0);
+    assert_int_equal(kt_privs_drop(&p, NOBODY, NOBODY, &err), 0);
+    assert_int_equal(p.saved_ngroups, 3);
+    assert_int_equal(getgroups(NGROUPS_MAX, groups), 1);
+    assert_int_equal(kt_privs_restore(&p, &err), 0);
+    assert_int_equal(getgroups(NGROUPS_MAX, groups), 3);
+    assert_memory_equal(groups, custom, sizeof(custom));
+}
+
+static void test_drop_to_self_is_noop(void **state)
+{
+    uid_t euid = geteuid();
+    gid_t egid = getegid();
+    kt_privs p;
+    kt_error err = {KT_OK, ""};
+
+    assert_int_equal(kt_privs_drop(&p, euid, egid, &err), 0);
+    assert_int_equal(p.dropped, 0);
+    assert_null(p.saved_groups);
+    assert_int_equal(geteuid(), euid);
+    assert_int_equal(getegid(), egid);
+    assert_int_equal(kt_privs_restore(&p, &err), 0);
+    assert_int_equal(geteuid(), euid);
+    assert_int_equal(err.kind, KT_OK);
+}
+
+static void test_nested_drop_refused(void **state)
+{
+    kt_privs outer, inner;
+    kt_error err = {KT_OK, ""};
+
+    if (!is_root()) {
+        assert_int_equal(kt_privs_drop(&inner, 0, 0, &err), -1);
+        assert_int_equal(err.kind, KT_ERR_INTERNAL);
+        return;
+    }
+    assert_int_equal(kt_privs_drop(&outer, NOBODY, NOBODY, &err), 0);
+    /* A dropped process is no longer root: it cannot become yet another user. */
+    assert_int_equal(kt_privs_drop(&inner, 1234, 1234, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_INTERNAL);
+    assert_int_equal(inner.dropped, 0);
+    assert_int_equal(geteuid(), NOBODY);
+    kt_error_clear(&err);
+    assert_int_equal(kt_privs_restore(&outer, &err), 0);
+    assert_int_equal(geteuid(), 0);
+}
+
+/* If the saved root identity is gone, restore must say so as an internal error. Done in a child:
+ * the child gives up root for good. Exit 0 means the expectation held. */
+static void test_restore_failure_reported(void **state)
+{
+    int status = -1;
+    pid_t pid;
+
+    if (!is_root()) {
+        kt_privs p = {.saved_euid = 0, .saved_egid = 0, .dropped = 1};
+        kt_error err = {KT_OK, ""};
+
+        /* Pretend a drop happened: getting root back must fail loudly. */
+        assert_int_equal(kt_privs_restore(&p, &err), -1);
+        assert_int_equal(err.kind, KT_ERR_INTERNAL);
+        return;
+    }
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kt_privs p;
+        kt_error err = {KT_OK, ""};
+
+        if (kt_privs_drop(&p, NOBODY, NOBODY, &err) != 0)
+            _exit(10);
+        if (setresuid(NOBODY, NOBODY, NOBODY) != 0)
+            _exit(11);
+        if (kt_privs_restore(&p, &err) != -1)
+            _exit(12);
+        if (err.kind != KT_ERR_INTERNAL || strstr(err.message, "euid") == NULL)
+            _exit(13);
+        if (geteuid() != NOBODY)
+            _exit(14);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_drop_and_restore),         T(test_restore_supplementary_groups),
+        T(test_drop_to_self_is_noop),     T(test_nested_drop_refused),
+        T(test_restore_failure_reported),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
