@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "kt_cache.h"
+#include "kt_device.h"
 #include "kt_file.h"
 #include "kt_flow.h"
 #include "kt_secret.h"
@@ -28,20 +29,6 @@ static const char *const cache_members[] = {
 };
 
 /* --- parsing --------------------------------------------------------------------------------- */
-
-/* json-c keeps its own copies of strings; the token copies are wiped before the tree is freed. */
-static void wipe_json_strings(struct json_object *obj)
-{
-    json_object_object_foreach(obj, key, val)
-    {
-        (void)key;
-        if (json_object_is_type(val, json_type_string)) {
-            const char *s = json_object_get_string(val);
-
-            kt_wipe((void *)(uintptr_t)s, (size_t)json_object_get_string_len(val));
-        }
-    }
-}
 
 static int get_string(struct json_object *obj, const char *key, char **out, kt_error *err)
 {
@@ -172,9 +159,7 @@ int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err)
     }
     ret = 0;
 out:
-    if (obj != NULL && json_object_is_type(obj, json_type_object))
-        wipe_json_strings(obj);
-    json_object_put(obj);
+    kt_json_put_wiped(obj); /* json-c's copies of the tokens */
     json_tokener_free(tok);
     return ret;
 }

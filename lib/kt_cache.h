@@ -19,19 +19,33 @@ typedef enum kt_cache_status {
     KT_CACHE_CORRUPT = 2, /* err holds why; callers report it and go on as if absent */
 } kt_cache_status;
 
+/* Strict: one JSON object, known members only, types checked, "version" 1, "expires_at" and
+ * "confirmed" required, tokens visible ASCII, and an access token may be missing only when a
+ * refresh token is there. *t is overwritten (zeroed on failure). Errors are KT_ERR_PROTOCOL. */
 int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err);
-char *kt_cache_serialize(const kt_token_set *t); /* wipe with kt_secret_free */
-/* Returns a kt_cache_status, or -1 for an unsafe file (owner, mode, link): KT_ERR_IO. */
+/* NULL when t holds neither token (or out of memory). Wipe with kt_secret_free. */
+char *kt_cache_serialize(const kt_token_set *t);
+/* Returns a kt_cache_status, or -1 for an unsafe file (owner, mode, link): KT_ERR_IO. The file
+ * must be private (0600 or stricter). owners NULL: the effective uid. KT_CACHE_ABSENT leaves err
+ * alone; KT_CACHE_CORRUPT sets it (KT_ERR_PROTOCOL, naming the file). */
 int kt_cache_load(const char *path, const kt_owner_policy *owners, kt_token_set *t, kt_error *err);
-/* Creates the state directory if needed (0700) and replaces the file atomically (0600). */
+/* Creates the state directory if needed (0700) and replaces the file atomically (0600) under the
+ * cache lock. Do not call it while holding the lock (kt_cache_get_valid stores by itself). */
 int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err);
-/* Removes the cache. With access_only, keeps the refresh token and drops only the access token. */
+/* Removes the cache under the lock. With access_only, keeps the refresh token and drops only the
+ * access token (a cache without a refresh token, or a corrupt one, is removed). Nothing to erase
+ * is not an error. */
 int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err);
 
 /* Gives a token set whose access token has at least KT_TOKEN_MIN_LEFT seconds left: from the cache,
  * or by refreshing under the cache lock (re-reading the cache after taking the lock so that only
- * one of several concurrent processes calls the token endpoint). A rejected refresh gives
- * KT_ERR_LOGIN_REQUIRED; no cache gives KT_ERR_LOGIN_REQUIRED. */
+ * one of several concurrent processes calls the token endpoint). The lock is waited for at most
+ * min(5 s, login_timeout). A refreshed set is saved before it is returned (a rotated refresh token
+ * is never lost; a failed save is KT_ERR_IO), and is returned even when the server granted less
+ * than KT_TOKEN_MIN_LEFT. A rejected refresh gives KT_ERR_LOGIN_REQUIRED and leaves the cache as
+ * it was; so does a network failure (KT_ERR_UNAVAILABLE). No cache, a corrupt cache or an expired
+ * token without a refresh token give KT_ERR_LOGIN_REQUIRED; messages tell the person to run
+ * `kontist-auth login`. An unsafe cache file gives KT_ERR_IO. */
 int kt_cache_get_valid(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy *owners,
                        kt_token_set *out, kt_error *err);
 

@@ -68,11 +68,10 @@ int kt_ctx_prompt(kt_ctx *ctx, const char *message, int echo, char **answer, kt_
     return 0;
 }
 
-static void kt_ctx_vsay(void (*say)(void *, const char *), void *data, const char *fmt,
-                        va_list ap) __attribute__((format(printf, 3, 0)));
+static void kt_ctx_vsay(void (*say)(void *, const char *), void *data, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
-static void kt_ctx_vsay(void (*say)(void *, const char *), void *data, const char *fmt,
-                        va_list ap)
+static void kt_ctx_vsay(void (*say)(void *, const char *), void *data, const char *fmt, va_list ap)
 {
     char msg[512];
 

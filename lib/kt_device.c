@@ -31,8 +31,7 @@ bool kt_device_id_ok(const char *id)
 }
 
 /* Reads a required member that will become a URL path segment. */
-static int kt_get_id(json_object *obj, const char *key, char **out, const char *what,
-                     kt_error *err)
+static int kt_get_id(json_object *obj, const char *key, char **out, const char *what, kt_error *err)
 {
     if (kt_json_get_string(obj, key, out, what, err) != 0)
         return -1;
@@ -149,8 +148,8 @@ static int kt_device_path(char *buf, size_t size, const char *device_id, const c
     return 0;
 }
 
-static int kt_device_post(kt_ctx *ctx, const char *access_token, const char *path,
-                          const char *json, kt_http_response *resp, kt_error *err)
+static int kt_device_post(kt_ctx *ctx, const char *access_token, const char *path, const char *json,
+                          kt_http_response *resp, kt_error *err)
 {
     kt_http_request req = {
         .method = "POST",
@@ -239,8 +238,9 @@ int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char
     if (kt_device_post(ctx, access_token, path, NULL, &resp, err) != 0)
         return -1;
     if (resp.status == 404)
-        kt_error_set(err, KT_ERR_NOT_ENROLLED, "create challenge: the server does not know "
-                                               "device %s (HTTP 404)",
+        kt_error_set(err, KT_ERR_NOT_ENROLLED,
+                     "create challenge: the server does not know "
+                     "device %s (HTTP 404)",
                      device_id);
     else if (resp.status < 200 || resp.status > 299)
         kt_http_status_error(&resp, "create challenge", KT_ERR_PROTOCOL, err);
@@ -252,8 +252,8 @@ int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char
 }
 
 int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
-                               const char *challenge_id, const char *signature_hex,
-                               kt_token_set *t, kt_error *err)
+                               const char *challenge_id, const char *signature_hex, kt_token_set *t,
+                               kt_error *err)
 {
     const char *pairs[] = {"signature", signature_hex, NULL};
     kt_http_response resp;
@@ -273,13 +273,12 @@ int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char
     if (kt_device_post(ctx, access_token, path, json, &resp, err) != 0)
         goto out;
     if (resp.status == 400 || resp.status == 403 || resp.status == 404)
-        kt_error_set(err, KT_ERR_MFA_FAILED, "verify challenge: rejected (HTTP %ld)",
-                     resp.status);
+        kt_error_set(err, KT_ERR_MFA_FAILED, "verify challenge: rejected (HTTP %ld)", resp.status);
     else if (resp.status < 200 || resp.status > 299)
         kt_http_status_error(&resp, "verify challenge", KT_ERR_PROTOCOL, err);
     else
-        rc = kt_device_parse_confirmed(resp.status, resp.content_type, resp.body, resp.body_len,
-                                       t, err);
+        rc = kt_device_parse_confirmed(resp.status, resp.content_type, resp.body, resp.body_len, t,
+                                       err);
     kt_http_response_free(&resp);
 out:
     free(json);

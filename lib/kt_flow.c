@@ -32,8 +32,7 @@ static int kt_confirm_steps(kt_ctx *ctx, const char *access_token, const char *d
     memset(out, 0, sizeof(*out));
     if (key == NULL)
         return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "no device key");
-    if (kt_device_challenge_create(ctx, access_token, device_id, &challenge_id, &to_sign, err) !=
-        0)
+    if (kt_device_challenge_create(ctx, access_token, device_id, &challenge_id, &to_sign, err) != 0)
         goto out;
     /* The exact bytes the server sent: no trimming, no re-encoding. */
     if (kt_key_sign_hex(key, to_sign, strlen(to_sign), &sig, err) != 0)
@@ -83,8 +82,7 @@ int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out,
         *out = pw;
         memset(&pw, 0, sizeof(pw));
     } else {
-        if (kt_confirm_steps(ctx, pw.access_token, params->device_id, params->key, &conf, err) !=
-            0)
+        if (kt_confirm_steps(ctx, pw.access_token, params->device_id, params->key, &conf, err) != 0)
             goto out;
         /* The confirmed set replaces the unconfirmed one entirely: an unconfirmed refresh token
          * would quietly renew unconfirmed access tokens. The scope is what was granted. */

@@ -158,8 +158,7 @@ kt_http *kt_http_new(const kt_config *cfg, kt_error *err)
     }
     if (kt_http_check_base_url(cfg->base_url, err) != 0)
         return NULL;
-    if (pthread_once(&kt_curl_once, kt_curl_global_init) != 0 ||
-        kt_curl_init_result != CURLE_OK) {
+    if (pthread_once(&kt_curl_once, kt_curl_global_init) != 0 || kt_curl_init_result != CURLE_OK) {
         kt_error_set(err, KT_ERR_INTERNAL, "libcurl initialisation failed");
         return NULL;
     }
@@ -259,8 +258,8 @@ static void kt_trim(const char **start, const char **end)
 {
     while (*start < *end && (**start == ' ' || **start == '\t'))
         (*start)++;
-    while (*end > *start && ((*end)[-1] == ' ' || (*end)[-1] == '\t' || (*end)[-1] == '\r' ||
-                             (*end)[-1] == '\n'))
+    while (*end > *start &&
+           ((*end)[-1] == ' ' || (*end)[-1] == '\t' || (*end)[-1] == '\r' || (*end)[-1] == '\n'))
         (*end)--;
 }
 
@@ -438,17 +437,20 @@ static int kt_build_headers(const kt_http *http, const kt_http_request *req,
 }
 
 /* Per-request timeout, shortened to what is left of the flow deadline. */
-static int kt_http_timeout(const kt_http *http, long *timeout_ms, kt_error *err)
+static int kt_http_timeout(const kt_http *http, long *timeout_ms, bool *by_deadline, kt_error *err)
 {
     long t = (http->cfg->timeout > 0 ? http->cfg->timeout : KT_HTTP_DEFAULT_TIMEOUT) * 1000L;
     uint64_t now;
 
+    *by_deadline = false;
     if (http->deadline_ms != 0) {
         now = kt_now_ms();
         if (now >= http->deadline_ms)
             return kt_error_set(err, KT_ERR_UNAVAILABLE, "deadline passed before the request");
-        if (http->deadline_ms - now < (uint64_t)t)
+        if (http->deadline_ms - now < (uint64_t)t) {
             t = (long)(http->deadline_ms - now);
+            *by_deadline = true;
+        }
     }
     *timeout_ms = t;
     return 0;
@@ -545,6 +547,7 @@ int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *re
     kt_xfer x;
     char *url = NULL;
     long timeout_ms = 0, status = 0, conns = 0;
+    bool by_deadline = false;
     CURLcode rc;
     int ret = -1;
 
@@ -556,7 +559,7 @@ int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *re
     x.resp = resp;
     http->errbuf[0] = '\0';
 
-    if (kt_http_timeout(http, &timeout_ms, err) != 0)
+    if (kt_http_timeout(http, &timeout_ms, &by_deadline, err) != 0)
         goto out;
     if ((url = kt_http_url(http, req->path, err)) == NULL)
         goto out;
@@ -569,8 +572,7 @@ int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *re
     if (curl_easy_getinfo(http->curl, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
         http->connections += conns;
     if (rc != CURLE_OK) {
-        bool deadline_cut = http->deadline_ms != 0 && kt_now_ms() >= http->deadline_ms;
-        kt_http_curl_error(http, rc, &x, deadline_cut, err);
+        kt_http_curl_error(http, rc, &x, by_deadline, err);
         goto out;
     }
     curl_easy_getinfo(http->curl, CURLINFO_RESPONSE_CODE, &status);

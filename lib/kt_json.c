@@ -162,8 +162,8 @@ char *kt_json_build(const char *const *pairs)
             goto out;
         }
     }
-    text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+    text = json_object_to_json_string_ext(obj,
+                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     if (text != NULL)
         out = strdup(text);
 out:

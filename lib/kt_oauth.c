@@ -22,8 +22,8 @@
 
 static bool kt_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 char *kt_form_encode(const char *value)
@@ -113,8 +113,8 @@ static int kt_oauth_error_kind(const char *code, kt_grant grant)
 }
 
 /* RFC 6749 §5.2 error response. */
-static int kt_oauth_parse_error(long status, const char *content_type, const char *body,
-                                size_t len, kt_grant grant, kt_error *err)
+static int kt_oauth_parse_error(long status, const char *content_type, const char *body, size_t len,
+                                kt_grant grant, kt_error *err)
 {
     json_object *obj, *v = NULL;
     char code[64], desc[128];
@@ -272,8 +272,8 @@ int kt_oauth_password_grant(kt_ctx *ctx, const char *username, const char *passw
         return kt_error_set(err, KT_ERR_BAD_CREDENTIALS, "empty username or password");
     scopes = ctx->cfg->scopes;
     if (scopes != NULL && *scopes != '\0') {
-        const char *pairs[] = {"grant_type", "password", "username", username,
-                               "password",   password,   "scope",    scopes,   NULL};
+        const char *pairs[] = {"grant_type", "password", "username", username, "password",
+                               password,     "scope",    scopes,     NULL};
         form = kt_form_build(pairs);
     } else {
         const char *pairs[] = {"grant_type", "password", "username", username,
@@ -287,8 +287,7 @@ int kt_oauth_password_grant(kt_ctx *ctx, const char *username, const char *passw
     return rc;
 }
 
-int kt_oauth_refresh_grant(kt_ctx *ctx, const char *refresh_token, kt_token_set *t,
-                           kt_error *err)
+int kt_oauth_refresh_grant(kt_ctx *ctx, const char *refresh_token, kt_token_set *t, kt_error *err)
 {
     const char *pairs[] = {"grant_type", "refresh_token", "refresh_token", refresh_token, NULL};
     char *form;

@@ -81,8 +81,8 @@ bool kt_token_string_ok(const char *s)
 
 static bool kt_b64url_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 /* base64url without padding (RFC 7515) into a NUL-terminated malloc'd buffer; *out_len gets the
@@ -139,8 +139,8 @@ static int kt_jwt_claims(json_object *payload, time_t *exp, bool *confirmed, kt_
             return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: exp out of range");
         *exp = (time_t)e;
     }
-    *confirmed = json_object_object_get_ex(payload, "cnf", &v) &&
-                 json_object_is_type(v, json_type_object);
+    *confirmed =
+        json_object_object_get_ex(payload, "cnf", &v) && json_object_is_type(v, json_type_object);
     return 0;
 }
 

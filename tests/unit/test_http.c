@@ -83,8 +83,13 @@ static int token_request(kt_http *http, kt_http_response *resp, kt_error *err)
 
 static void test_new_refuses_non_https(void **state)
 {
-    const char *bad[] = {"http://api.kontist.com", "ftp://x", "api.kontist.com", "https://",
-                         "https:///path", "https://a b", ""};
+    const char *bad[] = {"http://api.kontist.com",
+                         "ftp://x",
+                         "api.kontist.com",
+                         "https://",
+                         "https:///path",
+                         "https://a b",
+                         ""};
     kt_config cfg;
     size_t i;
 
@@ -215,8 +220,8 @@ static void test_bad_requests_refused(void **state)
     kt_http_request put = {.method = "PUT", .path = "/x"};
     kt_http_request nopath = {.method = "GET", .path = "x"};
     kt_http_request crlf = {.method = "GET", .path = "/x\r\nHost: evil"};
-    kt_http_request bearer = {.method = "GET", .path = "/x", .auth = KT_AUTH_BEARER,
-                              .bearer = "tok\r\nX-Evil: 1"};
+    kt_http_request bearer = {
+        .method = "GET", .path = "/x", .auth = KT_AUTH_BEARER, .bearer = "tok\r\nX-Evil: 1"};
     kt_http_request nobearer = {.method = "GET", .path = "/x", .auth = KT_AUTH_BEARER};
 
     (void)state;
@@ -388,8 +393,7 @@ static void test_huge_body_is_protocol_error(void **state)
     kt_http_response resp;
 
     assert_int_equal(
-        kt_mock_fault(&f->mock, "{\"endpoint\":\"token\",\"kind\":\"huge_body\",\"count\":1}"),
-        0);
+        kt_mock_fault(&f->mock, "{\"endpoint\":\"token\",\"kind\":\"huge_body\",\"count\":1}"), 0);
     assert_int_equal(token_request(http, &resp, &err), -1);
     assert_int_equal(err.kind, KT_ERR_PROTOCOL);
     assert_non_null(strstr(err.message, "response too large"));
@@ -642,8 +646,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests_refused),
         cmocka_unit_test(test_unreachable_is_unavailable),
         cmocka_unit_test_setup_teardown(test_password_grant_roundtrip, mock_up, mock_down),
-        cmocka_unit_test_setup_teardown(test_http_error_status_is_not_an_error, mock_up,
-                                        mock_down),
+        cmocka_unit_test_setup_teardown(test_http_error_status_is_not_an_error, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_headers_sent, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_status_fault_retry_after, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_content_type_normalised, mock_up, mock_down),
@@ -654,8 +657,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_connection_is_unavailable, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_one_connection_per_flow, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_system_store_rejects_mock_ca, mock_up, mock_down),
-        cmocka_unit_test_setup_teardown(test_untrusted_cert_refused, mock_up_untrusted,
-                                        mock_down),
+        cmocka_unit_test_setup_teardown(test_untrusted_cert_refused, mock_up_untrusted, mock_down),
         cmocka_unit_test_setup_teardown(test_wrong_host_refused, mock_up_wrong_host, mock_down),
         cmocka_unit_test_setup_teardown(test_pinned_pubkey, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_environment_proxy_ignored, mock_up, mock_down),

@@ -16,9 +16,12 @@
 
 #include <cmocka.h>
 
+#include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
+#include <openssl/core_object.h>
 #include <openssl/encoder.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <openssl/x509.h>
 
 #include "kontist.h"
@@ -533,6 +536,186 @@ static void test_load_refuses_bad_references(void **state)
     EVP_PKEY_free(key);
 }
 
+/* --- a store provider for the "kttest:" scheme ----------------------------------------------- */
+
+/* Stands in for the tpm2 or pkcs11 providers, which these machines do not have: it serves the
+ * keys below by URI and lets the tests drive kt_key_load's provider path end to end. */
+static struct {
+    unsigned char *p256_der; /* PrivateKeyInfo DER */
+    size_t p256_len;
+    unsigned char *p384_der;
+    size_t p384_len;
+} kttest_keys;
+
+typedef struct kttest_loader {
+    unsigned char *der;
+    size_t len;
+    int done;
+} kttest_loader;
+
+static void *kttest_open(void *provctx, const char *uri)
+{
+    kttest_loader *l;
+
+    (void)provctx;
+    if (strncmp(uri, "kttest:", 7) != 0 || strstr(uri, "fail") != NULL)
+        return NULL;
+    l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    if (strncmp(uri + 7, "p256", 4) == 0) {
+        l->der = kttest_keys.p256_der;
+        l->len = kttest_keys.p256_len;
+    } else if (strncmp(uri + 7, "p384", 4) == 0) {
+        l->der = kttest_keys.p384_der;
+        l->len = kttest_keys.p384_len;
+    }
+    return l;
+}
+
+static int kttest_set_ctx_params(void *ctx, const OSSL_PARAM params[])
+{
+    (void)ctx;
+    (void)params;
+    return 1;
+}
+
+static int kttest_load(void *ctx, OSSL_CALLBACK *object_cb, void *object_cbarg,
+                       OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    static char data_type[] = "EC";
+    static char structure[] = "PrivateKeyInfo";
+    kttest_loader *l = ctx;
+    int type = OSSL_OBJECT_PKEY;
+    OSSL_PARAM params[5];
+
+    (void)pw_cb;
+    (void)pw_cbarg;
+    l->done = 1;
+    if (l->der == NULL)
+        return 0;
+    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, data_type, 0);
+    params[2] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_STRUCTURE, structure, 0);
+    params[3] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, l->der, l->len);
+    params[4] = OSSL_PARAM_construct_end();
+    return object_cb(params, object_cbarg);
+}
+
+static int kttest_eof(void *ctx)
+{
+    return ((kttest_loader *)ctx)->done;
+}
+
+static int kttest_close(void *ctx)
+{
+    free(ctx);
+    return 1;
+}
+
+static const OSSL_DISPATCH kttest_store_functions[] = {
+    {OSSL_FUNC_STORE_OPEN, (void (*)(void))kttest_open},
+    {OSSL_FUNC_STORE_SET_CTX_PARAMS, (void (*)(void))kttest_set_ctx_params},
+    {OSSL_FUNC_STORE_LOAD, (void (*)(void))kttest_load},
+    {OSSL_FUNC_STORE_EOF, (void (*)(void))kttest_eof},
+    {OSSL_FUNC_STORE_CLOSE, (void (*)(void))kttest_close},
+    {0, NULL},
+};
+
+static const OSSL_ALGORITHM kttest_stores[] = {
+    {"kttest", "provider=kttest", kttest_store_functions, "test key store"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const OSSL_ALGORITHM *kttest_query(void *provctx, int operation_id, int *no_cache)
+{
+    (void)provctx;
+    *no_cache = 0;
+    return operation_id == OSSL_OP_STORE ? kttest_stores : NULL;
+}
+
+static const OSSL_DISPATCH kttest_provider_functions[] = {
+    {OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))kttest_query},
+    {0, NULL},
+};
+
+static int kttest_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
+                       const OSSL_DISPATCH **out, void **provctx)
+{
+    (void)handle;
+    (void)in;
+    *out = kttest_provider_functions;
+    *provctx = NULL;
+    return 1;
+}
+
+static void der_of(EVP_PKEY *key, unsigned char **der, size_t *len)
+{
+    OSSL_ENCODER_CTX *ectx =
+        OSSL_ENCODER_CTX_new_for_pkey(key, EVP_PKEY_KEYPAIR, "DER", "PrivateKeyInfo", NULL);
+
+    assert_non_null(ectx);
+    assert_int_equal(OSSL_ENCODER_to_data(ectx, der, len), 1);
+    OSSL_ENCODER_CTX_free(ectx);
+}
+
+static void test_load_provider_uris(void **state)
+{
+    keys_fixture *f = *state;
+    kt_error err = {KT_OK, ""};
+    EVP_PKEY *p256 = kt_key_generate(&err);
+    EVP_PKEY *p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+    EVP_PKEY *loaded, *planted;
+    OSSL_PROVIDER *dflt, *prov;
+    char cwd[PATH_MAX], path[PATH_MAX];
+
+    assert_non_null(p256);
+    assert_non_null(p384);
+    der_of(p256, &kttest_keys.p256_der, &kttest_keys.p256_len);
+    der_of(p384, &kttest_keys.p384_der, &kttest_keys.p384_len);
+    /* Loading a provider explicitly stops the default one loading by itself: load both. */
+    dflt = OSSL_PROVIDER_load(NULL, "default");
+    assert_non_null(dflt);
+    assert_int_equal(OSSL_PROVIDER_add_builtin(NULL, "kttest", kttest_init), 1);
+    prov = OSSL_PROVIDER_load(NULL, "kttest");
+    assert_non_null(prov);
+
+    loaded = kt_key_load("kttest:p256", &f->owners, &err);
+    if (loaded == NULL)
+        fail_msg("provider load failed: %s", err.message);
+    assert_int_equal(EVP_PKEY_eq(p256, loaded), 1);
+    EVP_PKEY_free(loaded);
+
+    assert_load_refused("kttest:p384", &f->owners, "not P-256");
+    assert_load_refused("kttest:nothing", &f->owners, "yields no private key");
+    /* A secret in the URI (a PIN) never reaches the message. */
+    assert_load_refused("kttest:fail;pin-value=918273", &f->owners,
+                        "(kttest: URI) cannot be opened");
+    kt_error_clear(&err);
+    assert_null(kt_key_load("kttest:fail;pin-value=918273", &f->owners, &err));
+    assert_null(strstr(err.message, "918273"));
+
+    /* A key file planted in the working directory under the URI's name is not read instead. */
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(f->dir.path), 0);
+    planted = save_new_key(f, "kttest:p256", path, sizeof(path));
+    assert_load_refused("kttest:p256", &f->owners, "exists in the working directory");
+    assert_int_equal(unlink(path), 0);
+    loaded = kt_key_load("kttest:p256", &f->owners, &err);
+    assert_non_null(loaded);
+    assert_int_equal(EVP_PKEY_eq(p256, loaded), 1);
+    assert_int_equal(chdir(cwd), 0);
+
+    EVP_PKEY_free(loaded);
+    EVP_PKEY_free(planted);
+    assert_int_equal(OSSL_PROVIDER_unload(prov), 1);
+    assert_int_equal(OSSL_PROVIDER_unload(dflt), 1);
+    OPENSSL_free(kttest_keys.p256_der);
+    OPENSSL_free(kttest_keys.p384_der);
+    EVP_PKEY_free(p256);
+    EVP_PKEY_free(p384);
+}
+
 static void test_save_refuses_bad_paths(void **state)
 {
     keys_fixture *f = *state;
@@ -569,6 +752,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_refuses_encrypted_key_without_prompting, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_load_refuses_bad_references, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_provider_uris, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_refuses_bad_paths, setup, teardown),
     };
 

@@ -46,8 +46,7 @@ static void test_form_encode(void **state)
 
 static void test_form_build(void **state)
 {
-    const char *pairs[] = {"grant_type", "password", "username", "a b@c", "password", "p&=%",
-                           NULL};
+    const char *pairs[] = {"grant_type", "password", "username", "a b@c", "password", "p&=%", NULL};
     const char *keys[] = {"k y", "", NULL};
     const char *empty[] = {NULL};
     const char *odd[] = {"a", NULL};
@@ -74,8 +73,8 @@ static int parse(long status, const char *ct, const char *body, kt_grant grant, 
                  kt_error *err)
 {
     kt_error_clear(err);
-    return kt_oauth_parse_token_response(status, ct, body, body != NULL ? strlen(body) : 0,
-                                         grant, NOW, t, err);
+    return kt_oauth_parse_token_response(status, ct, body, body != NULL ? strlen(body) : 0, grant,
+                                         NOW, t, err);
 }
 
 static void expect_fail(long status, const char *ct, const char *body, kt_grant grant,
@@ -130,10 +129,11 @@ static void test_parse_minimal(void **state)
     kt_error err;
 
     (void)state;
-    assert_int_equal(parse(200, "application/json",
-                           "{\"access_token\":\"abc\",\"token_type\":\"Bearer\",\"expires_in\":3599}",
-                           KT_GRANT_PASSWORD, &t, &err),
-                     0);
+    assert_int_equal(
+        parse(200, "application/json",
+              "{\"access_token\":\"abc\",\"token_type\":\"Bearer\",\"expires_in\":3599}",
+              KT_GRANT_PASSWORD, &t, &err),
+        0);
     assert_string_equal(t.access_token, "abc");
     assert_null(t.refresh_token);
     assert_null(t.scope);
@@ -209,7 +209,8 @@ static void test_parse_bad_fields(void **state)
     expect_protocol("{\"access_token\":null,\"token_type\":\"Bearer\",\"expires_in\":1}");
     expect_protocol("{\"access_token\":[\"a\"],\"token_type\":\"Bearer\",\"expires_in\":1}");
     expect_protocol("{\"access_token\":\"a b\",\"token_type\":\"Bearer\",\"expires_in\":1}");
-    expect_protocol("{\"access_token\":\"a\\r\\nX: y\",\"token_type\":\"Bearer\",\"expires_in\":1}");
+    expect_protocol(
+        "{\"access_token\":\"a\\r\\nX: y\",\"token_type\":\"Bearer\",\"expires_in\":1}");
     expect_protocol("{\"access_token\":\"a\\u0000b\",\"token_type\":\"Bearer\",\"expires_in\":1}");
     /* token_type */
     expect_protocol("{\"access_token\":\"a\",\"expires_in\":1}");
@@ -222,7 +223,8 @@ static void test_parse_bad_fields(void **state)
     expect_protocol("{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"expires_in\":3599.5}");
     expect_protocol("{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"expires_in\":-1}");
     expect_protocol("{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"expires_in\":1e12}");
-    expect_protocol("{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"expires_in\":99999999999}");
+    expect_protocol(
+        "{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"expires_in\":99999999999}");
     expect_protocol("{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"expires_in\":true}");
     expect_protocol("{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"expires_in\":null}");
     /* refresh_token and scope */
@@ -286,13 +288,11 @@ static void test_parse_oauth_errors(void **state)
                 KT_ERR_LOGIN_REQUIRED);
     expect_fail(401, json, "{\"error\":\"invalid_client\"}", KT_GRANT_PASSWORD, KT_ERR_CONFIG);
     expect_fail(401, json, "{\"error\":\"invalid_client\"}", KT_GRANT_REFRESH, KT_ERR_CONFIG);
-    expect_fail(400, json, "{\"error\":\"unauthorized_client\"}", KT_GRANT_PASSWORD,
-                KT_ERR_CONFIG);
+    expect_fail(400, json, "{\"error\":\"unauthorized_client\"}", KT_GRANT_PASSWORD, KT_ERR_CONFIG);
     expect_fail(400, json, "{\"error\":\"invalid_scope\"}", KT_GRANT_PASSWORD, KT_ERR_CONFIG);
     expect_fail(400, json, "{\"error\":\"unsupported_grant_type\"}", KT_GRANT_REFRESH,
                 KT_ERR_CONFIG);
-    expect_fail(400, json, "{\"error\":\"invalid_request\"}", KT_GRANT_PASSWORD,
-                KT_ERR_PROTOCOL);
+    expect_fail(400, json, "{\"error\":\"invalid_request\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
     expect_fail(400, json, "{\"error\":\"something_new\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
     expect_fail(403, json, "{\"error\":\"access_denied\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
     /* Malformed error answers are protocol errors, never bad credentials. */
@@ -304,12 +304,10 @@ static void test_parse_oauth_errors(void **state)
                 KT_ERR_PROTOCOL);
     expect_fail(401, "text/plain", "Unauthorized", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
     /* Outages are outages whatever the body says. */
-    expect_fail(429, json, "{\"error\":\"invalid_grant\"}", KT_GRANT_PASSWORD,
-                KT_ERR_UNAVAILABLE);
+    expect_fail(429, json, "{\"error\":\"invalid_grant\"}", KT_GRANT_PASSWORD, KT_ERR_UNAVAILABLE);
     expect_fail(500, "text/html", "<h1>oops</h1>", KT_GRANT_PASSWORD, KT_ERR_UNAVAILABLE);
     expect_fail(502, NULL, "", KT_GRANT_REFRESH, KT_ERR_UNAVAILABLE);
-    expect_fail(503, json, "{\"error\":\"invalid_client\"}", KT_GRANT_REFRESH,
-                KT_ERR_UNAVAILABLE);
+    expect_fail(503, json, "{\"error\":\"invalid_client\"}", KT_GRANT_REFRESH, KT_ERR_UNAVAILABLE);
 
     /* The description is shown, made printable. */
     assert_int_equal(parse(400, json,
@@ -478,8 +476,7 @@ static void reconfigure(fixture *f)
     assert_non_null(f->ctx);
 }
 
-static int grant(fixture *f, const char *user, const char *password, kt_token_set *t,
-                 kt_error *err)
+static int grant(fixture *f, const char *user, const char *password, kt_token_set *t, kt_error *err)
 {
     kt_error_clear(err);
     return kt_oauth_password_grant(f->ctx, user, password, t, err);

@@ -116,9 +116,9 @@ static void test_peek_without_exp(void **state)
 
 static void test_peek_bad_exp(void **state)
 {
-    const char *payloads[] = {"{\"exp\":\"1700000000\"}", "{\"exp\":1.7e9}", "{\"exp\":0}",
-                              "{\"exp\":-5}", "{\"exp\":true}", "{\"exp\":99999999999999}",
-                              "{\"exp\":null}"};
+    const char *payloads[] = {
+        "{\"exp\":\"1700000000\"}", "{\"exp\":1.7e9}",          "{\"exp\":0}",   "{\"exp\":-5}",
+        "{\"exp\":true}",           "{\"exp\":99999999999999}", "{\"exp\":null}"};
     size_t i;
 
     (void)state;
@@ -139,8 +139,8 @@ static void test_peek_not_three_parts(void **state)
     char *p = b64url("{\"exp\":1700000000}");
     char buf[256];
     /* prefix, suffix around the payload */
-    const char *shapes[][2] = {{"", ""}, {"hdr.", ""}, {"hdr.", ".sig.extra"}, {".", ".sig"},
-                               {"hdr.", ".sig."}};
+    const char *shapes[][2] = {
+        {"", ""}, {"hdr.", ""}, {"hdr.", ".sig.extra"}, {".", ".sig"}, {"hdr.", ".sig."}};
     size_t i;
     time_t exp;
     bool confirmed;
@@ -182,8 +182,8 @@ static void test_peek_bad_base64(void **state)
 
 static void test_peek_payload_not_object(void **state)
 {
-    const char *payloads[] = {"[1,2]", "\"exp\"", "17", "{\"exp\":1", "{\"exp\":1}x", "",
-                              "{'exp':1}"};
+    const char *payloads[] = {"[1,2]",        "\"exp\"", "17",       "{\"exp\":1",
+                              "{\"exp\":1}x", "",        "{'exp':1}"};
     size_t i;
 
     (void)state;

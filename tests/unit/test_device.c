@@ -1,0 +1,707 @@
+/* kt_device (device binding endpoints and their parsers) and the kt_json helpers. */
+#include <config.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+#include <openssl/evp.h>
+
+#include "kt_device.h"
+#include "kt_http.h"
+#include "kt_keys.h"
+#include "kt_mock.h"
+#include "kt_oauth.h"
+
+#define JSON "application/json"
+
+/* ---- ids ---------------------------------------------------------------------------------- */
+
+static void test_device_id_ok(void **state)
+{
+    char id[KT_DEVICE_ID_MAX + 2];
+    const char *bad[] = {"",    "../x", "a/b",  "a%2Fb",       "a?b", "a#b",
+                         "a b", "a.b",  "a\nb", "caf\xc3\xa9", "a;b", "a\\b"};
+    size_t i;
+
+    (void)state;
+    assert_true(kt_device_id_ok("daecde61-18a4-4010-a0f7-a8b21c27996a"));
+    assert_true(kt_device_id_ok("A_z-09"));
+    assert_false(kt_device_id_ok(NULL));
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (kt_device_id_ok(bad[i]))
+            fail_msg("id \"%s\" accepted", bad[i]);
+    memset(id, 'a', KT_DEVICE_ID_MAX);
+    id[KT_DEVICE_ID_MAX] = '\0';
+    assert_true(kt_device_id_ok(id));
+    id[KT_DEVICE_ID_MAX] = 'a';
+    id[KT_DEVICE_ID_MAX + 1] = '\0';
+    assert_false(kt_device_id_ok(id));
+}
+
+/* ---- json helpers ------------------------------------------------------------------------- */
+
+static json_object *parse(long status, const char *ct, const char *body, kt_error *err)
+{
+    kt_error_clear(err);
+    return kt_json_parse_response(status, ct, body, body != NULL ? strlen(body) : 0, "test", err);
+}
+
+static void expect_parse_fail(long status, const char *ct, const char *body)
+{
+    kt_error err;
+    json_object *obj = parse(status, ct, body, &err);
+
+    if (obj != NULL || err.kind != KT_ERR_PROTOCOL)
+        fail_msg("status %ld ct %s body %s: accepted", status, ct, body);
+}
+
+static void test_json_parse_ok(void **state)
+{
+    kt_error err;
+    json_object *obj;
+
+    (void)state;
+    obj = parse(200, JSON, "{\"a\":\"b\",\"n\":[1,{\"x\":null}],\"t\":true,\"e\":\"\\u00e9\\\"\"}",
+                &err);
+    assert_non_null(obj);
+    assert_true(json_object_is_type(obj, json_type_object));
+    kt_json_put_wiped(obj);
+    obj = parse(201, JSON, "\r\n {}\t\n", &err);
+    assert_non_null(obj);
+    kt_json_put_wiped(obj);
+    obj = parse(299, JSON, "{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":1}}}}}}", &err);
+    assert_non_null(obj);
+    kt_json_put_wiped(obj);
+    kt_json_put_wiped(NULL);
+}
+
+static void test_json_parse_rejects(void **state)
+{
+    char *big;
+    kt_error err;
+
+    (void)state;
+    /* status */
+    expect_parse_fail(199, JSON, "{}");
+    expect_parse_fail(300, JSON, "{}");
+    expect_parse_fail(400, JSON, "{}");
+    expect_parse_fail(500, JSON, "{}");
+    /* media type */
+    expect_parse_fail(200, NULL, "{}");
+    expect_parse_fail(200, "text/html", "{}");
+    expect_parse_fail(200, "application/problem+json", "{}");
+    expect_parse_fail(200, "", "{}");
+    /* documents */
+    expect_parse_fail(200, JSON, "");
+    expect_parse_fail(200, JSON, "   ");
+    expect_parse_fail(200, JSON, "[]");
+    expect_parse_fail(200, JSON, "\"s\"");
+    expect_parse_fail(200, JSON, "1");
+    expect_parse_fail(200, JSON, "null");
+    expect_parse_fail(200, JSON, "{");
+    expect_parse_fail(200, JSON, "{}{}");
+    expect_parse_fail(200, JSON, "{} x");
+    expect_parse_fail(200, JSON, "{\"a\":1,}");
+    expect_parse_fail(200, JSON, "{'a':1}");
+    expect_parse_fail(200, JSON, "{\"a\":'b'}");
+    expect_parse_fail(200, JSON, "{\"a\":NaN}");
+    expect_parse_fail(200, JSON, "{\"a\":Infinity}");
+    expect_parse_fail(200, JSON, "{a:1}");
+    expect_parse_fail(200, JSON, "{\"a\":01}");
+    expect_parse_fail(200, JSON, "{\"a\":\"\\x41\"}");
+    expect_parse_fail(200, JSON, "{\"a\":\"\xc3\x28\"}"); /* invalid UTF-8 */
+    expect_parse_fail(200, JSON, "{\"a\":1} /* c */");
+    /* nesting deeper than any API answer */
+    expect_parse_fail(200, JSON, "{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}");
+    /* embedded NUL and oversized input */
+    kt_error_clear(&err);
+    assert_null(kt_json_parse_response(200, JSON, "{}\0", 3, "t", &err));
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    big = malloc(KT_HTTP_MAX_BODY + 2);
+    assert_non_null(big);
+    memset(big, ' ', KT_HTTP_MAX_BODY + 1);
+    big[0] = '{';
+    big[KT_HTTP_MAX_BODY] = '}';
+    big[KT_HTTP_MAX_BODY + 1] = '\0';
+    expect_parse_fail(200, JSON, big);
+    free(big);
+}
+
+static void test_json_parse_body_ignores_status(void **state)
+{
+    kt_error err = {0};
+    json_object *obj = kt_json_parse_body(JSON, "{\"error\":\"x\"}", 13, "t", &err);
+
+    (void)state;
+    assert_non_null(obj);
+    kt_json_put_wiped(obj);
+    assert_null(kt_json_parse_body("text/plain", "{}", 2, "t", &err));
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+}
+
+static void test_json_get_string(void **state)
+{
+    kt_error err = {0};
+    json_object *obj =
+        parse(200, JSON,
+              "{\"s\":\"v\",\"e\":\"\",\"n\":1,\"z\":null,\"o\":{},\"u\":\"\\u00e9\","
+              "\"nul\":\"a\\u0000b\"}",
+              &err);
+    const char *bad[] = {"e", "n", "z", "o", "missing", "nul"};
+    static char sentinel[] = "sentinel";
+    char *out = sentinel;
+    size_t i;
+
+    (void)state;
+    assert_non_null(obj);
+    assert_int_equal(kt_json_get_string(obj, "s", &out, "t", &err), 0);
+    assert_string_equal(out, "v");
+    free(out);
+    assert_int_equal(kt_json_get_string(obj, "u", &out, "t", &err), 0);
+    assert_string_equal(out, "\xc3\xa9");
+    free(out);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        kt_error_clear(&err);
+        out = sentinel;
+        assert_int_equal(kt_json_get_string(obj, bad[i], &out, "t", &err), -1);
+        assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+        assert_null(out);
+        assert_non_null(strstr(err.message, bad[i]));
+    }
+    kt_error_clear(&err);
+    assert_int_equal(kt_json_get_string(NULL, "s", &out, "t", &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    kt_json_put_wiped(obj);
+}
+
+static void test_json_build(void **state)
+{
+    const char *pairs[] = {"name", "a \"quoted\" \\ name/\n\t\x01", "key", "caf\xc3\xa9", NULL};
+    const char *empty[] = {NULL};
+    const char *odd[] = {"a", NULL};
+    kt_error err = {0};
+    json_object *obj;
+    char *s, *v = NULL;
+
+    (void)state;
+    s = kt_json_build(pairs);
+    assert_non_null(s);
+    assert_string_equal(s, "{\"name\":\"a \\\"quoted\\\" \\\\ name/\\n\\t\\u0001\","
+                           "\"key\":\"caf\xc3\xa9\"}");
+    /* What we build, we parse back to the same values. */
+    obj = parse(200, JSON, s, &err);
+    assert_non_null(obj);
+    assert_int_equal(kt_json_get_string(obj, "name", &v, "t", &err), 0);
+    assert_string_equal(v, pairs[1]);
+    free(v);
+    kt_json_put_wiped(obj);
+    free(s);
+    s = kt_json_build(empty);
+    assert_string_equal(s, "{}");
+    free(s);
+    assert_null(kt_json_build(odd));
+    assert_null(kt_json_build(NULL));
+}
+
+/* ---- response parsers --------------------------------------------------------------------- */
+
+static void test_parse_create(void **state)
+{
+    const char *ok = "{\"deviceId\":\"d-1\",\"challengeId\":\"c_2\"}";
+    const char *bad[] = {
+        "{\"challengeId\":\"c\"}",
+        "{\"deviceId\":\"d\"}",
+        "{\"deviceId\":\"\",\"challengeId\":\"c\"}",
+        "{\"deviceId\":1,\"challengeId\":\"c\"}",
+        "{\"deviceId\":\"d\",\"challengeId\":null}",
+        "{\"deviceId\":\"../../oauth/token\",\"challengeId\":\"c\"}",
+        "{\"deviceId\":\"d\",\"challengeId\":\"c/verify\"}",
+        "[\"d\",\"c\"]",
+    };
+    char *dev = NULL, *ch = NULL;
+    kt_error err = {0};
+    size_t i;
+
+    (void)state;
+    assert_int_equal(kt_device_parse_create(201, JSON, ok, strlen(ok), &dev, &ch, &err), 0);
+    assert_string_equal(dev, "d-1");
+    assert_string_equal(ch, "c_2");
+    free(dev);
+    free(ch);
+    assert_int_equal(kt_device_parse_create(200, JSON, ok, strlen(ok), &dev, &ch, &err), 0);
+    free(dev);
+    free(ch);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        kt_error_clear(&err);
+        assert_int_equal(kt_device_parse_create(201, JSON, bad[i], strlen(bad[i]), &dev, &ch, &err),
+                         -1);
+        assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+        assert_null(dev);
+        assert_null(ch);
+    }
+    kt_error_clear(&err);
+    assert_int_equal(kt_device_parse_create(201, "text/html", ok, strlen(ok), &dev, &ch, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    assert_int_equal(kt_device_parse_create(400, JSON, ok, strlen(ok), &dev, &ch, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+}
+
+static void test_parse_challenge(void **state)
+{
+    const char *ok = "{\"id\":\"83d1a026-dc80\",\"stringToSign\":\"7b6ad39f 1593/x\"}";
+    const char *bad[] = {
+        "{\"stringToSign\":\"s\"}",
+        "{\"id\":\"c\"}",
+        "{\"id\":\"c\",\"stringToSign\":\"\"}",
+        "{\"id\":\"c\",\"stringToSign\":5}",
+        "{\"id\":\"c?x=1\",\"stringToSign\":\"s\"}",
+        "{\"id\":[],\"stringToSign\":\"s\"}",
+    };
+    char *id = NULL, *sts = NULL;
+    kt_error err = {0};
+    size_t i;
+
+    (void)state;
+    assert_int_equal(kt_device_parse_challenge(201, JSON, ok, strlen(ok), &id, &sts, &err), 0);
+    assert_string_equal(id, "83d1a026-dc80");
+    assert_string_equal(sts, "7b6ad39f 1593/x"); /* signed as is: no validation of content */
+    free(id);
+    free(sts);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        kt_error_clear(&err);
+        assert_int_equal(
+            kt_device_parse_challenge(201, JSON, bad[i], strlen(bad[i]), &id, &sts, &err), -1);
+        assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+        assert_null(id);
+        assert_null(sts);
+    }
+    kt_error_clear(&err);
+    assert_int_equal(kt_device_parse_challenge(201, NULL, ok, strlen(ok), &id, &sts, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+}
+
+static char *b64url(const char *in)
+{
+    size_t len = strlen(in), i, o = 0;
+    unsigned char std[512];
+    char *out = malloc(512);
+
+    assert_non_null(out);
+    EVP_EncodeBlock(std, (const unsigned char *)in, (int)len);
+    for (i = 0; std[i] != '\0' && std[i] != '='; i++)
+        out[o++] = std[i] == '+' ? '-' : std[i] == '/' ? '_' : (char)std[i];
+    out[o] = '\0';
+    return out;
+}
+
+static char *confirmed_body(const char *claims, const char *rest)
+{
+    char *h = b64url("{\"alg\":\"ES256\"}"), *p = b64url(claims);
+    char *body = malloc(2048);
+
+    assert_non_null(body);
+    snprintf(body, 2048, "{\"token\":\"%s.%s.sig\"%s}", h, p, rest);
+    free(h);
+    free(p);
+    return body;
+}
+
+static int parse_confirmed(const char *body, kt_token_set *t, kt_error *err)
+{
+    kt_error_clear(err);
+    return kt_device_parse_confirmed(200, JSON, body, strlen(body), t, err);
+}
+
+static void test_parse_confirmed(void **state)
+{
+    const char *cnf = "{\"exp\":1900000000,\"cnf\":{\"kid\":\"d-1\"}}";
+    kt_token_set t;
+    kt_error err;
+    char *body;
+    size_t i;
+    struct {
+        const char *claims, *rest;
+    } bad[] = {
+        {"{\"cnf\":{\"kid\":\"d\"}}", ""},   /* no exp */
+        {"{\"exp\":\"1900000000\"}", ""},    /* exp not an integer */
+        {cnf, ",\"refresh_token\":7"},       /* wrong type */
+        {cnf, ",\"refresh_token\":\"\""},    /* empty */
+        {cnf, ",\"refresh_token\":\"a b\""}, /* not a header-safe token */
+        {"[]", ""},                          /* payload not an object */
+    };
+
+    (void)state;
+    body = confirmed_body(cnf, ",\"refresh_token\":\"r-1\"");
+    assert_int_equal(parse_confirmed(body, &t, &err), 0);
+    assert_true(t.confirmed);
+    assert_int_equal(t.expires_at, 1900000000);
+    assert_string_equal(t.refresh_token, "r-1");
+    kt_token_set_free(&t);
+    free(body);
+
+    body = confirmed_body("{\"exp\":1900000000}", ",\"refresh_token\":null");
+    assert_int_equal(parse_confirmed(body, &t, &err), 0);
+    assert_false(t.confirmed);
+    assert_null(t.refresh_token);
+    kt_token_set_free(&t);
+    free(body);
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        body = confirmed_body(bad[i].claims, bad[i].rest);
+        assert_int_equal(parse_confirmed(body, &t, &err), -1);
+        assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+        assert_null(t.access_token);
+        assert_null(t.refresh_token);
+        free(body);
+    }
+    assert_int_equal(parse_confirmed("{\"token\":\"opaque\"}", &t, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    assert_int_equal(parse_confirmed("{\"token\":\"\"}", &t, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    assert_int_equal(parse_confirmed("{\"access_token\":\"a.b.c\"}", &t, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    assert_int_equal(kt_device_parse_confirmed(204, JSON, "", 0, &t, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+}
+
+/* ---- endpoints against the mock ----------------------------------------------------------- */
+
+typedef struct fixture {
+    kt_mock mock;
+    kt_config cfg;
+    kt_ctx *ctx;
+    kt_token_set login;
+    EVP_PKEY *key;
+    char pub[KT_PUBKEY_HEX_LEN + 1];
+} fixture;
+
+static int mock_up(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    kt_error err = {0};
+
+    if (f == NULL || kt_mock_start(&f->mock, NULL) != 0) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    kt_test_config(&f->cfg, &f->mock);
+    f->ctx = kt_ctx_new(&f->cfg, NULL, &err);
+    if (f->ctx == NULL ||
+        kt_oauth_password_grant(f->ctx, KT_DEMO_USER, KT_DEMO_PASSWORD, &f->login, &err) != 0)
+        return -1;
+    f->key = kt_key_generate(&err);
+    if (f->key == NULL || kt_key_public_hex(f->key, f->pub, &err) != 0) {
+        fprintf(stderr, "key: %s\n", err.message);
+        return -1;
+    }
+    return 0;
+}
+
+static int mock_down(void **state)
+{
+    fixture *f = *state;
+
+    if (f != NULL) {
+        EVP_PKEY_free(f->key);
+        kt_token_set_free(&f->login);
+        kt_ctx_free(f->ctx);
+        kt_mock_stop(&f->mock);
+        kt_test_config_free(&f->cfg);
+        free(f);
+    }
+    return 0;
+}
+
+static void expect_kind(int rc, const kt_error *err, kt_err_kind kind)
+{
+    if (rc != -1 || err->kind != kind)
+        fail_msg("rc %d, got %s (%s), want %s", rc, kt_err_kind_name(err->kind), err->message,
+                 kt_err_kind_name(kind));
+}
+
+static char *sign(fixture *f, const char *msg)
+{
+    kt_error err = {0};
+    char *sig = NULL;
+
+    assert_int_equal(kt_key_sign_hex(f->key, msg, strlen(msg), &sig, &err), 0);
+    return sig;
+}
+
+/* Creates and verifies a device; returns its id. */
+static char *enroll(fixture *f)
+{
+    kt_error err = {0};
+    char *dev = NULL, *ch = NULL, *otp, *sig;
+
+    assert_int_equal(
+        kt_device_create(f->ctx, f->login.access_token, "test box", f->pub, &dev, &ch, &err), 0);
+    assert_true(kt_device_id_ok(dev));
+    otp = kt_mock_last_otp(&f->mock);
+    assert_non_null(otp);
+    sig = sign(f, otp);
+    assert_int_equal(kt_device_verify(f->ctx, f->login.access_token, dev, ch, sig, &err), 0);
+    free(otp);
+    free(sig);
+    free(ch);
+    return dev;
+}
+
+static void test_device_lifecycle(void **state)
+{
+    fixture *f = *state;
+    kt_error err = {0};
+    kt_token_set t;
+    char *dev, *cid = NULL, *sts = NULL, *sig;
+    int requests = 0, conns = 0;
+
+    dev = enroll(f);
+    assert_int_equal(
+        kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid, &sts, &err), 0);
+    assert_non_null(cid);
+    assert_non_null(sts);
+    sig = sign(f, sts);
+    assert_int_equal(
+        kt_device_challenge_verify(f->ctx, f->login.access_token, dev, cid, sig, &t, &err), 0);
+    assert_true(t.confirmed);
+    assert_non_null(t.refresh_token); /* offline scope */
+    assert_true(t.expires_at > time(NULL));
+    kt_token_set_free(&t);
+
+    /* A challenge is single-use. */
+    kt_error_clear(&err);
+    expect_kind(kt_device_challenge_verify(f->ctx, f->login.access_token, dev, cid, sig, &t, &err),
+                &err, KT_ERR_MFA_FAILED);
+
+    /* Everything above went over the one connection. */
+    assert_int_equal(kt_http_connections(f->ctx->http), 1);
+    assert_int_equal(kt_mock_requests(&f->mock, &requests, &conns), 0);
+    assert_int_equal(requests, 6);
+    assert_int_equal(conns, 1);
+    free(sig);
+    free(cid);
+    free(sts);
+    free(dev);
+}
+
+static void test_create_failures(void **state)
+{
+    fixture *f = *state;
+    kt_error err = {0};
+    char *dev = NULL, *ch = NULL;
+
+    expect_kind(kt_device_create(f->ctx, "not-a-token", "n", f->pub, &dev, &ch, &err), &err,
+                KT_ERR_LOGIN_REQUIRED);
+    assert_null(dev);
+    kt_error_clear(&err);
+    expect_kind(kt_device_create(f->ctx, f->login.access_token, "n", "04abcd", &dev, &ch, &err),
+                &err, KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"devices_create\",\"kind\":"
+                                             "\"status\",\"status\":503,\"count\":1}"),
+                     0);
+    expect_kind(kt_device_create(f->ctx, f->login.access_token, "n", f->pub, &dev, &ch, &err), &err,
+                KT_ERR_UNAVAILABLE);
+    kt_error_clear(&err);
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"devices_create\",\"kind\":"
+                                             "\"malformed_json\",\"count\":1}"),
+                     0);
+    expect_kind(kt_device_create(f->ctx, f->login.access_token, "n", f->pub, &dev, &ch, &err), &err,
+                KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    expect_kind(kt_device_create(f->ctx, f->login.access_token, "", f->pub, &dev, &ch, &err), &err,
+                KT_ERR_INTERNAL);
+    assert_null(dev);
+    assert_null(ch);
+}
+
+static void test_verify_failures(void **state)
+{
+    fixture *f = *state;
+    kt_error err = {0};
+    char *dev = NULL, *ch = NULL, *otp, *sig, *wrong;
+
+    assert_int_equal(
+        kt_device_create(f->ctx, f->login.access_token, "box", f->pub, &dev, &ch, &err), 0);
+    otp = kt_mock_last_otp(&f->mock);
+    assert_non_null(otp);
+    sig = sign(f, otp);
+    wrong = sign(f, "000000");
+
+    /* Statuses the contract does not promise for a good answer. */
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"device_verify\",\"kind\":"
+                                             "\"status\",\"status\":201,\"count\":1}"),
+                     0);
+    expect_kind(kt_device_verify(f->ctx, f->login.access_token, dev, ch, sig, &err), &err,
+                KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"device_verify\",\"kind\":"
+                                             "\"status\",\"status\":403,\"count\":1}"),
+                     0);
+    expect_kind(kt_device_verify(f->ctx, f->login.access_token, dev, ch, sig, &err), &err,
+                KT_ERR_MFA_FAILED);
+    kt_error_clear(&err);
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"device_verify\",\"kind\":"
+                                             "\"status\",\"status\":502,\"count\":1}"),
+                     0);
+    expect_kind(kt_device_verify(f->ctx, f->login.access_token, dev, ch, sig, &err), &err,
+                KT_ERR_UNAVAILABLE);
+    kt_error_clear(&err);
+    expect_kind(kt_device_verify(f->ctx, "bogus", dev, ch, sig, &err), &err, KT_ERR_LOGIN_REQUIRED);
+    kt_error_clear(&err);
+    expect_kind(kt_device_verify(f->ctx, f->login.access_token, "no-such-device", ch, sig, &err),
+                &err, KT_ERR_MFA_FAILED);
+    /* A wrong signature uses the challenge up: the right one is refused afterwards. */
+    kt_error_clear(&err);
+    expect_kind(kt_device_verify(f->ctx, f->login.access_token, dev, ch, wrong, &err), &err,
+                KT_ERR_MFA_FAILED);
+    kt_error_clear(&err);
+    expect_kind(kt_device_verify(f->ctx, f->login.access_token, dev, ch, sig, &err), &err,
+                KT_ERR_MFA_FAILED);
+    free(otp);
+    free(sig);
+    free(wrong);
+    free(dev);
+    free(ch);
+}
+
+static void test_verify_accepts_200(void **state)
+{
+    fixture *f = *state;
+    kt_error err = {0};
+
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"device_verify\",\"kind\":"
+                                             "\"status\",\"status\":200,\"count\":1}"),
+                     0);
+    assert_int_equal(kt_device_verify(f->ctx, f->login.access_token, "d", "c", "00", &err), 0);
+    assert_int_equal(kt_mock_last_status(&f->mock), 200);
+}
+
+static void test_challenge_failures(void **state)
+{
+    fixture *f = *state;
+    kt_error err = {0};
+    kt_token_set t;
+    char *dev, *cid = NULL, *sts = NULL, *sig, *wrong;
+
+    expect_kind(kt_device_challenge_create(f->ctx, f->login.access_token, "unknown-device", &cid,
+                                           &sts, &err),
+                &err, KT_ERR_NOT_ENROLLED);
+    assert_null(cid);
+    kt_error_clear(&err);
+    dev = enroll(f);
+    expect_kind(kt_device_challenge_create(f->ctx, "bogus", dev, &cid, &sts, &err), &err,
+                KT_ERR_LOGIN_REQUIRED);
+    kt_error_clear(&err);
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"challenge_create\",\"kind\":"
+                                             "\"status\",\"status\":429,\"retry_after\":9,"
+                                             "\"count\":1}"),
+                     0);
+    expect_kind(kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid, &sts, &err),
+                &err, KT_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err.message, "retry after 9"));
+    kt_error_clear(&err);
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"challenge_create\",\"kind\":"
+                                             "\"wrong_content_type\",\"count\":1}"),
+                     0);
+    expect_kind(kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid, &sts, &err),
+                &err, KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+
+    assert_int_equal(
+        kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid, &sts, &err), 0);
+    sig = sign(f, sts);
+    wrong = sign(f, "not the string to sign");
+    expect_kind(kt_device_challenge_verify(f->ctx, f->login.access_token, dev, "no-such-challenge",
+                                           sig, &t, &err),
+                &err, KT_ERR_MFA_FAILED);
+    kt_error_clear(&err);
+    expect_kind(kt_device_challenge_verify(f->ctx, "bogus", dev, cid, sig, &t, &err), &err,
+                KT_ERR_LOGIN_REQUIRED);
+    kt_error_clear(&err);
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"challenge_verify\",\"kind\":"
+                                             "\"status\",\"status\":503,\"count\":1}"),
+                     0);
+    expect_kind(kt_device_challenge_verify(f->ctx, f->login.access_token, dev, cid, sig, &t, &err),
+                &err, KT_ERR_UNAVAILABLE);
+    kt_error_clear(&err);
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"challenge_verify\",\"kind\":"
+                                             "\"status\",\"status\":403,\"count\":1}"),
+                     0);
+    expect_kind(kt_device_challenge_verify(f->ctx, f->login.access_token, dev, cid, sig, &t, &err),
+                &err, KT_ERR_MFA_FAILED);
+    kt_error_clear(&err);
+    expect_kind(
+        kt_device_challenge_verify(f->ctx, f->login.access_token, dev, cid, wrong, &t, &err), &err,
+        KT_ERR_MFA_FAILED);
+    assert_null(t.access_token);
+    free(sig);
+    free(wrong);
+    free(cid);
+    free(sts);
+    free(dev);
+}
+
+static void test_hostile_ids_not_sent(void **state)
+{
+    fixture *f = *state;
+    kt_error err = {0};
+    kt_token_set t;
+    char *cid = NULL, *sts = NULL;
+    int before = 0, after = 0, conns = 0;
+
+    assert_int_equal(kt_mock_requests(&f->mock, &before, &conns), 0);
+    expect_kind(kt_device_challenge_create(f->ctx, f->login.access_token, "../../oauth/token", &cid,
+                                           &sts, &err),
+                &err, KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    expect_kind(kt_device_verify(f->ctx, f->login.access_token, "d?x=1", "c", "00", &err), &err,
+                KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    expect_kind(kt_device_verify(f->ctx, f->login.access_token, "d", "c/../x", "00", &err), &err,
+                KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    expect_kind(
+        kt_device_challenge_verify(f->ctx, f->login.access_token, "d", "c#", "00", &t, &err), &err,
+        KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    expect_kind(
+        kt_device_challenge_verify(f->ctx, f->login.access_token, NULL, "c", "00", &t, &err), &err,
+        KT_ERR_PROTOCOL);
+    assert_int_equal(kt_mock_requests(&f->mock, &after, &conns), 0);
+    assert_int_equal(after, before);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_id_ok),
+        cmocka_unit_test(test_json_parse_ok),
+        cmocka_unit_test(test_json_parse_rejects),
+        cmocka_unit_test(test_json_parse_body_ignores_status),
+        cmocka_unit_test(test_json_get_string),
+        cmocka_unit_test(test_json_build),
+        cmocka_unit_test(test_parse_create),
+        cmocka_unit_test(test_parse_challenge),
+        cmocka_unit_test(test_parse_confirmed),
+        cmocka_unit_test_setup_teardown(test_device_lifecycle, mock_up, mock_down),
+        cmocka_unit_test_setup_teardown(test_create_failures, mock_up, mock_down),
+        cmocka_unit_test_setup_teardown(test_verify_failures, mock_up, mock_down),
+        cmocka_unit_test_setup_teardown(test_verify_accepts_200, mock_up, mock_down),
+        cmocka_unit_test_setup_teardown(test_challenge_failures, mock_up, mock_down),
+        cmocka_unit_test_setup_teardown(test_hostile_ids_not_sent, mock_up, mock_down),
+    };
+    int rc = cmocka_run_group_tests_name("kt_device", tests, NULL, NULL);
+
+    kt_mock_cleanup_shared();
+    return rc;
+}
