@@ -9,9 +9,9 @@ import base64
 import datetime
 import hmac
 import json
-import math
 import re
 import secrets
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -150,7 +150,6 @@ class Api:
     ]
 
     def __init__(self, users, clients, settings, sms_sink):
-        import threading
         self.lock = threading.RLock()
         self.users, self.clients = users, clients
         self.settings = settings
@@ -189,7 +188,7 @@ class Api:
             iat, exp, expires_in = int(now) - 60, int(now) - 1, 0
         else:
             iat = int(now)
-            exp = math.ceil(now + self.settings.token_lifetime)
+            exp = int(now + self.settings.token_lifetime)
             expires_in = int(self.settings.token_lifetime)
         claims = {"iss": "kontist-mock", "sub": username, "scope": " ".join(scope),
                   "client_id": client_id, "iat": iat, "exp": exp,
@@ -549,7 +548,10 @@ class Api:
             if not match:
                 return self._graphql_error("unsupported mutation")
             if match.group(1) is not None:
-                device_id = json.loads(f'"{match.group(1)}"')
+                try:
+                    device_id = json.loads(f'"{match.group(1)}"')
+                except ValueError:
+                    return self._graphql_error("bad string literal")
             else:
                 device_id = variables.get(match.group(2))
             if not isinstance(device_id, str):

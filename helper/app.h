@@ -1,0 +1,60 @@
+/* What every kontist-auth command shares: the program name, the configuration chosen by
+ * --config / KONTIST_CONFIG or the usual files, the user's file locations and owner policy. */
+#ifndef KA_APP_H
+#define KA_APP_H
+
+#include <stdbool.h>
+
+#include "kontist.h"
+#include "terminal.h"
+
+#define KA_PROG "kontist-auth"
+#define KA_CRED_PROG "git-credential-kontist"
+
+typedef struct ka_app {
+    const char *prog;        /* name used in messages */
+    const char *config_path; /* --config FILE; NULL: KONTIST_CONFIG, else system then user file */
+    char *config_used[2];    /* files actually read, for status */
+    bool config_loaded;
+    kt_config cfg;
+    kt_paths paths;
+    kt_owner_policy user_owners; /* per-user files: owned by the invoking user only */
+    ka_term term;
+} ka_app;
+
+/* Resolves the user's paths and loads the configuration. Returns 0 or -1 with err set. */
+int ka_app_setup(ka_app *app, kt_error *err);
+/* Only the file locations, for commands that must work with a broken configuration (logout). */
+int ka_app_setup_paths(ka_app *app, kt_error *err);
+void ka_app_free(ka_app *app);
+
+/* The shared option every command accepts besides its own: --config FILE. */
+#define KA_OPT_CONFIG 0x100
+#define KA_OPT_HELP 'h'
+
+/* Commands: argv[0] is the command name; each returns an exit code. */
+int ka_cmd_login(ka_app *app, int argc, char **argv);
+int ka_cmd_device(ka_app *app, int argc, char **argv);
+int ka_cmd_token(ka_app *app, int argc, char **argv);
+int ka_cmd_status(ka_app *app, int argc, char **argv);
+int ka_cmd_logout(ka_app *app, int argc, char **argv);
+int ka_cmd_credential(ka_app *app, int argc, char **argv);
+/* The credential operations themselves (get, store, erase; others are ignored). */
+int ka_credential_run(ka_app *app, const char *operation);
+
+/* A token set from the cache whose access token is confirmed and has at least KT_TOKEN_MIN_LEFT
+ * seconds left, refreshed under the cache lock when needed. Never prompts. */
+int ka_confirmed_token(ka_app *app, kt_token_set *t, kt_error *err);
+
+/* Usage helpers: an unknown option or a missing argument is reported the same way everywhere. */
+int ka_usage_error(const ka_app *app, const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Reports a getopt failure ('?' or ':') for argv; returns KA_EXIT_USAGE. */
+int ka_bad_option(const ka_app *app, const char *cmd, int c, char **argv);
+
+/* Formats a UNIX time as "2024-05-01 12:00:00 UTC" into buf. */
+void ka_format_time(time_t t, char *buf, size_t size);
+/* First 8 characters of a secret and an ellipsis, for messages that must not print it whole. */
+void ka_mask(const char *secret, char *buf, size_t size);
+
+#endif

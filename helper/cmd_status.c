@@ -1,0 +1,146 @@
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "exit_codes.h"
+
+static const char status_help[] =
+    "Usage: kontist-auth status\n"
+    "\n"
+    "Shows the configuration in use, who is logged in, the access token's expiry and whether it\n"
+    "is confirmed by device MFA, whether a refresh token is held, and the device binding. Prints\n"
+    "no secret and makes no network request. Exits 0 when logged in (a usable access token or a\n"
+    "refresh token), 3 when not, 6 when the cache or record is unsafe.\n"
+    "\n"
+    "Options:\n"
+    "      --config FILE  read only FILE as configuration\n"
+    "  -h, --help         show this help\n"
+    "\n";
+
+static const struct option status_options[] = {
+    {"config", required_argument, NULL, KA_OPT_CONFIG},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static void show_config(const ka_app *app)
+{
+    printf("configuration: ");
+    if (app->config_used[0] == NULL)
+        printf("built-in defaults only\n");
+    else if (app->config_used[1] == NULL)
+        printf("%s\n", app->config_used[0]);
+    else
+        printf("%s, %s\n", app->config_used[0], app->config_used[1]);
+    printf("api:           %s (client %s)\n", app->cfg.base_url,
+           app->cfg.client_id != NULL ? app->cfg.client_id : "(none)");
+}
+
+/* Returns the exit code the token part of the status calls for. */
+static int show_tokens(const ka_app *app)
+{
+    kt_error err = {KT_OK, ""};
+    kt_token_set t;
+    time_t now = time(NULL);
+    char when[64];
+    int st;
+
+    memset(&t, 0, sizeof(t));
+    st = kt_cache_load(app->paths.cache_file, &app->user_owners, &t, &err);
+    if (st < 0) {
+        printf("logged in:     unknown: the token cache is refused: %s\n", err.message);
+        return ka_exit_code(err.kind == KT_OK ? KT_ERR_IO : err.kind);
+    }
+    if (st == KT_CACHE_CORRUPT)
+        printf("token cache:   corrupt, ignored (%s)\n", err.message);
+    if (st != KT_CACHE_LOADED) {
+        printf("logged in:     no\n");
+        kt_token_set_free(&t);
+        return KA_EXIT_AUTH;
+    }
+    printf("logged in:     %s\n", t.username != NULL ? t.username : "yes (user unknown)");
+    ka_format_time(t.expires_at, when, sizeof(when));
+    if (t.access_token == NULL)
+        printf("access token:  none\n");
+    else if (t.expires_at > now)
+        printf("access token:  valid until %s (%lld s left)%s\n", when,
+               (long long)(t.expires_at - now),
+               kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) ? "" : ", due for refresh");
+    else
+        printf("access token:  expired at %s\n", when);
+    if (t.confirmed)
+        printf("confirmed:     yes (device MFA%s%s)\n", t.device_id != NULL ? ", device " : "",
+               t.device_id != NULL ? t.device_id : "");
+    else
+        printf("confirmed:     no\n");
+    printf("refresh token: %s\n", t.refresh_token != NULL ? "present" : "none");
+    st = kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) || t.refresh_token != NULL
+             ? KA_EXIT_OK
+             : KA_EXIT_AUTH;
+    kt_token_set_free(&t);
+    return st;
+}
+
+/* Returns KA_EXIT_OK, or KA_EXIT_IO (or another code) for a record that cannot be read. */
+static int show_device(const ka_app *app)
+{
+    kt_error err = {KT_OK, ""};
+    kt_device_record rec;
+    int e = 0;
+
+    memset(&rec, 0, sizeof(rec));
+    if (kt_record_load(app->paths.record_file, &app->user_owners, &rec, &e, &err) != 0) {
+        if (e == ENOENT) {
+            printf("device:        not enrolled\n");
+            return KA_EXIT_OK;
+        }
+        printf("device:        unusable record: %s\n", err.message);
+        return ka_exit_code(err.kind);
+    }
+    if (rec.device_id == NULL)
+        printf("device:        not enrolled (user %s)\n",
+               rec.username != NULL ? rec.username : "unknown");
+    else
+        printf("device:        %s \"%s\" for %s\n" "device key:    %s\n", rec.device_id,
+               rec.name != NULL ? rec.name : "", rec.username != NULL ? rec.username : "unknown",
+               rec.key_ref != NULL ? rec.key_ref : "(none)");
+    kt_record_free(&rec);
+    return KA_EXIT_OK;
+}
+
+int ka_cmd_status(ka_app *app, int argc, char **argv)
+{
+    kt_error err = {KT_OK, ""};
+    int c, rc, dev;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", status_options, NULL)) != -1) {
+        switch (c) {
+        case KA_OPT_CONFIG:
+            app->config_path = optarg;
+            break;
+        case 'h':
+            fputs(status_help, stdout);
+            fputs(ka_exit_codes_help, stdout);
+            return KA_EXIT_OK;
+        default:
+            return ka_bad_option(app, "status", c, argv);
+        }
+    }
+    if (optind < argc)
+        return ka_usage_error(app, "status", "unexpected argument '%s'", argv[optind]);
+    if (ka_app_setup(app, &err) != 0)
+        return ka_report(app->prog, &err);
+    show_config(app);
+    rc = show_tokens(app);
+    dev = show_device(app);
+    /* An unsafe file outranks "not logged in": it needs the person's attention first. */
+    if (dev != KA_EXIT_OK && (rc == KA_EXIT_OK || rc == KA_EXIT_AUTH))
+        rc = dev;
+    return rc;
+}

@@ -1,0 +1,133 @@
+#include <config.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "exit_codes.h"
+
+static const char token_help[] =
+    "Usage: kontist-auth token [--json]\n"
+    "\n"
+    "Prints a valid confirmed access token and nothing else, refreshing it first when it has less\n"
+    "than 60 seconds left, e.g. for  curl -H \"Authorization: Bearer $(kontist-auth token)\".\n"
+    "Never prompts: log in first with 'kontist-auth login'.\n"
+    "\n"
+    "Options:\n"
+    "      --json         print {\"access_token\",\"token_type\",\"expires_at\",\"expires_in\",\n"
+    "                     \"confirmed\",\"username\"} instead\n"
+    "      --config FILE  read only FILE as configuration\n"
+    "  -h, --help         show this help\n"
+    "\n";
+
+enum { OPT_JSON = 0x200 };
+
+static const struct option token_options[] = {
+    {"json", no_argument, NULL, OPT_JSON},
+    {"config", required_argument, NULL, KA_OPT_CONFIG},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+int ka_confirmed_token(ka_app *app, kt_token_set *t, kt_error *err)
+{
+    ka_term quiet = app->term;
+    kt_conv conv;
+    kt_ctx *ctx;
+    int rc = -1;
+
+    memset(t, 0, sizeof(*t));
+    /* Scripts and git call this unattended: nobody is asked anything. */
+    quiet.no_prompt = true;
+    conv = ka_term_conv(&quiet);
+    ctx = kt_ctx_new(&app->cfg, &conv, err);
+    if (ctx == NULL)
+        return -1;
+    if (kt_cache_get_valid(ctx, &app->paths, &app->user_owners, t, err) != 0)
+        goto out;
+    if (!t->confirmed) {
+        kt_error_set(err, KT_ERR_NOT_ENROLLED,
+                     "the cached token is not confirmed by device MFA: log in with "
+                     "'kontist-auth login' using an enrolled device");
+        goto out;
+    }
+    if (!kt_token_string_ok(t->access_token)) {
+        kt_error_set(err, KT_ERR_PROTOCOL, "the cached access token is not printable");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0)
+        kt_token_set_free(t);
+    kt_ctx_free(ctx);
+    return rc;
+}
+
+/* A JSON string literal; the token is visible ASCII already, names may be anything. */
+static void put_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(out, "\\u%04x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+static void print_json(const kt_token_set *t)
+{
+    long long left = (long long)(t->expires_at - time(NULL));
+
+    fputs("{\"access_token\":", stdout);
+    put_json_string(stdout, t->access_token);
+    printf(",\"token_type\":\"Bearer\",\"expires_at\":%lld,\"expires_in\":%lld,\"confirmed\":%s",
+           (long long)t->expires_at, left > 0 ? left : 0, t->confirmed ? "true" : "false");
+    fputs(",\"username\":", stdout);
+    if (t->username != NULL)
+        put_json_string(stdout, t->username);
+    else
+        fputs("null", stdout);
+    fputs("}\n", stdout);
+}
+
+int ka_cmd_token(ka_app *app, int argc, char **argv)
+{
+    kt_error err = {KT_OK, ""};
+    kt_token_set t;
+    bool json = false;
+    int c;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", token_options, NULL)) != -1) {
+        switch (c) {
+        case OPT_JSON:
+            json = true;
+            break;
+        case KA_OPT_CONFIG:
+            app->config_path = optarg;
+            break;
+        case 'h':
+            fputs(token_help, stdout);
+            fputs(ka_exit_codes_help, stdout);
+            return KA_EXIT_OK;
+        default:
+            return ka_bad_option(app, "token", c, argv);
+        }
+    }
+    if (optind < argc)
+        return ka_usage_error(app, "token", "unexpected argument '%s'", argv[optind]);
+    if (ka_app_setup(app, &err) != 0 || ka_confirmed_token(app, &t, &err) != 0)
+        return ka_report(app->prog, &err);
+    if (json)
+        print_json(&t);
+    else
+        printf("%s\n", t.access_token);
+    kt_token_set_free(&t);
+    return KA_EXIT_OK;
+}

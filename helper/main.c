@@ -1,0 +1,164 @@
+#include <config.h>
+
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "exit_codes.h"
+
+static const char usage_text[] =
+    "Usage: kontist-auth [--config FILE] COMMAND [OPTIONS]\n"
+    "\n"
+    "Logs in to the Kontist API with username and password plus device MFA, keeps the tokens in\n"
+    "a private cache and hands out a valid access token to scripts and git.\n"
+    "\n"
+    "Commands:\n"
+    "  login                        log in (password, then device MFA when one is bound)\n"
+    "  device enroll                bind this machine as a device (key and SMS code)\n"
+    "  token [--json]               print a valid confirmed access token\n"
+    "  status                       who is logged in, token expiry, device binding\n"
+    "  logout                       remove the cached tokens\n"
+    "  credential get|store|erase   the git credential protocol (also as git-credential-kontist)\n"
+    "\n"
+    "Options:\n"
+    "  --config FILE   read only FILE as configuration (default: /etc/kontist/kontist.conf,\n"
+    "                  then ~/.config/kontist/kontist.conf; KONTIST_CONFIG also names a file)\n"
+    "  -h, --help      show this help ('kontist-auth COMMAND --help' for a command)\n"
+    "  -V, --version   show the version\n"
+    "\n";
+
+static const char cred_usage_text[] =
+    "Usage: git-credential-kontist [--config FILE] get|store|erase\n"
+    "\n"
+    "A git credential helper: 'git config credential.helper kontist'. For the configured Kontist\n"
+    "API host, 'get' answers with a valid confirmed access token from kontist-auth's cache\n"
+    "(refreshing it when needed); 'store' keeps nothing; 'erase' drops the cached access token.\n"
+    "Other hosts get no answer. It never prompts: log in first with 'kontist-auth login'.\n"
+    "\n"
+    "Options:\n"
+    "  --config FILE   read only FILE as configuration (also KONTIST_CONFIG)\n"
+    "  -h, --help      show this help\n"
+    "\n";
+
+struct command {
+    const char *name;
+    int (*run)(ka_app *app, int argc, char **argv);
+};
+
+static const struct command commands[] = {
+    {"login", ka_cmd_login},   {"device", ka_cmd_device}, {"token", ka_cmd_token},
+    {"status", ka_cmd_status}, {"logout", ka_cmd_logout}, {"credential", ka_cmd_credential},
+};
+
+static const struct option global_options[] = {
+    {"config", required_argument, NULL, KA_OPT_CONFIG},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Options before the command (or before the credential operation); stops at the first word. */
+static int parse_global(ka_app *app, int argc, char **argv, const char *help, bool *done)
+{
+    int c;
+
+    *done = false;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+:hV", global_options, NULL)) != -1) {
+        switch (c) {
+        case KA_OPT_CONFIG:
+            app->config_path = optarg;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            fputs(ka_exit_codes_help, stdout);
+            *done = true;
+            return KA_EXIT_OK;
+        case 'V':
+            printf("%s %s\n", app->prog, PACKAGE_VERSION);
+            *done = true;
+            return KA_EXIT_OK;
+        default:
+            *done = true;
+            return ka_bad_option(app, NULL, c, argv);
+        }
+    }
+    return KA_EXIT_OK;
+}
+
+static int run_kontist_auth(ka_app *app, int argc, char **argv)
+{
+    bool done;
+    int rc = parse_global(app, argc, argv, usage_text, &done);
+    const char *name;
+
+    if (done)
+        return rc;
+    if (optind >= argc)
+        return ka_usage_error(app, NULL, "no command given");
+    name = argv[optind];
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(name, commands[i].name) == 0) {
+            int sub_argc = argc - optind;
+            char **sub_argv = argv + optind;
+
+            optind = 0; /* glibc: start the next getopt_long afresh */
+            return commands[i].run(app, sub_argc, sub_argv);
+        }
+    }
+    return ka_usage_error(app, NULL, "unknown command '%s'", name);
+}
+
+/* As git-credential-kontist: git appends the operation; unknown operations are ignored, as
+ * gitcredentials(7) asks of helpers, so future git versions do not break. */
+static int run_credential_helper(ka_app *app, int argc, char **argv)
+{
+    bool done;
+    int rc = parse_global(app, argc, argv, cred_usage_text, &done);
+
+    if (done)
+        return rc;
+    if (optind >= argc)
+        return ka_usage_error(app, NULL, "no operation given (get, store or erase)");
+    if (optind + 1 < argc)
+        return ka_usage_error(app, NULL, "too many arguments");
+    return ka_credential_run(app, argv[optind]);
+}
+
+int main(int argc, char **argv)
+{
+    ka_app app;
+    char *self = strdup(argc > 0 && argv[0] != NULL ? argv[0] : KA_PROG);
+    int rc;
+
+    /* Files are created with explicit modes anyway; this covers anything a library creates. */
+    umask(077);
+    memset(&app, 0, sizeof(app));
+    if (self == NULL) {
+        fprintf(stderr, "%s: out of memory\n", KA_PROG);
+        return KA_EXIT_INTERNAL;
+    }
+    if (strcmp(basename(self), KA_CRED_PROG) == 0) {
+        app.prog = KA_CRED_PROG;
+        app.term.prog = app.prog;
+        app.term.no_prompt = true;
+        rc = run_credential_helper(&app, argc, argv);
+    } else {
+        app.prog = KA_PROG;
+        app.term.prog = app.prog;
+        rc = run_kontist_auth(&app, argc, argv);
+    }
+    ka_app_free(&app);
+    free(self);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: cannot write to standard output\n", app.prog);
+        if (rc == KA_EXIT_OK)
+            rc = KA_EXIT_IO;
+    }
+    return rc;
+}

@@ -1,0 +1,146 @@
+#include <config.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "exit_codes.h"
+
+/* kt_file insists on absolute paths; a relative --config is taken from the current directory
+ * without resolving links, so the file itself is still opened with O_NOFOLLOW. */
+static char *absolute(const char *path, kt_error *err)
+{
+    char *cwd, *out = NULL;
+
+    if (path[0] == '/') {
+        out = strdup(path);
+    } else if ((cwd = getcwd(NULL, 0)) != NULL) {
+        if (asprintf(&out, "%s/%s", cwd, path) < 0)
+            out = NULL;
+        free(cwd);
+    } else {
+        kt_error_set(err, KT_ERR_IO, "cannot find the current directory: %s", strerror(errno));
+        return NULL;
+    }
+    if (out == NULL)
+        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    return out;
+}
+
+static int load_one(ka_app *app, const char *path, const kt_owner_policy *owners, bool missing_ok,
+                    kt_error *err)
+{
+    bool found = false;
+
+    if (kt_config_load_file(&app->cfg, path, owners, missing_ok, &found, err) != 0)
+        return -1;
+    if (found) {
+        for (size_t i = 0; i < 2; i++) {
+            if (app->config_used[i] == NULL) {
+                app->config_used[i] = strdup(path);
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+static int load_config(ka_app *app, kt_error *err)
+{
+    const kt_owner_policy system_owners = {.allow_root = true, .allow_uid = false};
+    kt_owner_policy user_cfg_owners = app->user_owners;
+    const char *chosen = app->config_path;
+    char *abs;
+    int rc;
+
+    /* Files in the user's own directory may also be root's (an administrator set them up). */
+    user_cfg_owners.allow_root = true;
+    if (chosen == NULL) {
+        chosen = getenv("KONTIST_CONFIG");
+        if (chosen != NULL && chosen[0] == '\0')
+            chosen = NULL;
+    }
+    if (chosen != NULL) {
+        abs = absolute(chosen, err);
+        if (abs == NULL)
+            return -1;
+        rc = load_one(app, abs, &user_cfg_owners, false, err);
+        free(abs);
+        return rc;
+    }
+    if (load_one(app, KT_SYSTEM_CONFIG, &system_owners, true, err) != 0)
+        return -1;
+    return load_one(app, app->paths.user_config, &user_cfg_owners, true, err);
+}
+
+int ka_app_setup_paths(ka_app *app, kt_error *err)
+{
+    app->user_owners.allow_root = false;
+    app->user_owners.allow_uid = true;
+    app->user_owners.uid = geteuid();
+    return kt_paths_from_env(&app->paths, err);
+}
+
+int ka_app_setup(ka_app *app, kt_error *err)
+{
+    kt_config_init(&app->cfg);
+    app->config_loaded = true;
+    if (ka_app_setup_paths(app, err) != 0)
+        return -1;
+    if (load_config(app, err) != 0)
+        return -1;
+    return kt_config_validate(&app->cfg, err);
+}
+
+void ka_app_free(ka_app *app)
+{
+    if (app->config_loaded)
+        kt_config_free(&app->cfg);
+    kt_paths_free(&app->paths);
+    for (size_t i = 0; i < 2; i++) {
+        free(app->config_used[i]);
+        app->config_used[i] = NULL;
+    }
+    app->config_loaded = false;
+}
+
+int ka_usage_error(const ka_app *app, const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s%s%s: ", app->prog, cmd != NULL ? " " : "", cmd != NULL ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s%s%s --help'.\n", app->prog, cmd != NULL ? " " : "",
+            cmd != NULL ? cmd : "");
+    return KA_EXIT_USAGE;
+}
+
+int ka_bad_option(const ka_app *app, const char *cmd, int c, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+
+    if (c == ':')
+        return ka_usage_error(app, cmd, "option '%s' needs an argument", arg);
+    if (optopt != 0)
+        return ka_usage_error(app, cmd, "unknown option '-%c'", optopt);
+    return ka_usage_error(app, cmd, "unknown option '%s'", arg);
+}
+
+void ka_format_time(time_t t, char *buf, size_t size)
+{
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, size, "%lld", (long long)t);
+}
+
+void ka_mask(const char *secret, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.8s\xe2\x80\xa6", secret != NULL ? secret : "");
+}

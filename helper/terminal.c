@@ -1,0 +1,267 @@
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "kt_secret.h"
+#include "terminal.h"
+
+/* State for the signal handler only: it must put the terminal back before the process dies or
+ * stops, and a handler can reach nothing but globals. */
+static volatile sig_atomic_t tty_signo;
+static volatile sig_atomic_t tty_echo_off;
+static int tty_fd = -1;
+static struct termios tty_saved;
+
+static const int tty_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGALRM,
+                                  SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU};
+#define TTY_NSIGNALS (sizeof(tty_signals) / sizeof(tty_signals[0]))
+
+static void tty_on_signal(int signo)
+{
+    int saved_errno = errno;
+
+    if (tty_echo_off)
+        tcsetattr(tty_fd, TCSANOW, &tty_saved);
+    tty_signo = signo;
+    errno = saved_errno;
+}
+
+static void tty_catch(struct sigaction *old)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = tty_on_signal;
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: the blocked read() must return so the prompt can be abandoned. */
+    for (size_t i = 0; i < TTY_NSIGNALS; i++) {
+        sigaction(tty_signals[i], NULL, &old[i]);
+        if (old[i].sa_handler != SIG_IGN)
+            sigaction(tty_signals[i], &sa, NULL);
+    }
+}
+
+static void tty_release(const struct sigaction *old)
+{
+    for (size_t i = 0; i < TTY_NSIGNALS; i++)
+        sigaction(tty_signals[i], &old[i], NULL);
+}
+
+static int read_line_until(int fd, size_t max, char **out, bool stop_on_signal, kt_error *err)
+{
+    char *buf = malloc(max + 2);
+    size_t len = 0;
+    int rc = -1;
+
+    *out = NULL;
+    if (buf == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    for (;;) {
+        char c;
+        ssize_t n = read(fd, &c, 1);
+
+        if (n < 0 && errno == EINTR && !(stop_on_signal && tty_signo != 0))
+            continue;
+        if (n < 0) {
+            if (errno == EINTR)
+                kt_error_set(err, KT_ERR_CONV, "interrupted");
+            else
+                kt_error_set(err, KT_ERR_IO, "cannot read the answer: %s", strerror(errno));
+            goto out;
+        }
+        if (n == 0) {
+            if (len == 0) {
+                rc = 1;
+                goto out;
+            }
+            break; /* a last line without newline still counts */
+        }
+        if (c == '\n')
+            break;
+        if (c == '\0') {
+            kt_error_set(err, KT_ERR_CONV, "the answer contains a NUL byte");
+            goto out;
+        }
+        /* One extra byte for a CR that a CRLF line ending puts before the newline. */
+        if (len > max) {
+            kt_error_set(err, KT_ERR_CONV, "the answer is longer than %zu bytes", max);
+            goto out;
+        }
+        buf[len++] = c;
+    }
+    if (len > 0 && buf[len - 1] == '\r')
+        len--;
+    if (len > max) {
+        kt_error_set(err, KT_ERR_CONV, "the answer is longer than %zu bytes", max);
+        goto out;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    buf = NULL;
+    rc = 0;
+out:
+    if (buf != NULL) {
+        kt_wipe(buf, max + 2);
+        free(buf);
+    }
+    return rc;
+}
+
+int ka_read_line(int fd, size_t max, char **out, kt_error *err)
+{
+    return read_line_until(fd, max, out, false, err);
+}
+
+static void write_all(int fd, const char *s)
+{
+    size_t len = strlen(s);
+
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+/* One attempt at a prompt; a signal that arrived is left in tty_signo for the caller. */
+static int tty_ask_once(int fd, const char *prompt, bool echo, char **answer, kt_error *err)
+{
+    struct sigaction old[TTY_NSIGNALS];
+    struct termios quiet;
+    int rc;
+
+    tty_signo = 0;
+    tty_fd = fd;
+    tty_catch(old);
+    write_all(fd, prompt);
+    if (!echo) {
+        if (tcgetattr(fd, &tty_saved) != 0) {
+            tty_release(old);
+            return kt_error_set(err, KT_ERR_CONV, "cannot read the terminal's settings: %s",
+                                strerror(errno));
+        }
+        quiet = tty_saved;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
+        quiet.c_lflag |= ICANON;
+        tty_echo_off = 1;
+        if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
+            tty_echo_off = 0;
+            tty_release(old);
+            return kt_error_set(err, KT_ERR_CONV, "cannot turn off echo: %s", strerror(errno));
+        }
+    }
+    rc = tty_signo != 0 ? kt_error_set(err, KT_ERR_CONV, "interrupted")
+                        : read_line_until(fd, KA_ANSWER_MAX, answer, true, err);
+    if (!echo) {
+        tty_echo_off = 0;
+        tcsetattr(fd, TCSAFLUSH, &tty_saved);
+        /* The Enter key was not echoed either. */
+        write_all(fd, "\n");
+    }
+    tty_release(old);
+    return rc;
+}
+
+static bool is_stop_signal(int signo)
+{
+    return signo == SIGTSTP || signo == SIGTTIN || signo == SIGTTOU;
+}
+
+int ka_tty_ask(const char *prompt, bool echo, char **answer, kt_error *err)
+{
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int rc;
+
+    *answer = NULL;
+    if (fd < 0)
+        return 1;
+    for (;;) {
+        kt_error local = {KT_OK, ""};
+        int signo;
+
+        rc = tty_ask_once(fd, prompt, echo, answer, &local);
+        signo = tty_signo;
+        tty_signo = 0;
+        if (signo == 0) {
+            if (rc < 0)
+                kt_error_set(err, local.kind, "%s", local.message);
+            break;
+        }
+        kt_secret_clear(answer);
+        /* The terminal is restored and the old dispositions are back: deliver the signal as if we
+         * had never caught it. A stop signal returns here on SIGCONT, and the prompt starts over. */
+        raise(signo);
+        if (!is_stop_signal(signo)) {
+            rc = kt_error_set(err, KT_ERR_CONV, "interrupted");
+            break;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+int ka_ask(const ka_term *t, const char *prompt, bool echo, char **answer, kt_error *err)
+{
+    int rc;
+
+    *answer = NULL;
+    if (t->no_prompt)
+        return kt_error_set(err, KT_ERR_CONV, "cannot ask for input here: %s", prompt);
+    if (!t->stdin_only) {
+        rc = ka_tty_ask(prompt, echo, answer, err);
+        if (rc <= 0)
+            return rc == 0 && *answer == NULL ? kt_error_set(err, KT_ERR_CONV, "no answer") : rc;
+    }
+    rc = ka_read_line(STDIN_FILENO, KA_ANSWER_MAX, answer, err);
+    if (rc == 1)
+        return kt_error_set(err, KT_ERR_CONV, "no terminal and nothing on standard input (%s)",
+                            prompt);
+    return rc;
+}
+
+static int conv_prompt(void *data, const char *message, bool echo, char **answer)
+{
+    ka_term *t = data;
+    kt_error err = {KT_OK, ""};
+
+    /* The core's only questions are one-time codes, and those are secrets that are never
+     * echoed (DESIGN §4), whatever echo the caller asked for. */
+    (void)echo;
+    /* The core turns a failed prompt into its own error; the reason is said here. */
+    if (ka_ask(t, message, false, answer, &err) != 0) {
+        fprintf(stderr, "%s: %s\n", t->prog, err.message);
+        return -1;
+    }
+    return 0;
+}
+
+static void conv_say(void *data, const char *message)
+{
+    ka_term *t = data;
+
+    fprintf(stderr, "%s: %s\n", t->prog, message);
+}
+
+kt_conv ka_term_conv(ka_term *t)
+{
+    kt_conv conv = {
+        .prompt = t->no_prompt ? NULL : conv_prompt,
+        .info = conv_say,
+        .error = conv_say,
+        .data = t,
+    };
+
+    return conv;
+}

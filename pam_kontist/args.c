@@ -1,0 +1,119 @@
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pam_kontist.h"
+
+/* The value of `name=value` when arg starts with prefix (which ends in '='), else NULL. */
+static const char *arg_value(const char *arg, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    return strncmp(arg, prefix, n) == 0 ? arg + n : NULL;
+}
+
+static int set_path(const char **slot, const char *name, const char *value, kt_error *err)
+{
+    if (*slot != NULL)
+        return kt_error_set(err, KT_ERR_CONFIG, "module argument %s given twice", name);
+    if (value[0] != '/')
+        return kt_error_set(err, KT_ERR_CONFIG, "module argument %s needs an absolute path", name);
+    *slot = value;
+    return 0;
+}
+
+static int set_mfa(kt_pam_args *args, const char *value, kt_error *err)
+{
+    if (strcmp(value, "device") == 0)
+        args->mfa = KT_PAM_MFA_DEVICE;
+    else if (strcmp(value, "none") == 0)
+        args->mfa = KT_PAM_MFA_NONE;
+    else
+        return kt_error_set(err, KT_ERR_CONFIG, "module argument mfa= must be device or none");
+    return 0;
+}
+
+static int set_timeout(kt_pam_args *args, const char *value, kt_error *err)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0' || value[0] == '-' || value[0] == '+' || v < 1 ||
+        v > KT_PAM_LOGIN_TIMEOUT_MAX)
+        return kt_error_set(err, KT_ERR_CONFIG,
+                            "module argument login_timeout= must be 1 to %d seconds",
+                            KT_PAM_LOGIN_TIMEOUT_MAX);
+    args->login_timeout = v;
+    return 0;
+}
+
+/* Sets the flag named arg; false when arg is no flag. */
+static bool parse_flag(kt_pam_args *args, const char *arg)
+{
+    const struct {
+        const char *name;
+        bool *slot;
+    } flags[] = {
+        {"debug", &args->debug},
+        {"nouserok", &args->nouserok},
+        {"use_first_pass", &args->use_first_pass},
+        {"try_first_pass", &args->try_first_pass},
+        {"logout_on_close", &args->logout_on_close},
+    };
+
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        if (strcmp(arg, flags[i].name) == 0) {
+            *flags[i].slot = true;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int parse_one(kt_pam_args *args, const char *arg, kt_error *err)
+{
+    const char *v;
+
+    if (parse_flag(args, arg))
+        return 0;
+    if ((v = arg_value(arg, "config=")) != NULL)
+        return set_path(&args->config, "config=", v, err);
+    if ((v = arg_value(arg, "authfile=")) != NULL)
+        return set_path(&args->authfile, "authfile=", v, err);
+    if ((v = arg_value(arg, "mfa=")) != NULL)
+        return set_mfa(args, v, err);
+    if ((v = arg_value(arg, "login_timeout=")) != NULL)
+        return set_timeout(args, v, err);
+    /* An unknown argument is most likely a typo of a security setting: refuse to guess. */
+    return kt_error_set(err, KT_ERR_CONFIG, "unknown module argument '%.64s'", arg);
+}
+
+int kt_pam_args_parse(kt_pam_args *args, int argc, const char **argv, kt_error *err)
+{
+    memset(args, 0, sizeof(*args));
+    args->mfa = KT_PAM_MFA_DEVICE;
+    for (int i = 0; i < argc; i++) {
+        if (argv[i] == NULL || argv[i][0] == '\0')
+            return kt_error_set(err, KT_ERR_CONFIG, "empty module argument");
+        if (parse_one(args, argv[i], err) != 0)
+            return -1;
+    }
+    if (args->config == NULL)
+        args->config = KT_SYSTEM_CONFIG;
+    return 0;
+}
+
+const char *kt_pam_mfa_name(kt_pam_mfa mfa)
+{
+    switch (mfa) {
+    case KT_PAM_MFA_DEVICE:
+        return "device";
+    case KT_PAM_MFA_NONE:
+        return "none";
+    }
+    return "unknown";
+}

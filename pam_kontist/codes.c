@@ -1,0 +1,70 @@
+#include <config.h>
+
+#include <security/pam_modules.h>
+
+#include "pam_kontist.h"
+
+int kt_pam_code_for_error(kt_err_kind kind, bool nouserok)
+{
+    switch (kind) {
+    case KT_ERR_BAD_CREDENTIALS:
+    case KT_ERR_MFA_FAILED:
+    case KT_ERR_LOGIN_REQUIRED:
+        return PAM_AUTH_ERR;
+    case KT_ERR_NOT_ENROLLED:
+        return nouserok ? PAM_IGNORE : PAM_USER_UNKNOWN;
+    case KT_ERR_KEY_UNUSABLE:
+        return PAM_CRED_INSUFFICIENT;
+    case KT_ERR_UNAVAILABLE:
+    case KT_ERR_PROTOCOL:
+        /* A server that breaks the contract is as good as no server: let the stack fall back. */
+        return PAM_AUTHINFO_UNAVAIL;
+    case KT_ERR_CONFIG:
+        return PAM_SERVICE_ERR;
+    case KT_ERR_CONV:
+        return PAM_CONV_ERR;
+    case KT_ERR_IO:
+    case KT_ERR_INTERNAL:
+        return PAM_SYSTEM_ERR;
+    case KT_OK:
+        /* A failure without a kind is a bug; it must not turn into a login. */
+        return PAM_SYSTEM_ERR;
+    }
+    return PAM_SYSTEM_ERR;
+}
+
+const char *kt_pam_code_name(int code)
+{
+    switch (code) {
+    case PAM_SUCCESS:
+        return "PAM_SUCCESS";
+    case PAM_AUTH_ERR:
+        return "PAM_AUTH_ERR";
+    case PAM_USER_UNKNOWN:
+        return "PAM_USER_UNKNOWN";
+    case PAM_IGNORE:
+        return "PAM_IGNORE";
+    case PAM_CRED_INSUFFICIENT:
+        return "PAM_CRED_INSUFFICIENT";
+    case PAM_AUTHINFO_UNAVAIL:
+        return "PAM_AUTHINFO_UNAVAIL";
+    case PAM_SERVICE_ERR:
+        return "PAM_SERVICE_ERR";
+    case PAM_CONV_ERR:
+        return "PAM_CONV_ERR";
+    case PAM_SYSTEM_ERR:
+        return "PAM_SYSTEM_ERR";
+    case PAM_BUF_ERR:
+        return "PAM_BUF_ERR";
+    case PAM_CRED_ERR:
+        return "PAM_CRED_ERR";
+    case PAM_SESSION_ERR:
+        return "PAM_SESSION_ERR";
+    case PAM_AUTHTOK_ERR:
+        return "PAM_AUTHTOK_ERR";
+    case PAM_ABORT:
+        return "PAM_ABORT";
+    default:
+        return "PAM_OTHER";
+    }
+}

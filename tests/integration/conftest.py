@@ -1,0 +1,383 @@
+"""Shared fixtures of the kontist-auth integration tests.
+
+Fixtures
+--------
+``build_dir`` (session)
+    Path of the build tree holding the binaries: ``$KONTIST_BUILDDIR`` or
+    ``<repo>/build``.  Nothing here checks that it exists.
+``mock_tls_dir`` (session)
+    Directory with the mock's CA and certificates, made once per session and
+    handed to every mock (``--tls-dir``) so each one starts in a fraction of a
+    second.
+``mock_factory``
+    ``start(*extra_args, users=None, faults=(), rotate_refresh=False,
+    token_lifetime=None, challenge_lifetime=None, cert_fault=None,
+    refresh_lifetime=None) -> Mock`` starts a fresh kontist-mock with its own
+    state directory under ``tmp_path``.  Every mock is stopped at teardown.
+``mock``
+    A mock with default settings (demo users, no faults).
+``demo``
+    The demo account: ``.user .password .client_id .client_secret
+    .public_client_id .scopes .scope``.
+
+Crypto helpers (``make_key``, ``public_key_hex``, ``sign_hex``, ``jwt_claims``,
+``write_key_pem`` ...) live in ``kt_crypto`` and are re-exported here; test
+modules can ``from kt_crypto import ...`` directly.
+
+Environment: ``KONTIST_BUILDDIR`` (see above), ``KONTIST_PYTHON`` (interpreter
+for the mock, default /usr/bin/python3), ``KONTIST_MOCK`` (path of the mock).
+"""
+
+import base64
+import http.client
+import itertools
+import json as jsonlib
+import os
+import select
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import quote, urlencode, urlsplit
+
+import pytest
+
+from kt_crypto import *  # noqa: F401,F403  (re-export for the other test modules)
+from kt_crypto import make_key, public_key_hex, sign_hex
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+MOCK_BIN = Path(os.environ.get("KONTIST_MOCK") or REPO_DIR / "tests" / "mock" / "kontist-mock")
+PYTHON = os.environ.get("KONTIST_PYTHON") or (
+    "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable)
+
+# Must match tests/mock/demo-users.json (test_mock_basics checks it).
+DEMO_USER = "demo@example.com"
+DEMO_PASSWORD = "demo-password-123"
+DEMO_CLIENT_ID = "kontist-auth-demo"
+DEMO_CLIENT_SECRET = "demo-client-secret"
+PUBLIC_CLIENT_ID = "kontist-public"
+ALL_SCOPES = ("accounts", "clients", "offline", "statements",
+              "subscriptions", "transactions", "transfers", "users")
+DEFAULT_SCOPE = "accounts offline users"
+
+START_TIMEOUT = 15
+STOP_TIMEOUT = 5
+
+
+class MockError(AssertionError):
+    """A control or helper call to the mock did not get the answer it needs."""
+
+
+class Mock:
+    """A running kontist-mock.
+
+    Attributes: ``url`` (https://127.0.0.1:PORT), ``ca_file``, ``state_dir``
+    (Path), ``control_url``, ``host``, ``port``, ``proc`` (the Popen),
+    ``stderr_path``.
+    """
+
+    def __init__(self, proc, info, stderr_path):
+        self.proc = proc
+        self.url = info["url"]
+        self.ca_file = info["ca_file"]
+        self.state_dir = Path(info["state_dir"])
+        self.control_url = info["control_url"]
+        parts = urlsplit(self.url)
+        self.host, self.port = parts.hostname, parts.port
+        self.stderr_path = stderr_path
+
+    def __repr__(self):
+        return f"<Mock {self.url} state={self.state_dir}>"
+
+    # -- HTTP ---------------------------------------------------------------
+
+    def ssl_context(self, ca_file=None):
+        """A client context that trusts the mock's CA and checks the host name."""
+        return ssl.create_default_context(cafile=ca_file or self.ca_file)
+
+    def connect(self, timeout=10, context=None):
+        """A new (lazy) HTTPSConnection to the mock; reuse it for keep-alive."""
+        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
+                                           context=context or self.ssl_context())
+
+    def api(self, method, path, json=None, form=None, token=None, basic=None,
+            headers=None, body=None, timeout=10, conn=None):
+        """One request; returns ``(status, headers, body)``.
+
+        json: object sent as application/json.  form: dict or list of pairs
+        sent as application/x-www-form-urlencoded.  body: raw str/bytes (set
+        Content-Type through ``headers``).  token: Bearer token.  basic:
+        ``(client_id, secret)`` or a raw "id:secret" string for a Basic header.
+        headers: extra headers; a value of None drops a default one (Accept).
+        conn: an HTTPSConnection from ``connect()`` to reuse (not closed).
+
+        The returned headers are an http.client.HTTPMessage (case-insensitive
+        ``get``).  The body is the decoded JSON when it parses as JSON, else
+        text, and None when empty.
+        """
+        hdrs = {"Accept": "application/json"}
+        if json is not None:
+            body = jsonlib.dumps(json)
+            hdrs["Content-Type"] = "application/json"
+        elif form is not None:
+            body = urlencode(form, quote_via=quote)
+            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if basic is not None:
+            raw = basic if isinstance(basic, str) else f"{basic[0]}:{basic[1]}"
+            hdrs["Authorization"] = "Basic " + base64.b64encode(raw.encode()).decode()
+        for name, value in (headers or {}).items():
+            for existing in [h for h in hdrs if h.lower() == name.lower()]:
+                del hdrs[existing]
+            if value is not None:
+                hdrs[name] = value
+        c = conn or self.connect(timeout)
+        try:
+            c.request(method, path, body=body, headers=hdrs)
+            response = c.getresponse()
+            data = response.read()
+        finally:
+            if conn is None:
+                c.close()
+        return response.status, response.headers, _decode(data)
+
+    # -- control endpoint ---------------------------------------------------
+
+    def control(self, method, path, json=None):
+        """Call ``/__control/<path>``; returns the decoded body or raises MockError."""
+        status, _, body = self.api(method, "/__control/" + path.lstrip("/"), json=json)
+        if not 200 <= status < 300:
+            raise MockError(f"control {method} {path}: {status} {body}")
+        return body
+
+    def set_fault(self, **spec):
+        """Add a fault, e.g. ``set_fault(endpoint="token", kind="status", status=503)``."""
+        return self.control("POST", "faults", spec)["faults"]
+
+    def clear_faults(self):
+        self.control("DELETE", "faults")
+
+    def mfa(self, challenge_id, status):
+        """Approve ("VERIFIED") or deny ("DENIED") a push MFA challenge."""
+        return self.control("POST", f"mfa/{quote(challenge_id, safe='')}", {"status": status})
+
+    def state(self):
+        """Devices, refresh tokens, MFA challenges, per-endpoint counts, faults."""
+        return self.control("GET", "state")
+
+    # -- files the mock writes ------------------------------------------------
+
+    def _jsonl(self, name):
+        path = self.state_dir / name
+        if not path.exists():
+            return []
+        with open(path, encoding="utf-8") as f:
+            return [jsonlib.loads(line) for line in f if line.strip()]
+
+    def sms(self):
+        """The "SMS" sent so far: dicts with time, username, device_id, challenge_id, otp."""
+        return self._jsonl("sms.jsonl")
+
+    def last_otp(self, device_id=None):
+        """OTP of the newest SMS (for *device_id* if given); MockError if none."""
+        messages = [m for m in self.sms() if device_id is None or m["device_id"] == device_id]
+        if not messages:
+            raise MockError(f"no SMS sent{' for ' + device_id if device_id else ''}")
+        return messages[-1]["otp"]
+
+    def requests(self, endpoint=None):
+        """The request log (requests.jsonl), optionally only one endpoint's lines."""
+        return [r for r in self._jsonl("requests.jsonl")
+                if endpoint is None or r["endpoint"] == endpoint]
+
+    def stderr(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # -- flows, for tests that need a user in a given state ----------------------
+
+    def password_grant(self, scope=DEFAULT_SCOPE, username=DEMO_USER, password=DEMO_PASSWORD,
+                       client=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)):
+        """Log in; returns the token response dict (MockError unless 200)."""
+        status, _, body = self.api("POST", "/api/oauth/token", basic=client, form={
+            "grant_type": "password", "username": username, "password": password,
+            "scope": scope})
+        if status != 200:
+            raise MockError(f"password grant: {status} {body}")
+        return body
+
+    def enroll_device(self, key=None, name="test device", token=None):
+        """Create and verify a device for the demo user (or *token*'s user).
+
+        Returns ``(device_id, key)``; a key is made when none is given.  Write
+        it with ``kt_crypto.write_key_pem`` for a binary under test to use.
+        """
+        key = key or make_key()
+        token = token or self.password_grant()["access_token"]
+        status, _, body = self.api("POST", "/api/user/devices", token=token,
+                                   json={"name": name, "key": public_key_hex(key)})
+        if status not in (200, 201):
+            raise MockError(f"create device: {status} {body}")
+        device_id = body["deviceId"]
+        status, _, answer = self.api(
+            "POST", f"/api/user/devices/{device_id}/verify", token=token,
+            json={"challengeId": body["challengeId"],
+                  "signature": sign_hex(key, self.last_otp(device_id))})
+        if status != 204:
+            raise MockError(f"verify device: {status} {answer}")
+        return device_id, key
+
+    def confirm(self, token, device_id, key):
+        """Pass device MFA; returns ``{"token", "refresh_token"?}``."""
+        status, _, challenge = self.api(
+            "POST", f"/api/user/devices/{device_id}/challenges", token=token)
+        if status not in (200, 201):
+            raise MockError(f"create challenge: {status} {challenge}")
+        status, _, body = self.api(
+            "POST", f"/api/user/devices/{device_id}/challenges/{challenge['id']}/verify",
+            token=token, json={"signature": sign_hex(key, challenge["stringToSign"])})
+        if status != 200:
+            raise MockError(f"verify challenge: {status} {body}")
+        return body
+
+    # -- lifetime -------------------------------------------------------------------
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """Terminate the mock (kill it after *timeout*); returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe:
+                pipe.close()
+        return self.proc.returncode
+
+
+def _decode(data):
+    if not data:
+        return None
+    text = data.decode("utf-8", "replace")
+    try:
+        return jsonlib.loads(text)
+    except ValueError:
+        return text
+
+
+def _read_line(proc, timeout):
+    """The mock's start-up line, or None if it died or said nothing in time."""
+    deadline = time.monotonic() + timeout
+    line = b""
+    fd = proc.stdout.fileno()
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return None
+            line += chunk
+    return line.decode()
+
+
+@pytest.fixture(scope="session")
+def build_dir():
+    """The build tree: $KONTIST_BUILDDIR, or <repo>/build when unset."""
+    return Path(os.environ.get("KONTIST_BUILDDIR") or REPO_DIR / "build").absolute()
+
+
+@pytest.fixture(scope="session")
+def mock_tls_dir(tmp_path_factory):
+    """TLS files shared by all mocks of the session (the first mock creates them)."""
+    return tmp_path_factory.mktemp("kontist-mock-tls")
+
+
+@pytest.fixture
+def mock_factory(tmp_path, mock_tls_dir):
+    """Start kontist-mocks; see the module docstring for the signature.
+
+    ``users`` is a path to a users file or a dict in that format.  ``faults``
+    is a list of fault spec dicts (``--fault``).  ``extra_args`` go to the
+    command line as they are.
+    """
+    started = []
+    numbers = itertools.count(1)
+
+    def start(*extra_args, users=None, faults=(), rotate_refresh=False, token_lifetime=None,
+              challenge_lifetime=None, cert_fault=None, refresh_lifetime=None):
+        n = next(numbers)
+        state_dir = tmp_path / ("mock" if n == 1 else f"mock{n}")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        args = [PYTHON, str(MOCK_BIN), "--listen", "127.0.0.1:0",
+                "--state-dir", str(state_dir), "--tls-dir", str(mock_tls_dir),
+                "--watch-stdin"]
+        if isinstance(users, dict):
+            users_file = tmp_path / f"users{n}.json"
+            users_file.write_text(jsonlib.dumps(users))
+            users = users_file
+        if users is not None:
+            args += ["--users", str(users)]
+        for spec in faults:
+            args += ["--fault", jsonlib.dumps(spec)]
+        if rotate_refresh:
+            args.append("--rotate-refresh")
+        for flag, value in (("--token-lifetime", token_lifetime),
+                            ("--refresh-lifetime", refresh_lifetime),
+                            ("--challenge-lifetime", challenge_lifetime),
+                            ("--cert-fault", cert_fault)):
+            if value is not None:
+                args += [flag, str(value)]
+        args += [str(a) for a in extra_args]
+
+        stderr_path = state_dir / "stderr.log"
+        with open(stderr_path, "wb") as stderr:
+            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=stderr, bufsize=0)
+        line = _read_line(proc, START_TIMEOUT)
+        mock = Mock(proc, jsonlib.loads(line), stderr_path) if line else None
+        if mock is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"kontist-mock did not start: {' '.join(args)}\n"
+                               f"{stderr_path.read_text(errors='replace')}")
+        started.append(mock)
+        return mock
+
+    start.started = started
+    yield start
+    for mock in started:
+        mock.stop()
+
+
+@pytest.fixture
+def no_mock_tracebacks(mock_factory):
+    """Fail the test when a mock it started wrote a traceback (a bug in the mock)."""
+    yield
+    for mock in mock_factory.started:
+        assert "Traceback" not in mock.stderr(), mock.stderr()
+
+
+@pytest.fixture
+def mock(mock_factory):
+    """A default kontist-mock: demo users and clients, no faults, no rotation."""
+    return mock_factory()
+
+
+@pytest.fixture(scope="session")
+def demo():
+    """The demo user and clients that the default mock knows."""
+    return SimpleNamespace(user=DEMO_USER, password=DEMO_PASSWORD, client_id=DEMO_CLIENT_ID,
+                           client_secret=DEMO_CLIENT_SECRET, public_client_id=PUBLIC_CLIENT_ID,
+                           scopes=ALL_SCOPES, scope=DEFAULT_SCOPE)

@@ -1,0 +1,259 @@
+"""kontist-auth's token cache: refresh, locking, atomic replacement, file safety."""
+
+import fcntl
+import json
+import os
+import random
+import stat
+import subprocess
+import time
+
+import pytest
+
+from kt_crypto import jwt_claims
+from test_helper_env import (EXIT_AUTH, EXIT_IO, EXIT_OK, EXIT_UNAVAILABLE, kenv,  # noqa: F401
+                             kenv_factory)
+
+pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="giving a file to another user needs root (CI runs as root)")
+NOBODY = 65534
+
+
+# -- refresh ---------------------------------------------------------------------------------
+
+def test_expiring_token_is_refreshed(kenv):
+    kenv.confirmed_login()
+    old = kenv.expire_soon(30)
+    refreshes = len(kenv.token_requests("refresh_token"))
+    r = kenv.run("token")
+    assert r.returncode == EXIT_OK, r.stderr
+    new = r.stdout.strip()
+    assert new != old["access_token"]
+    assert len(kenv.token_requests("refresh_token")) == refreshes + 1
+    data = kenv.cache()
+    assert data["access_token"] == new
+    assert data["confirmed"] is True
+    assert jwt_claims(new)["cnf"]
+    assert data["expires_at"] > time.time() + 3000
+    assert data["refresh_token"] == old["refresh_token"]  # no rotation: the old one is kept
+    assert data["username"] == old["username"] and data["device_id"] == old["device_id"]
+    assert stat.S_IMODE(kenv.cache_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("left,refreshed", [(300, False), (70, False), (50, True), (-100, True)])
+def test_a_token_is_handed_out_only_with_60_seconds_left(kenv, left, refreshed):
+    kenv.confirmed_login()
+    old = kenv.set_cache(expires_at=int(time.time()) + left)["access_token"]
+    refreshes = len(kenv.token_requests("refresh_token"))
+    token = kenv.token()
+    assert (token != old) == refreshed
+    assert len(kenv.token_requests("refresh_token")) == refreshes + refreshed
+
+
+def test_rotated_refresh_token_is_kept(mock_factory, kenv_factory):
+    env = kenv_factory(mock_factory(rotate_refresh=True))
+    env.confirmed_login()
+    first = env.cache()["refresh_token"]
+    env.expire_soon()
+    env.token()
+    second = env.cache()["refresh_token"]
+    assert second != first
+    # the retired one is useless now: only the kept one can refresh again
+    env.expire_soon()
+    env.token()
+    assert env.cache()["refresh_token"] not in (first, second)
+    assert len(env.token_requests("refresh_token")) == 2
+
+
+def test_rejected_refresh_asks_for_a_new_login(kenv):
+    kenv.confirmed_login()
+    kenv.set_cache(refresh_token="not-a-refresh-token", expires_at=int(time.time()) + 10)
+    r = kenv.run("token")
+    assert r.returncode == EXIT_AUTH, r.stderr
+    assert r.stdout == ""
+    assert "rejected" in r.stderr and "kontist-auth login" in r.stderr
+    assert "not-a-refresh-token" not in r.stderr
+
+
+def test_expired_token_without_refresh_token_asks_for_a_login(kenv):
+    kenv.confirmed_login()
+    kenv.set_cache(refresh_token=None, expires_at=int(time.time()) - 5)
+    r = kenv.run("token")
+    assert r.returncode == EXIT_AUTH
+    assert "kontist-auth login" in r.stderr
+
+
+def test_refresh_while_the_service_is_down_keeps_the_cache(kenv):
+    kenv.confirmed_login()
+    kenv.expire_soon()
+    before = kenv.cache_file.read_bytes()
+    kenv.mock.set_fault(endpoint="token", kind="status", status=503, retry_after=30)
+    r = kenv.run("token")
+    assert r.returncode == EXIT_UNAVAILABLE, r.stderr
+    assert r.stdout == ""
+    assert kenv.cache_file.read_bytes() == before
+    kenv.mock.clear_faults()
+    assert kenv.run("token").returncode == EXIT_OK
+
+
+@pytest.mark.parametrize("rotate", [False, True], ids=["no-rotation", "rotation"])
+def test_50_concurrent_calls_refresh_once(mock_factory, kenv_factory, rotate):
+    env = kenv_factory(mock_factory(rotate_refresh=rotate))
+    env.confirmed_login()
+    old = env.expire_soon(20)
+    refreshes = len(env.token_requests("refresh_token"))
+    # Hold the cache lock, as a process in the middle of a refresh would, while all 50 start:
+    # every one of them finds the expiring token and queues for the lock.
+    with open(env.lock_file, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        procs = [env.popen("token", stdin=subprocess.DEVNULL) for _ in range(50)]
+        time.sleep(0.5)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    results = [p.communicate(timeout=60) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes == [EXIT_OK] * 50, [err for _, err in results if err]
+    tokens = {out.strip() for out, _ in results}
+    assert len(tokens) == 1
+    token = tokens.pop()
+    assert token != old["access_token"]
+    assert len(env.token_requests("refresh_token")) == refreshes + 1
+    data = env.cache()
+    assert data["access_token"] == token
+    if rotate:
+        assert data["refresh_token"] != old["refresh_token"]
+    # and the kept refresh token still works
+    env.expire_soon()
+    assert env.token() != token
+
+
+def test_sigkill_during_refreshes_never_tears_the_cache(kenv):
+    kenv.confirmed_login()
+    required = {"version", "access_token", "refresh_token", "expires_at", "confirmed"}
+    rng = random.Random(20240501)
+    killed = 0
+    issued = set()
+    for _ in range(40):
+        before = kenv.expire_soon(20)
+        issued.add(before["access_token"])
+        proc = kenv.popen("token", stdin=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, 0.08))
+        proc.kill()
+        proc.communicate()
+        killed += proc.returncode == -9
+        data = json.loads(kenv.cache_file.read_text())  # never torn
+        assert required <= data.keys()
+        assert data["refresh_token"] == before["refresh_token"]
+        # the old token or a new one issued by the bank, nothing in between
+        assert data["access_token"] == before["access_token"] or \
+            jwt_claims(data["access_token"])["cnf"]
+        assert stat.S_IMODE(kenv.cache_file.stat().st_mode) == 0o600
+        r = kenv.run("status")
+        assert r.returncode == EXIT_OK and "corrupt" not in r.stdout, r.stdout
+    assert killed >= 10, "the processes ended before they could be killed"
+    kenv.expire_soon()
+    assert kenv.token() not in issued
+
+
+# -- a corrupt cache ------------------------------------------------------------------------
+
+CORRUPT = {
+    "garbage": "this is not json\n",
+    "truncated": '{"version":1,"access_token":"eyJ',
+    "empty": "",
+    "wrong-type": '{"version":1,"access_token":5,"expires_at":1,"confirmed":true}',
+    "binary": "\0\1\2\3",
+    "array": "[1,2,3]",
+}
+
+
+@pytest.mark.parametrize("content", CORRUPT.values(), ids=CORRUPT.keys())
+def test_corrupt_cache_is_reported_and_treated_as_absent(kenv, content):
+    kenv.confirmed_login()
+    kenv.write_cache_text(content)
+    r = kenv.run("token")
+    assert r.returncode == EXIT_AUTH, r.stderr
+    assert "corrupt" in r.stderr and "kontist-auth login" in r.stderr
+    assert r.stdout == ""
+    r = kenv.run("status")
+    assert r.returncode == EXIT_AUTH
+    assert "corrupt, ignored" in r.stdout and "logged in:     no" in r.stdout
+    r = kenv.credential("get", f"protocol=https\nhost={kenv.host}\n\n")
+    assert r.returncode == EXIT_AUTH and r.stdout == ""
+    # a new login replaces it
+    assert kenv.login().returncode == EXIT_OK
+    assert kenv.cache()["confirmed"] is True
+
+
+# -- unsafe files ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_cache_readable_or_writable_by_others_is_refused(kenv, mode):
+    kenv.confirmed_login()
+    kenv.cache_file.chmod(mode)
+    r = kenv.run("token")
+    assert r.returncode == EXIT_IO, r.stderr
+    assert str(kenv.cache_file) in r.stderr
+    assert r.stdout == ""
+    r = kenv.run("status")
+    assert r.returncode == EXIT_IO
+    assert "refused" in r.stdout
+
+
+def test_symlinked_cache_is_refused(kenv):
+    kenv.confirmed_login()
+    real = kenv.root / "elsewhere.json"
+    os.replace(kenv.cache_file, real)
+    kenv.cache_file.symlink_to(real)
+    r = kenv.run("token")
+    assert r.returncode == EXIT_IO, r.stderr
+    assert r.stdout == ""
+
+
+def test_world_writable_state_directory_is_refused(kenv):
+    kenv.state_dir.mkdir(parents=True, mode=0o700)
+    kenv.state_dir.chmod(0o777)
+    r = kenv.login()
+    assert r.returncode == EXIT_IO, r.stderr
+    assert not kenv.cache_file.exists()
+
+
+@needs_root
+def test_foreign_owned_cache_is_refused(kenv):
+    kenv.confirmed_login()
+    os.chown(kenv.cache_file, NOBODY, NOBODY)
+    for args in (["token"], ["status"]):
+        r = kenv.run(*args)
+        assert r.returncode == EXIT_IO, (args, r.stdout, r.stderr)
+    r = kenv.credential("get", f"protocol=https\nhost={kenv.host}\n\n")
+    assert r.returncode == EXIT_IO and r.stdout == ""
+    assert "password" not in r.stdout
+
+
+@needs_root
+def test_foreign_owned_state_directory_is_refused(kenv):
+    kenv.state_dir.mkdir(parents=True, mode=0o700)
+    os.chown(kenv.state_dir, NOBODY, NOBODY)
+    r = kenv.login()
+    assert r.returncode == EXIT_IO, r.stderr
+    assert not kenv.cache_file.exists()
+
+
+@needs_root
+def test_foreign_owned_device_record_is_refused(kenv):
+    kenv.confirmed_login()
+    os.chown(kenv.record_file, NOBODY, NOBODY)
+    r = kenv.login()
+    assert r.returncode == EXIT_IO, r.stderr
+    r = kenv.run("status")
+    assert r.returncode == EXIT_IO
+    assert "unusable record" in r.stdout
+
+
+@needs_root
+def test_foreign_owned_config_in_kontist_config_is_refused(kenv):
+    os.chown(kenv.config, NOBODY, NOBODY)
+    r = kenv.run("status")
+    assert r.returncode == 2, r.stderr
+    assert str(kenv.config) in r.stderr
