@@ -179,7 +179,11 @@ int ka_credential_run(ka_app *app, const char *operation)
     if (!get && !erase)
         goto out;
     if (ka_app_setup(app, &err) != 0) {
-        rc = ka_report(app->prog, &err);
+        /* With a global credential.helper, git asks about every host: a broken or missing
+         * configuration is only worth a message when the request could be ours (judged by the
+         * base URL read so far, or the default one). */
+        if (is_ours(app, &c))
+            rc = ka_report(app->prog, &err);
         goto out;
     }
     if (!is_ours(app, &c))

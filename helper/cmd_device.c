@@ -229,15 +229,15 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
         return -1;
     s->rec.username = kt_strdup_or_null(s->t.username != NULL ? s->t.username : app->cfg.username);
     if (s->rec.username == NULL)
-        return kt_error_set(err, KT_ERR_CONFIG, "the cached login names no Kontist user: log in "
-                                                "again with 'kontist-auth login --user USERNAME'");
+        return kt_error_set(err, KT_ERR_CONFIG,
+                            "the cached login names no Kontist user: log in "
+                            "again with 'kontist-auth login --user USERNAME'");
     s->rec.name = o->name != NULL ? strdup(o->name) : default_name(err);
     if (s->rec.name == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     if (kt_dir_ensure_private(app->paths.config_dir, err) != 0 || prepare_key(app, o, s, err) != 0)
         return -1;
-    if (kt_flow_enroll(s->ctx, s->t.access_token, s->rec.name, s->key, &s->rec.device_id, err) !=
-        0)
+    if (kt_flow_enroll(s->ctx, s->t.access_token, s->rec.name, s->key, &s->rec.device_id, err) != 0)
         return -1;
     if (kt_record_save(app->paths.record_file, &s->rec, err) != 0)
         return -1;

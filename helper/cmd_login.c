@@ -177,8 +177,7 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
                 goto out;
         } else {
             fprintf(stderr, "%s: the enrolled device belongs to %s, not %s: no device MFA\n",
-                    app->prog, rec.username != NULL ? rec.username : "(nobody)",
-                    params.username);
+                    app->prog, rec.username != NULL ? rec.username : "(nobody)", params.username);
         }
     }
     if (read_password(app, &o, params.username, &password, &err) != 0)
@@ -192,8 +191,9 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
         goto out;
     say_result(app, &t, params.username);
     if (!t.confirmed && params.device_id == NULL)
-        fprintf(stderr, "%s: enroll this machine with 'kontist-auth device enroll', then log in "
-                        "again for a confirmed token\n",
+        fprintf(stderr,
+                "%s: enroll this machine with 'kontist-auth device enroll', then log in "
+                "again for a confirmed token\n",
                 app->prog);
 out:
     kt_secret_free(password);

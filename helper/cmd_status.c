@@ -79,9 +79,10 @@ static int show_tokens(const ka_app *app)
     else
         printf("confirmed:     no\n");
     printf("refresh token: %s\n", t.refresh_token != NULL ? "present" : "none");
-    st = kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) || t.refresh_token != NULL
-             ? KA_EXIT_OK
-             : KA_EXIT_AUTH;
+    /* Logged in: a token can be had, now or by a refresh. */
+    st = KA_EXIT_AUTH;
+    if (kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) || t.refresh_token != NULL)
+        st = KA_EXIT_OK;
     kt_token_set_free(&t);
     return st;
 }
@@ -106,8 +107,10 @@ static int show_device(const ka_app *app)
         printf("device:        not enrolled (user %s)\n",
                rec.username != NULL ? rec.username : "unknown");
     else
-        printf("device:        %s \"%s\" for %s\n" "device key:    %s\n", rec.device_id,
-               rec.name != NULL ? rec.name : "", rec.username != NULL ? rec.username : "unknown",
+        printf("device:        %s \"%s\" for %s\n"
+               "device key:    %s\n",
+               rec.device_id, rec.name != NULL ? rec.name : "",
+               rec.username != NULL ? rec.username : "unknown",
                rec.key_ref != NULL ? rec.key_ref : "(none)");
     kt_record_free(&rec);
     return KA_EXIT_OK;

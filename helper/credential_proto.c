@@ -57,8 +57,8 @@ static int replace_decoded(char **field, const char *value, size_t len, kt_error
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
 
-        if (value[i] == '%' && i + 2 < len &&
-            (hi = hex_digit(value[i + 1])) >= 0 && (lo = hex_digit(value[i + 2])) >= 0) {
+        if (value[i] == '%' && i + 2 < len && (hi = hex_digit(value[i + 1])) >= 0 &&
+            (lo = hex_digit(value[i + 2])) >= 0) {
             copy[n] = (char)(hi << 4 | lo);
             i += 2;
         } else {
@@ -116,7 +116,8 @@ static int parse_attribute(ka_cred *c, const char *line, size_t len, kt_error *e
     size_t klen, vlen;
 
     if (eq == NULL || eq == line)
-        return kt_error_set(err, KT_ERR_CONFIG, "credential request: malformed line (no key=value)");
+        return kt_error_set(err, KT_ERR_CONFIG,
+                            "credential request: malformed line (no key=value)");
     klen = (size_t)(eq - line);
     v = eq + 1;
     vlen = len - klen - 1;
@@ -214,8 +215,7 @@ int ka_cred_read(int fd, ka_cred *c, kt_error *err)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            kt_error_set(err, KT_ERR_IO, "cannot read the credential request: %s",
-                         strerror(errno));
+            kt_error_set(err, KT_ERR_IO, "cannot read the credential request: %s", strerror(errno));
             goto out;
         }
         if (n == 0)

@@ -9,16 +9,16 @@
 
 #include "kt_error.h"
 
-#define KA_CRED_LINE_MAX 16384          /* bytes per line, newline excluded */
-#define KA_CRED_INPUT_MAX (64 * 1024)   /* bytes per request */
-#define KA_CRED_READ_TIMEOUT_MS 20000   /* git writes its request at once; a stuck one is dropped */
+#define KA_CRED_LINE_MAX 16384        /* bytes per line, newline excluded */
+#define KA_CRED_INPUT_MAX (64 * 1024) /* bytes per request */
+#define KA_CRED_READ_TIMEOUT_MS 20000 /* git writes its request at once; a stuck one is dropped */
 
 typedef struct ka_cred {
     char *protocol;
     char *host; /* with ":port" when one was given */
     char *path;
     char *username;
-    char *password; /* secret */
+    char *password;    /* secret */
     bool cap_authtype; /* the caller announced capability[]=authtype */
 } ka_cred;
 

@@ -1,6 +1,7 @@
 #include <config.h>
 
 #include <stdio.h>
+#include <string.h>
 
 #include "exit_codes.h"
 
@@ -66,7 +67,8 @@ int ka_report(const char *prog, const kt_error *err)
     const char *h = hint(kind);
 
     fprintf(stderr, "%s: %s\n", prog, err->message[0] != '\0' ? err->message : "unknown error");
-    if (h != NULL)
+    /* The core already says what to do after most login problems; once is enough. */
+    if (h != NULL && strstr(err->message, "kontist-auth login") == NULL)
         fprintf(stderr, "%s: %s\n", prog, h);
     return ka_exit_code(kind);
 }

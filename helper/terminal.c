@@ -19,7 +19,7 @@ static volatile sig_atomic_t tty_echo_off;
 static int tty_fd = -1;
 static struct termios tty_saved;
 
-static const int tty_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGALRM,
+static const int tty_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGALRM,
                                   SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU};
 #define TTY_NSIGNALS (sizeof(tty_signals) / sizeof(tty_signals[0]))
 
@@ -195,13 +195,18 @@ int ka_tty_ask(const char *prompt, bool echo, char **answer, kt_error *err)
         signo = tty_signo;
         tty_signo = 0;
         if (signo == 0) {
-            if (rc < 0)
+            /* End of input on the terminal is a refusal to answer, not "no terminal": nothing
+             * else may be read in its place. */
+            if (rc == 1)
+                rc = kt_error_set(err, KT_ERR_CONV, "no answer on the terminal");
+            else if (rc < 0)
                 kt_error_set(err, local.kind, "%s", local.message);
             break;
         }
         kt_secret_clear(answer);
         /* The terminal is restored and the old dispositions are back: deliver the signal as if we
-         * had never caught it. A stop signal returns here on SIGCONT, and the prompt starts over. */
+         * had never caught it. A stop signal returns here on SIGCONT, and the prompt starts over.
+         */
         raise(signo);
         if (!is_stop_signal(signo)) {
             rc = kt_error_set(err, KT_ERR_CONV, "interrupted");

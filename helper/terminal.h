@@ -13,9 +13,9 @@
 #define KA_ANSWER_MAX 1024
 
 typedef struct ka_term {
-    const char *prog;  /* prefix of messages on stderr */
-    bool stdin_only;   /* answers come from standard input even when a terminal exists */
-    bool no_prompt;    /* nobody may be asked (credential mode): prompts fail at once */
+    const char *prog; /* prefix of messages on stderr */
+    bool stdin_only;  /* answers come from standard input even when a terminal exists */
+    bool no_prompt;   /* nobody may be asked (credential mode): prompts fail at once */
 } ka_term;
 
 /* Reads one line from fd, at most max bytes before the newline; the newline (and a CR before it)

@@ -43,8 +43,7 @@ void kt_pam_log_escape(const char *in, char *out, size_t size)
     out[o] = '\0';
 }
 
-/* The message may contain spaces (it is quoted) but nothing that could end the line or the quote. */
-static void escape_reason(const char *in, char *out, size_t size)
+void kt_pam_log_escape_text(const char *in, char *out, size_t size)
 {
     size_t o = 0;
 
@@ -107,7 +106,7 @@ void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code,
     kt_pam_log_escape(a->device_id, device, sizeof(device));
     if (code != PAM_SUCCESS) {
         kind = err != NULL ? kt_err_kind_name(err->kind) : "unknown";
-        escape_reason(err != NULL ? err->message : "", reason, sizeof(reason));
+        kt_pam_log_escape_text(err != NULL ? err->message : "", reason, sizeof(reason));
         if (code == PAM_IGNORE)
             outcome = "ignored";
     }

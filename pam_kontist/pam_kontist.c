@@ -192,9 +192,17 @@ static int parse_args(pam_handle_t *pamh, kt_pam_args *args, int argc, const cha
 
     if (kt_pam_args_parse(args, argc, argv, &err) == 0)
         return 0;
-    kt_pam_log_escape(err.message, reason, sizeof(reason));
+    kt_pam_log_escape_text(err.message, reason, sizeof(reason));
     pam_syslog(pamh, LOG_ERR, "%s: configuration error: %s", what, reason);
     return -1;
+}
+
+/* The exit of every entry point but pam_sm_authenticate (which logs its attempt line). */
+static int finish(pam_handle_t *pamh, const kt_pam_args *args, const char *what, const char *why,
+                  int code)
+{
+    kt_pam_debug(pamh, args, "%s: %s: %s", what, why, kt_pam_code_name(code));
+    return code;
 }
 
 /* The user the tokens were obtained for, resolved again for its home and ids. */
@@ -203,15 +211,18 @@ static int resolve(pam_handle_t *pamh, const char *name, kt_pam_user *u, int fai
 {
     kt_error err = {0};
     bool unknown = false;
-    char escaped[128];
+    char escaped[128], reason[256];
 
     if (kt_pam_user_lookup(pamh, name, u, &unknown, &err) == 0)
         return PAM_SUCCESS;
     kt_pam_log_escape(name, escaped, sizeof(escaped));
-    pam_syslog(pamh, LOG_ERR, "%s: user=%s: %s", what, escaped, err.message);
+    kt_pam_log_escape_text(err.message, reason, sizeof(reason));
+    pam_syslog(pamh, LOG_ERR, "%s: user=%s error=%s reason=\"%s\"", what, escaped,
+               kt_err_kind_name(err.kind), reason);
     return unknown ? PAM_USER_UNKNOWN : fail_code;
 }
 
+/* Stores tokens in, or (tokens NULL) removes, the token cache of the named user. */
 static int cache_op(pam_handle_t *pamh, const char *name, const kt_token_set *tokens,
                     int fail_code, const char *what)
 {
@@ -225,8 +236,8 @@ static int cache_op(pam_handle_t *pamh, const char *name, const kt_token_set *to
     if ((tokens != NULL ? kt_pam_cache_store(&u, tokens, &err)
                         : kt_pam_cache_erase(&u, &err)) != 0) {
         kt_pam_log_escape(name, escaped, sizeof(escaped));
-        kt_pam_log_escape(err.message, reason, sizeof(reason));
-        pam_syslog(pamh, LOG_ERR, "%s: user=%s error=%s reason=%s", what, escaped,
+        kt_pam_log_escape_text(err.message, reason, sizeof(reason));
+        pam_syslog(pamh, LOG_ERR, "%s: user=%s error=%s reason=\"%s\"", what, escaped,
                    kt_err_kind_name(err.kind), reason);
         code = fail_code;
     }
@@ -240,22 +251,18 @@ static int setcred_store(pam_handle_t *pamh, const kt_pam_args *args)
     const void *user = NULL;
     int code;
 
-    if (s == NULL) {
-        kt_pam_debug(pamh, args, "setcred: no token set from pam_authenticate on this handle");
-        return PAM_IGNORE;
-    }
+    if (s == NULL)
+        return finish(pamh, args, "setcred", "no token set from pam_authenticate", PAM_IGNORE);
     /* sudo and su switch PAM_USER to the target user before pam_setcred: the tokens belong to
      * the person who authenticated and must not land in someone else's cache. */
     if (pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS || user == NULL ||
-        strcmp(user, s->user) != 0) {
-        kt_pam_debug(pamh, args, "setcred: PAM_USER changed since authentication; not stored");
-        return PAM_IGNORE;
-    }
+        strcmp(user, s->user) != 0)
+        return finish(pamh, args, "setcred", "PAM_USER changed since authentication",
+                      PAM_IGNORE);
     code = cache_op(pamh, s->user, &s->tokens, PAM_CRED_ERR, "setcred");
     if (code == PAM_SUCCESS)
         s->stored = true;
-    kt_pam_debug(pamh, args, "setcred: token cache for %s: %s", s->user, kt_pam_code_name(code));
-    return code;
+    return finish(pamh, args, "setcred", "token cache written", code);
 }
 
 /* Removes what this handle established: a cache the user got elsewhere is not ours to drop. */
@@ -264,16 +271,13 @@ static int setcred_delete(pam_handle_t *pamh, const kt_pam_args *args)
     kt_pam_state *s = kt_pam_state_get(pamh);
     int code;
 
-    if (s == NULL || !s->stored) {
-        kt_pam_debug(pamh, args, "setcred: nothing established on this handle to delete");
-        return PAM_IGNORE;
-    }
+    if (s == NULL || !s->stored)
+        return finish(pamh, args, "setcred delete", "nothing established on this handle",
+                      PAM_IGNORE);
     code = cache_op(pamh, s->user, NULL, PAM_CRED_ERR, "setcred delete");
     if (code == PAM_SUCCESS)
         s->stored = false;
-    kt_pam_debug(pamh, args, "setcred: removed token cache of %s: %s", s->user,
-                 kt_pam_code_name(code));
-    return code;
+    return finish(pamh, args, "setcred delete", "token cache removed", code);
 }
 
 PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
@@ -301,34 +305,31 @@ PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, cons
 
     if (parse_args(pamh, &args, argc, argv, "open_session") != 0)
         return PAM_SERVICE_ERR;
-    /* The token cache is written by pam_setcred; a session adds nothing. */
-    return PAM_IGNORE;
+    /* The token cache is written by pam_setcred; opening a session adds nothing. */
+    return finish(pamh, &args, "open_session", "nothing to do", PAM_IGNORE);
 }
 
 PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
     kt_pam_args args;
     const void *user = NULL;
+    kt_pam_state *s;
     int code;
 
     if (parse_args(pamh, &args, argc, argv, "close_session") != 0)
         return PAM_SERVICE_ERR;
     if (!args.logout_on_close)
-        return PAM_IGNORE;
+        return finish(pamh, &args, "close_session", "logout_on_close not set", PAM_IGNORE);
     if (pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS || user == NULL ||
         ((const char *)user)[0] == '\0') {
         pam_syslog(pamh, LOG_ERR, "close_session: no user");
         return PAM_SESSION_ERR;
     }
     code = cache_op(pamh, user, NULL, PAM_SESSION_ERR, "close_session");
-    if (code == PAM_SUCCESS) {
-        kt_pam_state *s = kt_pam_state_get(pamh);
-
-        if (s != NULL)
-            s->stored = false;
-    }
-    kt_pam_debug(pamh, &args, "close_session: removed token cache: %s", kt_pam_code_name(code));
-    return code;
+    s = kt_pam_state_get(pamh);
+    if (code == PAM_SUCCESS && s != NULL)
+        s->stored = false;
+    return finish(pamh, &args, "close_session", "token cache removed", code);
 }
 
 /* Account management is not this module's business (the Kontist account was checked when the
@@ -339,8 +340,7 @@ PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const c
 
     if (parse_args(pamh, &args, argc, argv, "acct_mgmt") != 0)
         return PAM_SERVICE_ERR;
-    kt_pam_debug(pamh, &args, "acct_mgmt: no account management, PAM_IGNORE");
-    return PAM_IGNORE;
+    return finish(pamh, &args, "acct_mgmt", "no account management", PAM_IGNORE);
 }
 
 /* A Kontist password is changed with Kontist, not through PAM: refuse visibly. */
@@ -353,5 +353,5 @@ PAM_EXTERN int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const c
     pam_syslog(pamh, LOG_NOTICE, "chauthtok: password changes are not supported");
     if ((flags & PAM_SILENT) == 0 && (flags & PAM_PRELIM_CHECK) != 0)
         pam_error(pamh, "The Kontist password cannot be changed here.");
-    return PAM_AUTHTOK_ERR;
+    return finish(pamh, &args, "chauthtok", "not supported", PAM_AUTHTOK_ERR);
 }

@@ -127,6 +127,8 @@ void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code,
 /* Copies `in` into out (size > 0) with everything but visible, harmless ASCII escaped as \xNN, so a
  * user name or a server message cannot forge log fields or lines. NULL or "" gives "-". */
 void kt_pam_log_escape(const char *in, char *out, size_t size);
+/* The same for a message: spaces are kept, quotes, backslashes and control bytes escaped. */
+void kt_pam_log_escape_text(const char *in, char *out, size_t size);
 /* Debug lines, only with the `debug` argument. */
 void kt_pam_debug(pam_handle_t *pamh, const kt_pam_args *args, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -16,9 +16,25 @@ Fixtures
     state directory under ``tmp_path``.  Every mock is stopped at teardown.
 ``mock``
     A mock with default settings (demo users, no faults).
+``no_mock_tracebacks``
+    Fails the test if a mock it started printed a traceback (a bug in the
+    mock); use with ``pytestmark = pytest.mark.usefixtures(...)``.
 ``demo``
     The demo account: ``.user .password .client_id .client_secret
     .public_client_id .scopes .scope``.
+
+``Mock`` (what ``start`` returns)
+    ``url ca_file state_dir control_url host port``; ``api(method, path,
+    json=None, form=None, token=None, basic=None, headers=None, body=None,
+    timeout=10, conn=None) -> (status, headers, body)``; ``connect()``,
+    ``ssl_context()``; control: ``set_fault(**spec)``, ``clear_faults()``,
+    ``mfa(id, status)``, ``state()``; logs: ``sms()``, ``last_otp()``,
+    ``requests(endpoint=None)``, ``stderr()``; flows: ``password_grant()``,
+    ``enroll_device()``, ``confirm()``; ``stop()``.
+
+Constants for test modules (``from conftest import ...``): DEMO_USER,
+DEMO_PASSWORD, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, PUBLIC_CLIENT_ID,
+ALL_SCOPES, DEFAULT_SCOPE, REPO_DIR, MOCK_BIN, PYTHON.
 
 Crypto helpers (``make_key``, ``public_key_hex``, ``sign_hex``, ``jwt_claims``,
 ``write_key_pem`` ...) live in ``kt_crypto`` and are re-exported here; test

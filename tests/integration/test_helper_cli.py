@@ -373,6 +373,26 @@ def test_enroll_with_an_existing_key_file(kenv):
     assert kenv.cache()["confirmed"] is True
 
 
+@pytest.mark.parametrize("form", ["file-uri", "relative"])
+def test_enroll_key_reference_forms(kenv, form):
+    key = make_key()
+    key_path = write_key_pem(key, kenv.root / "my-key.pem")
+    assert kenv.login().returncode == EXIT_OK
+    ref = f"file:{key_path}" if form == "file-uri" else "my-key.pem"
+    proc = kenv.popen("device", "enroll", "--otp-stdin", "--key", ref, cwd=kenv.root)
+    deadline = time.monotonic() + 30
+    while not kenv.mock.sms() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    _, err = proc.communicate(input=kenv.mock.last_otp() + "\n", timeout=30)
+    assert proc.returncode == EXIT_OK, err
+    record = json.loads(kenv.record_file.read_text())
+    # a relative path is stored absolute: the record is read from anywhere later
+    assert record["key"] == (ref if form == "file-uri" else str(key_path))
+    r = kenv.login()
+    assert r.returncode == EXIT_OK, r.stderr
+    assert kenv.cache()["confirmed"] is True
+
+
 def test_enroll_with_a_readable_key_file_is_refused(kenv):
     key_path = write_key_pem(make_key(), kenv.root / "open-key.pem", mode=0o644)
     assert kenv.login().returncode == EXIT_OK

@@ -109,6 +109,23 @@ def test_other_requests_get_nothing(kenv, case):
     assert len(kenv.mock.requests()) == before
 
 
+def test_broken_configuration_is_reported_only_for_our_host(kenv):
+    kenv.config.write_text(f"base_url = {kenv.mock.url}\nfrobnication = on\n")
+    r = kenv.credential("get", request(kenv, host="github.com"))
+    assert (r.returncode, r.stdout, r.stderr) == (EXIT_OK, "", "")
+    r = kenv.credential("get", request(kenv))
+    assert r.returncode == EXIT_USAGE
+    assert r.stdout == ""
+    assert f"{kenv.config}:2" in r.stderr
+    # no configuration at all: the default API host is still recognised
+    r = kenv.credential("get", "protocol=https\nhost=api.kontist.com\n\n",
+                        env={"KONTIST_CONFIG": str(kenv.root / "missing.conf")})
+    assert r.returncode == EXIT_USAGE and "missing.conf" in r.stderr
+    r = kenv.credential("get", "protocol=https\nhost=example.com\n\n",
+                        env={"KONTIST_CONFIG": str(kenv.root / "missing.conf")})
+    assert (r.returncode, r.stdout, r.stderr) == (EXIT_OK, "", "")
+
+
 def test_matching_username_is_answered(kenv):
     kenv.confirmed_login()
     r = kenv.credential("get", request(kenv, f"username={DEMO_USER.upper()}"))

@@ -138,10 +138,10 @@ class HelperEnv:
         assert r.returncode == EXIT_OK, r.stderr
         return r.stdout.strip()
 
-    def credential(self, operation, request, binary=None, **kw):
+    def credential(self, operation, request, binary=None, env=None, **kw):
         """Runs git-credential-kontist directly with a request (str or bytes)."""
         text = isinstance(request, str)
-        full_env = dict(self.env)
+        full_env = dict(self.env, **(env or {}))
         return subprocess.run([str(binary or self.cred), operation], input=request,
                               capture_output=True, text=text, env=full_env,
                               timeout=kw.pop("timeout", RUN_TIMEOUT), start_new_session=True,

@@ -197,13 +197,18 @@ def test_suspend_and_resume_during_the_prompt(kenv, terminal):
 
 
 def test_end_of_input_on_the_terminal(kenv, terminal):
-    proc = terminal.run(kenv, "login")
+    # stdin holds the right password, but ^D on the terminal is the answer: no login
+    proc = terminal.run(kenv, "login", stdin=subprocess.PIPE)
+    proc.stdin.write((DEMO_PASSWORD + "\n").encode())
+    proc.stdin.flush()
     terminal.read_until(b"password for")
     terminal.wait_for_echo(False)
     terminal.type("\x04")  # ^D: end of input
     _, err = proc.communicate(timeout=15)
     assert proc.returncode == 2, err
+    assert b"no answer on the terminal" in err
     assert terminal.echo()
+    assert kenv.token_requests() == []
 
 
 def test_password_stdin_does_not_touch_the_terminal(kenv, terminal):

@@ -1,6 +1,7 @@
 """kontist-mock: requests.jsonl and sms.jsonl."""
 
 import json
+import re
 
 import pytest
 
@@ -118,6 +119,7 @@ def test_sms_log(mock):
     for message in messages:
         assert {"time", "username", "device_id", "challenge_id", "otp"} <= set(message)
         assert message["username"] == DEMO_USER
-    assert messages[0]["otp"] != messages[1]["otp"] or \
-        messages[0]["challenge_id"] != messages[1]["challenge_id"]
+        assert re.fullmatch(r"\d{6}", message["otp"])
+        assert message["time"].endswith("Z")
+    assert messages[0]["challenge_id"] != messages[1]["challenge_id"]
     assert mock.last_otp(device_ids[0]) == messages[0]["otp"]

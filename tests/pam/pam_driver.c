@@ -1,6 +1,11 @@
 /* A small PAM application for the module's tests, run under pam_wrapper:
  *
- *   pam_driver [options] SERVICE USER
+ *   pam_driver [options] SERVICE USER[,USER...]
+ *
+ * Options: --ops auth,setcred-establish,... (auth, setcred-establish|reinit|refresh|delete, open,
+ * close, acct, chauthtok, setuser:NAME, leak), --expect CODE,... (one PAM code name per op),
+ * --password-file FILE (answer to hidden prompts), --conv answer|fail|empty, --rhost HOST,
+ * --silent, --repeat N, --threads N, --result FILE.
  *
  * It runs a sequence of PAM calls (--ops) on one handle, optionally many times (--repeat) in
  * several threads at once (--threads), each thread with its own handles, and writes what
@@ -105,7 +110,8 @@ typedef enum conv_mode { CONV_ANSWER, CONV_FAIL, CONV_EMPTY } conv_mode;
 
 typedef struct options {
     const char *service;
-    const char *user;
+    int nusers;
+    char *users[MAX_THREADS]; /* thread t logs in as users[t % nusers] */
     const char *rhost;
     const char *result;
     char *password; /* NULL: no answer to password prompts */
@@ -260,9 +266,11 @@ static void parse_options(options *o, int argc, char **argv)
             die("unknown option %s", opt);
     }
     if (argc - i != 2)
-        die("usage: pam_driver [options] SERVICE USER");
+        die("usage: pam_driver [options] SERVICE USER[,USER...]");
     o->service = argv[i];
-    o->user = argv[i + 1];
+    o->nusers = split_list(argv[i + 1], o->users, MAX_THREADS);
+    if (o->nusers == 0)
+        die("no user");
     if (o->nops == 0) {
         static char auth[] = "auth";
 
@@ -284,6 +292,7 @@ typedef struct record {
 
 typedef struct worker {
     const options *o;
+    const char *user;
     pthread_t thread;
     int nprompts;
     record prompts[MAX_RECORDS];
@@ -304,7 +313,7 @@ static char *answer_for(const worker *w, int style)
     if (style == PAM_PROMPT_ECHO_OFF)
         return w->o->password != NULL ? strdup(w->o->password) : NULL;
     if (style == PAM_PROMPT_ECHO_ON)
-        return strdup(w->o->user);
+        return strdup(w->user);
     return NULL;
 }
 
@@ -378,6 +387,18 @@ static int run_op(pam_handle_t *pamh, const char *op, int silent)
         return pam_acct_mgmt(pamh, f);
     if (strcmp(op, "chauthtok") == 0)
         return pam_chauthtok(pamh, f);
+    /* Loses memory on purpose: the tests check that the leak checkers they rely on see it. */
+    if (strcmp(op, "leak") == 0) {
+        static void *volatile sink;
+
+        sink = malloc(4096);
+        memset(sink, 1, 4096);
+        sink = NULL;
+        return PAM_SUCCESS;
+    }
+    /* What sudo does between pam_authenticate and pam_setcred: switch to the target user. */
+    if (strncmp(op, "setuser:", 8) == 0)
+        return pam_set_item(pamh, PAM_USER, op + 8);
     return -1;
 }
 
@@ -388,7 +409,7 @@ static int run_once(worker *w)
     pam_handle_t *pamh = NULL;
     int rc, last = PAM_SUCCESS;
 
-    rc = pam_start(o->service, o->user, &conv, &pamh);
+    rc = pam_start(o->service, w->user, &conv, &pamh);
     if (rc != PAM_SUCCESS)
         return rc;
     if (o->rhost != NULL)
@@ -480,6 +501,9 @@ static void write_result(const options *o, const worker *ws, size_t heap_before,
         if (t == o->threads - 1)
             fputs("null", f);
     }
+    /* The identity the process is left with: the module must restore what it dropped. */
+    fprintf(f, ", \"euid\": %lu, \"egid\": %lu, \"ngroups\": %d", (unsigned long)geteuid(),
+            (unsigned long)getegid(), getgroups(0, NULL));
     fprintf(f, ", \"heap_before\": %zu, \"heap_after\": %zu}\n", heap_before, heap_after);
     fclose(f);
 }
@@ -501,12 +525,14 @@ int main(int argc, char **argv)
     ws = calloc((size_t)o.threads, sizeof(*ws));
     if (ws == NULL)
         die("out of memory");
-    for (int t = 0; t < o.threads; t++)
+    for (int t = 0; t < o.threads; t++) {
         ws[t].o = &o;
+        ws[t].user = o.users[t % o.nusers];
+    }
     /* A warm-up run fills one-time caches (libcurl, OpenSSL, NSS) so the heap comparison after
      * the repeated runs shows only what the runs themselves keep. */
     if (o.repeat > 1) {
-        worker warm = {.o = &o};
+        worker warm = {.o = &o, .user = o.users[0]};
 
         run_once(&warm);
         before = heap_in_use();

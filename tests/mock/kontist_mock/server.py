@@ -11,7 +11,7 @@ import itertools
 import json
 import os
 import re
-import ssl
+import socket
 import sys
 import threading
 import time
@@ -240,7 +240,8 @@ class Handler(BaseHTTPRequestHandler):
         headers += response.headers
         return response.status, headers, payload
 
-    def _head(self, status, headers, connection_close=None):
+    def _head(self, status, headers, announce_close=None):
+        """The status line and headers; announce_close overrides close_connection."""
         try:
             reason = HTTPStatus(status).phrase
         except ValueError:
@@ -249,7 +250,9 @@ class Handler(BaseHTTPRequestHandler):
                  f"Server: {self.server_version}",
                  f"Date: {self.date_time_string()}"]
         lines += [f"{k}: {v}" for k, v in headers]
-        if connection_close if connection_close is not None else self.close_connection:
+        if announce_close is None:
+            announce_close = self.close_connection
+        if announce_close:
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -372,7 +375,7 @@ class Handler(BaseHTTPRequestHandler):
 
         if kind == "close":
             self.close_connection = True
-            head = self._head(status, headers, connection_close=False)
+            head = self._head(status, headers, announce_close=False)
             self.wfile.write(head + payload[:len(payload) // 2])
         elif kind == "drip":
             self._drip(self._head(status, headers) + payload, fault["interval"])
@@ -463,6 +466,9 @@ class MockServer(ThreadingHTTPServer):
     def finish_request(self, sock, client_address):
         conn_id = self.app.next_conn()
         try:
+            # small writes (session tickets, then the answer; dripped bytes) must not
+            # wait for delayed ACKs
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(HANDSHAKE_TIMEOUT)
             tls = self.ssl_context.wrap_socket(sock, server_side=True)
         except OSError as e:

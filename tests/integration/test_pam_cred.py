@@ -1,0 +1,217 @@
+"""pam_setcred, the session hooks, pam_acct_mgmt and pam_chauthtok of pam_kontist.so.
+
+The module's own code for each call is read from its `debug` line ("<call>: <why>: <code>"),
+since libpam folds a lone PAM_IGNORE into another code for the application; the application's
+code is checked too where it says something.
+"""
+
+import json
+import os
+import stat
+
+import pytest
+
+from kt_crypto import jwt_claims
+from pam_support import PAM_PERMIT, PamWorld, cache_path
+
+pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
+
+
+@pytest.fixture
+def world(tmp_path, build_dir, mock):
+    return PamWorld(tmp_path / "w", build_dir, mock)
+
+
+@pytest.fixture
+def alice(world):
+    home = world.add_user("alice")
+    world.enroll(home)
+    return home
+
+
+def module_code(run, call):
+    """The code the module returned from `call` (setcred, close_session, ...), from its debug
+    line; asserts there is exactly one such line."""
+    codes = [m.rsplit(": ", 1)[1] for _, m in run.syslog
+             if m.split("): ", 1)[-1].startswith(call + ": ") and m.rsplit(": ", 1)[1][:4] == "PAM_"]
+    assert len(codes) == 1, run.syslog
+    return codes[0]
+
+
+def cached(home):
+    return json.loads(cache_path(home).read_text())
+
+
+def write_foreign_cache(home):
+    """A token cache the user got some other way (kontist-auth login): it is not ours to drop."""
+    path = cache_path(home)
+    path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write('{"marker": "foreign"}')
+    return path
+
+
+@pytest.mark.parametrize("op", ["setcred-establish", "setcred-reinit", "setcred-refresh"])
+def test_setcred_writes_confirmed_tokens(world, alice, op):
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("auth", op))
+    assert run.codes == ["PAM_SUCCESS", "PAM_SUCCESS"], run
+    assert module_code(run, "setcred") == "PAM_SUCCESS"
+    data = cached(alice)
+    assert data["confirmed"] is True
+    assert data["username"] == "demo@example.com"
+    assert "cnf" in jwt_claims(data["access_token"])
+    assert data.get("refresh_token")
+    st = cache_path(alice).stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (os.geteuid(), 0o600)
+
+
+def test_setcred_replaces_an_older_cache(world, alice):
+    world.service("kontist")
+    world.run("kontist", "alice", ops=("auth", "setcred-establish"))
+    first = cached(alice)["access_token"]
+    world.run("kontist", "alice", ops=("auth", "setcred-establish"))
+    assert cached(alice)["access_token"] != first
+
+
+def test_setcred_delete_removes_what_it_established(world, alice):
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("auth", "setcred-establish", "setcred-delete"))
+    assert run.codes == ["PAM_SUCCESS"] * 3, run
+    assert module_code(run, "setcred delete") == "PAM_SUCCESS"
+    assert not cache_path(alice).exists()
+
+
+def test_setcred_delete_keeps_a_cache_it_did_not_write(world, alice):
+    path = write_foreign_cache(alice)
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("auth", "setcred-delete"))
+    assert module_code(run, "setcred delete") == "PAM_IGNORE"
+    assert path.read_text() == '{"marker": "foreign"}'
+
+
+def test_setcred_without_authentication(world, alice):
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("setcred-establish",))
+    assert module_code(run, "setcred") == "PAM_IGNORE"
+    assert run.code != "PAM_SUCCESS"
+    assert not cache_path(alice).exists()
+
+
+@pytest.mark.parametrize("password, conv", [("wrong-password", "answer"), (None, "fail")])
+def test_setcred_after_failed_authentication(world, alice, password, conv):
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("auth", "setcred-establish"), password=password,
+                    conv=conv)
+    assert run.codes[0] != "PAM_SUCCESS"
+    assert module_code(run, "setcred") == "PAM_IGNORE"
+    assert not cache_path(alice).exists()
+
+
+def test_setcred_for_another_user_stores_nothing(world, alice):
+    """sudo authenticates alice, then sets PAM_USER to the target user before pam_setcred."""
+    root_home = world.add_user("target")
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("auth", "setuser:target", "setcred-establish"))
+    assert run.codes[:2] == ["PAM_SUCCESS", "PAM_SUCCESS"], run
+    assert module_code(run, "setcred") == "PAM_IGNORE"
+    assert not cache_path(alice).exists()
+    assert not cache_path(root_home).exists()
+
+
+def test_setcred_cannot_write_the_cache(world, alice):
+    """A state directory the user cannot use: the credentials cannot be established."""
+    state = cache_path(alice).parent
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text("not a directory")
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("auth", "setcred-establish"))
+    assert run.codes == ["PAM_SUCCESS", "PAM_CRED_ERR"], run
+    assert any("setcred: user=alice error=" in m for _, m in run.syslog), run.syslog
+
+
+# --- sessions --------------------------------------------------------------------------------------
+
+def test_session_open_is_ignored(world, alice):
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("open",))
+    assert module_code(run, "open_session") == "PAM_IGNORE"
+
+
+def test_close_session_keeps_cache_by_default(world, alice):
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("auth", "setcred-establish", "open", "close"))
+    assert module_code(run, "close_session") == "PAM_IGNORE"
+    assert cache_path(alice).exists()
+
+
+def test_logout_on_close_removes_cache(world, alice):
+    world.service("kontist", "debug logout_on_close")
+    run = world.run("kontist", "alice", ops=("auth", "setcred-establish", "open", "close"))
+    assert run.codes[:2] == ["PAM_SUCCESS", "PAM_SUCCESS"], run
+    assert module_code(run, "close_session") == "PAM_SUCCESS"
+    assert not cache_path(alice).exists()
+
+
+def test_logout_on_close_in_a_separate_handle(world, alice):
+    """A session closed by another process than the one that logged in still logs out."""
+    world.service("kontist", "debug logout_on_close")
+    world.run("kontist", "alice", ops=("auth", "setcred-establish"))
+    assert cache_path(alice).exists()
+    run = world.run("kontist", "alice", ops=("close",))
+    assert module_code(run, "close_session") == "PAM_SUCCESS"
+    assert not cache_path(alice).exists()
+
+
+def test_logout_on_close_without_cache(world, alice):
+    world.service("kontist", "debug logout_on_close")
+    run = world.run("kontist", "alice", ops=("close",))
+    assert module_code(run, "close_session") == "PAM_SUCCESS"
+
+
+# --- account and password --------------------------------------------------------------------------
+
+def test_acct_mgmt_is_never_a_success_of_its_own(world, alice):
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("auth", "acct"))
+    assert module_code(run, "acct_mgmt") == "PAM_IGNORE"
+    # Alone in the account stack, an ignoring module does not let anyone in.
+    assert run.codes[1] != "PAM_SUCCESS"
+
+
+def test_acct_mgmt_leaves_the_decision_to_the_stack(world, alice):
+    world.service("kontist", "debug", control="[ignore=ignore default=die]",
+                  after=[f"account required {PAM_PERMIT}"], module_types=("account",))
+    run = world.run("kontist", "alice", ops=("acct",))
+    assert run.code == "PAM_SUCCESS", run
+
+
+def test_chauthtok_refuses(world, alice):
+    world.service("kontist", "debug")
+    run = world.run("kontist", "alice", ops=("chauthtok",))
+    assert run.code == "PAM_AUTHTOK_ERR", run
+    assert module_code(run, "chauthtok") == "PAM_AUTHTOK_ERR"
+    # The person is told why (PAM_ERROR_MSG), once.
+    assert [p["style"] for p in run.prompts] == [3]
+    assert "cannot be changed" in run.prompts[0]["msg"]
+
+
+def test_chauthtok_silent(world, alice):
+    world.service("kontist")
+    run = world.run("kontist", "alice", ops=("chauthtok",), silent=True)
+    assert run.code == "PAM_AUTHTOK_ERR", run
+    assert run.prompts == []
+
+
+@pytest.mark.parametrize("op, code", [("setcred-establish", "PAM_SERVICE_ERR"),
+                                      ("open", "PAM_SERVICE_ERR"), ("close", "PAM_SERVICE_ERR"),
+                                      ("acct", "PAM_SERVICE_ERR"),
+                                      ("chauthtok", "PAM_SERVICE_ERR")])
+def test_bad_argument_in_other_stacks(world, alice, op, code):
+    world.service("kontist", "logout_on_clse")
+    run = world.run("kontist", "alice", ops=(op,))
+    assert run.code == code, run
+    assert any("configuration error: unknown module argument" in m
+               for _, m in run.syslog), run.syslog
