@@ -69,13 +69,20 @@ static int get_user(pam_handle_t *pamh, auth_run *r)
 
 static int map_user(pam_handle_t *pamh, auth_run *r)
 {
+    char user[128], kuser[128], where[256];
+
     if (kt_pam_user_lookup(pamh, r->pam_user, &r->user, &r->unknown_user, &r->err) != 0)
         return -1;
     if (kt_pam_user_load(&r->user, &r->args, &r->err) != 0)
         return -1;
-    kt_pam_debug(pamh, &r->args, "user %s maps to Kontist user %s, device %s (%s)", r->pam_user,
-                 r->user.rec.username, r->user.rec.device_id ? r->user.rec.device_id : "-",
-                 r->args.authfile ? r->args.authfile : r->user.paths.record_file);
+    if (r->args.debug) {
+        kt_pam_log_escape(r->pam_user, user, sizeof(user));
+        kt_pam_log_escape(r->user.rec.username, kuser, sizeof(kuser));
+        kt_pam_log_escape(r->args.authfile ? r->args.authfile : r->user.paths.record_file, where,
+                          sizeof(where));
+        kt_pam_debug(pamh, &r->args, "user=%s maps to kontist_user=%s device=%s via %s", user,
+                     kuser, r->user.rec.device_id ? r->user.rec.device_id : "-", where);
+    }
     return 0;
 }
 

@@ -236,6 +236,10 @@ def test_home_not_reachable(world, make_user):
     assert run.code == "PAM_USER_UNKNOWN", run
 
 
+@pytest.mark.xfail(strict=True, reason="kt_privs_drop switches the euid of the whole process "
+                   "(glibc seteuid/setegid/setgroups apply to every thread), so threads "
+                   "working for different users at once step on each other; per-thread "
+                   "credentials (raw setresuid/setresgid/setgroups system calls) fix it")
 def test_threads_with_real_users(world, make_user, mock):
     """Several handles for different users at once in one root process."""
     users = [make_user() for _ in range(2)]
