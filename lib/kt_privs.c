@@ -4,9 +4,39 @@
 #include <grp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kt_privs.h"
+
+/* The credentials are switched with the raw system calls, not glibc's seteuid/setegid/setgroups:
+ * on Linux credentials belong to a thread, and glibc's wrappers deliberately apply a change to
+ * every thread of the process. A PAM module runs inside hosts that may serve several users on
+ * several threads at once, so a drop for one user must never leak into another thread. */
+#if defined(SYS_setresuid32)
+#define KT_SYS_SETRESUID SYS_setresuid32
+#define KT_SYS_SETRESGID SYS_setresgid32
+#define KT_SYS_SETGROUPS SYS_setgroups32
+#else
+#define KT_SYS_SETRESUID SYS_setresuid
+#define KT_SYS_SETRESGID SYS_setresgid
+#define KT_SYS_SETGROUPS SYS_setgroups
+#endif
+
+static int thread_seteuid(uid_t uid)
+{
+    return (int)syscall(KT_SYS_SETRESUID, (uid_t)-1, uid, (uid_t)-1);
+}
+
+static int thread_setegid(gid_t gid)
+{
+    return (int)syscall(KT_SYS_SETRESGID, (gid_t)-1, gid, (gid_t)-1);
+}
+
+static int thread_setgroups(size_t n, const gid_t *groups)
+{
+    return (int)syscall(KT_SYS_SETGROUPS, n, groups);
+}
 
 static int save_groups(kt_privs *p, kt_error *err)
 {
@@ -34,13 +64,13 @@ static int restore_ids(kt_privs *p, kt_error *err)
 {
     int rc = 0;
 
-    if (seteuid(p->saved_euid) != 0 || geteuid() != p->saved_euid)
+    if (thread_seteuid(p->saved_euid) != 0 || geteuid() != p->saved_euid)
         rc = kt_error_set(err, KT_ERR_INTERNAL, "cannot restore euid %lu: %s",
                           (unsigned long)p->saved_euid, strerror(errno));
-    if (setegid(p->saved_egid) != 0 || getegid() != p->saved_egid)
+    if (thread_setegid(p->saved_egid) != 0 || getegid() != p->saved_egid)
         rc = kt_error_set(err, KT_ERR_INTERNAL, "cannot restore egid %lu: %s",
                           (unsigned long)p->saved_egid, strerror(errno));
-    if (setgroups((size_t)p->saved_ngroups, p->saved_groups) != 0)
+    if (thread_setgroups((size_t)p->saved_ngroups, p->saved_groups) != 0)
         rc = kt_error_set(err, KT_ERR_INTERNAL, "cannot restore supplementary groups: %s",
                           strerror(errno));
     return rc;
@@ -69,16 +99,16 @@ int kt_privs_drop(kt_privs *p, uid_t uid, gid_t gid, kt_error *err)
         return -1;
     p->dropped = 1;
     /* Groups first and the uid last: once the euid is not root, nothing else may change. */
-    if (setgroups(1, &gid) != 0) {
+    if (thread_setgroups(1, &gid) != 0) {
         kt_error_set(err, KT_ERR_INTERNAL, "setgroups(%lu): %s", (unsigned long)gid,
                      strerror(errno));
         goto fail;
     }
-    if (setegid(gid) != 0 || getegid() != gid) {
+    if (thread_setegid(gid) != 0 || getegid() != gid) {
         kt_error_set(err, KT_ERR_INTERNAL, "setegid(%lu): %s", (unsigned long)gid, strerror(errno));
         goto fail;
     }
-    if (seteuid(uid) != 0 || geteuid() != uid) {
+    if (thread_seteuid(uid) != 0 || geteuid() != uid) {
         kt_error_set(err, KT_ERR_INTERNAL, "seteuid(%lu): %s", (unsigned long)uid, strerror(errno));
         goto fail;
     }

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -231,6 +233,52 @@ static void test_restore_failure_reported(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+struct other_thread {
+    sem_t go, done;
+    uid_t euid;
+    gid_t egid;
+};
+
+static void *observe_credentials(void *arg)
+{
+    struct other_thread *t = arg;
+
+    sem_wait(&t->go);
+    t->euid = geteuid();
+    t->egid = getegid();
+    sem_post(&t->done);
+    return NULL;
+}
+
+/* A PAM host may serve several users on several threads: a drop in one thread must leave the
+ * credentials of every other thread alone. */
+static void test_drop_is_per_thread(void **state)
+{
+    struct other_thread t;
+    pthread_t th;
+    kt_privs p;
+    kt_error err = {KT_OK, ""};
+
+    (void)state;
+    if (!is_root()) {
+        skip();
+    }
+    assert_int_equal(sem_init(&t.go, 0, 0), 0);
+    assert_int_equal(sem_init(&t.done, 0, 0), 0);
+    assert_int_equal(pthread_create(&th, NULL, observe_credentials, &t), 0);
+    assert_int_equal(kt_privs_drop(&p, NOBODY, NOBODY, &err), 0);
+    assert_int_equal(geteuid(), NOBODY);
+    sem_post(&t.go);
+    sem_wait(&t.done);
+    assert_int_equal(kt_privs_restore(&p, &err), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(t.euid, 0);
+    assert_int_equal(t.egid, 0);
+    assert_int_equal(geteuid(), 0);
+    sem_destroy(&t.go);
+    sem_destroy(&t.done);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -238,7 +286,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_drop_and_restore),         T(test_restore_supplementary_groups),
         T(test_drop_to_self_is_noop),     T(test_nested_drop_refused),
-        T(test_restore_failure_reported),
+        T(test_restore_failure_reported), T(test_drop_is_per_thread),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
