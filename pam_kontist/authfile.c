@@ -3,10 +3,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pam_kontist.h"
 
 #define AUTHFILE_FIELDS 4
+
+void kt_pam_trusted_owners(kt_owner_policy *owners)
+{
+    uid_t euid = geteuid();
+
+    owners->allow_root = true;
+    owners->allow_uid = euid != 0;
+    owners->uid = euid;
+}
 
 /* Splits one line (already without its newline) into at most AUTHFILE_FIELDS whitespace-separated
  * fields, in place. Returns the number of fields, or -1 when there are too many. */
@@ -88,7 +98,7 @@ int kt_pam_authfile_parse(const char *name, const char *text, size_t len, const 
     copy = strndup(text, len);
     if (copy == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    /* Every line is checked, not just up to the user's: a broken file is reported whoever logs in. */
+    /* Every line is checked, not only up to the user's: a broken file fails whoever logs in. */
     for (line = copy; rc == 0 && line != NULL && *line != '\0'; line = next) {
         next = strchr(line, '\n');
         if (next != NULL)
@@ -106,8 +116,7 @@ int kt_pam_authfile_parse(const char *name, const char *text, size_t len, const 
     return 0;
 }
 
-int kt_pam_authfile_lookup(const char *path, const char *user, kt_device_record *rec,
-                           kt_error *err)
+int kt_pam_authfile_lookup(const char *path, const char *user, kt_device_record *rec, kt_error *err)
 {
     kt_file_policy policy = {.private_read = false, .max_size = 0};
     char *text = NULL;

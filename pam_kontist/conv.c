@@ -14,8 +14,7 @@ static int conv_prompt(void *data, const char *message, bool echo, char **answer
     int rc;
 
     *answer = NULL;
-    rc = pam_prompt(d->pamh, echo ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF, &resp, "%s",
-                    message);
+    rc = pam_prompt(d->pamh, echo ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF, &resp, "%s", message);
     if (rc != PAM_SUCCESS || resp == NULL) {
         kt_secret_free(resp);
         return -1;

@@ -49,8 +49,7 @@ void kt_pam_log_escape_text(const char *in, char *out, size_t size)
 
     if (size == 0)
         return;
-    for (const unsigned char *p = (const unsigned char *)(in != NULL ? in : ""); *p != '\0';
-         p++) {
+    for (const unsigned char *p = (const unsigned char *)(in != NULL ? in : ""); *p != '\0'; p++) {
         if (*p == ' ' || plain_char(*p) || *p == '=') {
             if (o + 1 >= size)
                 break;
@@ -90,11 +89,10 @@ static int priority_for(int code)
     }
 }
 
-void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code,
-                        const kt_error *err)
+void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, const kt_error *err)
 {
-    char service[FIELD_MAX], user[FIELD_MAX], rhost[FIELD_MAX], kuser[FIELD_MAX],
-        device[FIELD_MAX], reason[REASON_MAX];
+    char service[FIELD_MAX], user[FIELD_MAX], rhost[FIELD_MAX], kuser[FIELD_MAX], device[FIELD_MAX],
+        reason[REASON_MAX];
     const char *outcome = code == PAM_SUCCESS ? "success" : "failure";
     const char *kind = "ok";
     uint64_t elapsed = kt_now_ms() - a->start_ms;

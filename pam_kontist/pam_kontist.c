@@ -26,7 +26,8 @@ typedef struct auth_run {
     const char *pam_user; /* owned by libpam */
     bool unknown_user;
     kt_pam_user user;
-    const char *password; /* owned by libpam (PAM_AUTHTOK) */
+    const char *password;     /* owned by libpam (PAM_AUTHTOK) */
+    bool password_from_stack; /* an earlier module's PAM_AUTHTOK, taken with try_first_pass */
     kt_token_set tokens;
     kt_error err;
 } auth_run;
@@ -58,8 +59,7 @@ static int get_user(pam_handle_t *pamh, auth_run *r)
     if (rc == PAM_CONV_ERR || rc == PAM_CONV_AGAIN)
         return kt_error_set(&r->err, KT_ERR_CONV, "no user name from the conversation");
     if (rc != PAM_SUCCESS)
-        return kt_error_set(&r->err, KT_ERR_INTERNAL, "no user name: %s",
-                            pam_strerror(pamh, rc));
+        return kt_error_set(&r->err, KT_ERR_INTERNAL, "no user name: %s", pam_strerror(pamh, rc));
     if (r->pam_user == NULL || r->pam_user[0] == '\0') {
         r->unknown_user = true;
         return kt_error_set(&r->err, KT_ERR_NOT_ENROLLED, "empty user name");
@@ -95,10 +95,12 @@ static int get_password(pam_handle_t *pamh, auth_run *r)
     const char *pw = NULL;
     int rc;
 
-    if (r->args.use_first_pass &&
-        (pam_get_item(pamh, PAM_AUTHTOK, &earlier) != PAM_SUCCESS || earlier == NULL))
+    if (pam_get_item(pamh, PAM_AUTHTOK, &earlier) != PAM_SUCCESS)
+        earlier = NULL;
+    if (r->args.use_first_pass && earlier == NULL)
         return kt_error_set(&r->err, KT_ERR_BAD_CREDENTIALS,
                             "use_first_pass: no password from an earlier module");
+    r->password_from_stack = earlier != NULL && r->args.try_first_pass && !r->args.use_first_pass;
     rc = pam_get_authtok(pamh, PAM_AUTHTOK, &pw, PASSWORD_PROMPT);
     if (rc == PAM_BUF_ERR)
         return kt_error_set(&r->err, KT_ERR_INTERNAL, "out of memory");
@@ -126,6 +128,7 @@ static int login(pam_handle_t *pamh, int flags, auth_run *r)
     kt_ctx *ctx;
     int rc;
 
+    kt_token_set_free(&r->tokens);
     kt_pam_conv_init(&conv, &conv_data, pamh, flags);
     ctx = kt_ctx_new(&r->cfg, &conv, &r->err);
     if (ctx == NULL)
@@ -145,15 +148,47 @@ static int login(pam_handle_t *pamh, int flags, auth_run *r)
     return kt_pam_state_save(pamh, r->pam_user, &r->tokens, &r->err);
 }
 
+/* try_first_pass: the earlier module's password was not the Kontist one, so ask for that one,
+ * as pam_unix does; the answer replaces PAM_AUTHTOK for the modules after this one. */
+static int ask_again(pam_handle_t *pamh, auth_run *r)
+{
+    const void *item = NULL;
+    char *answer = NULL;
+    int rc;
+
+    kt_error_clear(&r->err);
+    rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &answer, "%s", PASSWORD_PROMPT);
+    if (rc != PAM_SUCCESS || answer == NULL) {
+        kt_secret_free(answer);
+        return kt_error_set(&r->err, KT_ERR_CONV, "no password from the conversation");
+    }
+    rc = pam_set_item(pamh, PAM_AUTHTOK, answer);
+    kt_secret_free(answer);
+    if (rc != PAM_SUCCESS || pam_get_item(pamh, PAM_AUTHTOK, &item) != PAM_SUCCESS || item == NULL)
+        return kt_error_set(&r->err, KT_ERR_INTERNAL, "cannot keep the password");
+    r->password = item;
+    if (r->password[0] == '\0')
+        return kt_error_set(&r->err, KT_ERR_BAD_CREDENTIALS, "empty password");
+    if (strlen(r->password) > KT_PAM_PASSWORD_MAX)
+        return kt_error_set(&r->err, KT_ERR_BAD_CREDENTIALS, "password too long");
+    return 0;
+}
+
 static int authenticate(pam_handle_t *pamh, int flags, auth_run *r)
 {
-    if (load_config(r) != 0 || get_user(pamh, r) != 0 || map_user(pamh, r) != 0 ||
-        get_password(pamh, r) != 0 || login(pamh, flags, r) != 0) {
-        if (r->unknown_user)
-            return PAM_USER_UNKNOWN;
-        return kt_pam_code_for_error(r->err.kind, r->args.nouserok);
+    int rc = -1;
+
+    if (load_config(r) == 0 && get_user(pamh, r) == 0 && map_user(pamh, r) == 0 &&
+        get_password(pamh, r) == 0) {
+        rc = login(pamh, flags, r);
+        if (rc != 0 && r->err.kind == KT_ERR_BAD_CREDENTIALS && r->password_from_stack)
+            rc = ask_again(pamh, r) == 0 ? login(pamh, flags, r) : -1;
     }
-    return PAM_SUCCESS;
+    if (rc == 0)
+        return PAM_SUCCESS;
+    if (r->unknown_user)
+        return PAM_USER_UNKNOWN;
+    return kt_pam_code_for_error(r->err.kind, r->args.nouserok);
 }
 
 static void auth_run_free(auth_run *r)
@@ -183,6 +218,13 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
         pam_fail_delay(pamh, KT_PAM_FAIL_DELAY_USEC);
     attempt.mfa = r.args.mfa;
     attempt.user = r.pam_user;
+    if (attempt.user == NULL) {
+        /* Failed before asking for it: log the user the application named, without asking. */
+        const void *item = NULL;
+
+        if (pam_get_item(pamh, PAM_USER, &item) == PAM_SUCCESS)
+            attempt.user = item;
+    }
     attempt.kontist_user = r.user.rec.username;
     attempt.device_id = r.args.mfa == KT_PAM_MFA_DEVICE ? r.user.rec.device_id : NULL;
     kt_pam_log_attempt(pamh, &attempt, code, &r.err);
@@ -230,18 +272,22 @@ static int resolve(pam_handle_t *pamh, const char *name, kt_pam_user *u, int fai
 }
 
 /* Stores tokens in, or (tokens NULL) removes, the token cache of the named user. */
-static int cache_op(pam_handle_t *pamh, const char *name, const kt_token_set *tokens,
-                    int fail_code, const char *what)
+static int cache_op(pam_handle_t *pamh, const char *name, const kt_token_set *tokens, int fail_code,
+                    const char *what)
 {
     kt_pam_user u;
     kt_error err = {0};
     char escaped[128], reason[256];
     int code = resolve(pamh, name, &u, fail_code, what);
+    int rc;
 
     if (code != PAM_SUCCESS)
         return code;
-    if ((tokens != NULL ? kt_pam_cache_store(&u, tokens, &err)
-                        : kt_pam_cache_erase(&u, &err)) != 0) {
+    if (tokens != NULL)
+        rc = kt_pam_cache_store(&u, tokens, &err);
+    else
+        rc = kt_pam_cache_erase(&u, &err);
+    if (rc != 0) {
         kt_pam_log_escape(name, escaped, sizeof(escaped));
         kt_pam_log_escape_text(err.message, reason, sizeof(reason));
         pam_syslog(pamh, LOG_ERR, "%s: user=%s error=%s reason=\"%s\"", what, escaped,
@@ -264,8 +310,7 @@ static int setcred_store(pam_handle_t *pamh, const kt_pam_args *args)
      * the person who authenticated and must not land in someone else's cache. */
     if (pam_get_item(pamh, PAM_USER, &user) != PAM_SUCCESS || user == NULL ||
         strcmp(user, s->user) != 0)
-        return finish(pamh, args, "setcred", "PAM_USER changed since authentication",
-                      PAM_IGNORE);
+        return finish(pamh, args, "setcred", "PAM_USER changed since authentication", PAM_IGNORE);
     code = cache_op(pamh, s->user, &s->tokens, PAM_CRED_ERR, "setcred");
     if (code == PAM_SUCCESS)
         s->stored = true;

@@ -57,9 +57,9 @@ typedef struct kt_pam_user {
     char *name; /* the local (PAM) user */
     uid_t uid;
     gid_t gid;
-    kt_paths paths;        /* below the user's home, XDG variables ignored */
-    kt_device_record rec;  /* the mapping: Kontist username, device id, key reference */
-    EVP_PKEY *key;         /* loaded with mfa=device */
+    kt_paths paths;       /* below the user's home, XDG variables ignored */
+    kt_device_record rec; /* the mapping: Kontist username, device id, key reference */
+    EVP_PKEY *key;        /* loaded with mfa=device */
 } kt_pam_user;
 
 /* Resolves the local user through the password database. A user the system does not know gives
@@ -122,8 +122,7 @@ typedef struct kt_pam_attempt {
 
 /* The one line an authentication attempt leaves in syslog (LOG_AUTHPRIV): service, user, rhost,
  * Kontist username, device id, outcome, PAM code, duration and, on failure, the reason. */
-void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code,
-                        const kt_error *err);
+void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, const kt_error *err);
 /* Copies `in` into out (size > 0) with everything but visible, harmless ASCII escaped as \xNN, so a
  * user name or a server message cannot forge log fields or lines. NULL or "" gives "-". */
 void kt_pam_log_escape(const char *in, char *out, size_t size);

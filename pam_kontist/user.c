@@ -11,15 +11,6 @@
 
 #include "pam_kontist.h"
 
-void kt_pam_trusted_owners(kt_owner_policy *owners)
-{
-    uid_t euid = geteuid();
-
-    owners->allow_root = true;
-    owners->allow_uid = euid != 0;
-    owners->uid = euid;
-}
-
 /* Files below a user's home may belong to that user or to root. */
 static void user_owners(const kt_pam_user *u, kt_owner_policy *owners)
 {

@@ -196,7 +196,7 @@ class PamWorld:
         return home
 
     def _write_nss(self):
-        uid, gid = os.geteuid(), os.getegid()
+        gid = os.getegid()
         lines = [f"{n}:x:{u}:{g}:test user:{h}:/bin/false" for n, (u, g, h) in self.users.items()]
         self.passwd.write_text("\n".join(lines) + "\n")
         self.group.write_text(f"ktgroup:x:{gid}:\n")

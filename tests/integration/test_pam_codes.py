@@ -64,7 +64,7 @@ def attempt(run, code, error):
     return fields
 
 
-# --- success ------------------------------------------------------------------------------------
+# --- success -------------------------------------------------------------------------------------
 
 def test_verified_login(world, alice, mock):
     home, device_id, _, _, _ = alice
@@ -109,7 +109,7 @@ def test_verified_login_keeps_token_for_setcred(world, alice, mock):
     check_no_secrets([m for _, m in run.syslog], extra=[token])
 
 
-# --- wrong password, rejected MFA ------------------------------------------------------------------
+# --- wrong password, rejected MFA ----------------------------------------------------------------
 
 def test_wrong_password(world, alice, mock):
     since = len(mock.requests())
@@ -159,7 +159,7 @@ def test_unknown_device(world, mock):
     assert_failure_delay(run)
 
 
-# --- not enrolled -----------------------------------------------------------------------------------
+# --- not enrolled --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("nouserok, code", [(False, "PAM_USER_UNKNOWN"), (True, "PAM_IGNORE")])
 def test_not_enrolled(world, mock, nouserok, code):
@@ -196,7 +196,7 @@ def test_unknown_local_user(world, mock, nouserok):
     assert run.prompts == []
 
 
-# --- device key ---------------------------------------------------------------------------------------
+# --- device key ----------------------------------------------------------------------------------
 
 def test_key_missing(world, alice, mock):
     alice[3].unlink()
@@ -257,7 +257,7 @@ def test_key_unreadable(world, alice):
     assert run.code == "PAM_CRED_INSUFFICIENT", run
 
 
-# --- the API unavailable ----------------------------------------------------------------------------
+# --- the API unavailable -------------------------------------------------------------------------
 
 def test_api_unreachable(world, alice, mock):
     config = world.write_config("down.conf", base_url=f"https://127.0.0.1:{free_port()}")
@@ -316,14 +316,15 @@ def test_api_malformed_response(world, alice, mock, endpoint, kind):
 def test_unconfirmed_token_from_challenge_is_not_a_login(world, alice, mock):
     """A challenge answer whose token lacks the cnf claim would be MFA passed on trust."""
     mock.set_fault(endpoint="challenge_verify", kind="status", status=200,
-                   body='{"token": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4IiwiZXhwIjo0MTAyNDQ0ODAwfQ.x"}')
+                   body={"token": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4IiwiZXhwIjo0MTAyNDQ0ODAwfQ.x"})
     world.service("kontist")
     run = world.run("kontist", "alice")
-    assert run.code != "PAM_SUCCESS"
     assert run.code == "PAM_AUTHINFO_UNAVAIL", run
+    fields = attempt(run, "PAM_AUTHINFO_UNAVAIL", "protocol")
+    assert "not confirmed" in fields["reason"], fields
 
 
-# --- configuration --------------------------------------------------------------------------------------
+# --- configuration -------------------------------------------------------------------------------
 
 def test_unknown_module_argument(world, alice, mock):
     since = len(mock.requests())
@@ -334,6 +335,7 @@ def test_unknown_module_argument(world, alice, mock):
     assert endpoints(mock, since) == []
     fields = attempt(run, "PAM_SERVICE_ERR", "config")
     assert "use_fist_pass" in fields["reason"]
+    assert fields["user"] == "alice"
 
 
 @pytest.mark.parametrize("arg", ["mfa=push", "login_timeout=0", "login_timeout=soon",
@@ -405,7 +407,7 @@ def test_device_record_readable_by_others(world, alice):
     attempt(run, "PAM_SYSTEM_ERR", "io")
 
 
-# --- conversation ------------------------------------------------------------------------------------------
+# --- conversation --------------------------------------------------------------------------------
 
 def test_conversation_failure(world, alice, mock):
     since = len(mock.requests())
@@ -423,7 +425,7 @@ def test_no_answer_to_password_prompt(world, alice, mock):
     assert run.code == "PAM_CONV_ERR", run
 
 
-# --- use_first_pass / try_first_pass -----------------------------------------------------------------------
+# --- use_first_pass / try_first_pass -------------------------------------------------------------
 
 @pytest.fixture
 def first_pass(world):
@@ -470,6 +472,28 @@ def test_try_first_pass_asks_when_nothing_earlier(world, alice):
     assert len(run.prompts) == 1
 
 
+def test_try_first_pass_asks_when_earlier_password_is_wrong(world, alice, mock, first_pass):
+    """As pam_unix does: the earlier module's password failed at Kontist, so ask once."""
+    service = first_pass("tryfirst", "try_first_pass")
+    since = len(mock.requests())
+    run = world.run(service, "alice", extra_env={"PAM_AUTHTOK": "a-local-password"})
+    assert run.code == "PAM_SUCCESS", run
+    assert run.prompts == [{"style": 1, "msg": "Kontist password: "}]
+    assert endpoints(mock, since) == ["token"] + SUCCESS_ENDPOINTS
+    assert len(run.attempt_lines()) == 1
+
+
+def test_try_first_pass_asks_only_once(world, alice, mock, first_pass):
+    service = first_pass("tryfirst", "try_first_pass")
+    since = len(mock.requests())
+    run = world.run(service, "alice", password="also-wrong",
+                    extra_env={"PAM_AUTHTOK": "a-local-password"})
+    assert run.code == "PAM_AUTH_ERR", run
+    assert len(run.prompts) == 1
+    assert endpoints(mock, since) == ["token", "token"]
+    check_no_secrets([m for _, m in run.syslog], extra=["also-wrong", "a-local-password"])
+
+
 def test_try_first_pass_takes_earlier_password(world, alice, first_pass):
     service = first_pass("tryfirst", "try_first_pass")
     run = world.run(service, "alice", extra_env={"PAM_AUTHTOK": "demo-password-123"})
@@ -477,7 +501,7 @@ def test_try_first_pass_takes_earlier_password(world, alice, first_pass):
     assert run.prompts == []
 
 
-# --- mfa=none ----------------------------------------------------------------------------------------------------
+# --- mfa=none ------------------------------------------------------------------------------------
 
 def test_mfa_none_needs_only_the_mapping(world, mock):
     """mfa=none: password grant only; the record needs no device and no key is read."""
@@ -512,7 +536,7 @@ def test_mfa_none_still_needs_a_mapping(world, mock):
     assert run.code == "PAM_USER_UNKNOWN", run
 
 
-# --- the authfile ---------------------------------------------------------------------------------------------
+# --- the authfile --------------------------------------------------------------------------------
 
 def write_authfile(world, text, mode=0o644):
     path = world.etc / "kontist-users"

@@ -32,8 +32,12 @@ def alice(world):
 def module_code(run, call):
     """The code the module returned from `call` (setcred, close_session, ...), from its debug
     line; asserts there is exactly one such line."""
-    codes = [m.rsplit(": ", 1)[1] for _, m in run.syslog
-             if m.split("): ", 1)[-1].startswith(call + ": ") and m.rsplit(": ", 1)[1][:4] == "PAM_"]
+    codes = []
+    for _, message in run.syslog:
+        text = message.split("): ", 1)[-1]
+        last = text.rsplit(": ", 1)[-1]
+        if text.startswith(call + ": ") and last.startswith("PAM_"):
+            codes.append(last)
     assert len(codes) == 1, run.syslog
     return codes[0]
 
@@ -132,7 +136,7 @@ def test_setcred_cannot_write_the_cache(world, alice):
     assert any("setcred: user=alice error=" in m for _, m in run.syslog), run.syslog
 
 
-# --- sessions --------------------------------------------------------------------------------------
+# --- sessions ------------------------------------------------------------------------------------
 
 def test_session_open_is_ignored(world, alice):
     world.service("kontist", "debug")
@@ -171,7 +175,7 @@ def test_logout_on_close_without_cache(world, alice):
     assert module_code(run, "close_session") == "PAM_SUCCESS"
 
 
-# --- account and password --------------------------------------------------------------------------
+# --- account and password ------------------------------------------------------------------------
 
 def test_acct_mgmt_is_never_a_success_of_its_own(world, alice):
     world.service("kontist", "debug")

@@ -236,12 +236,9 @@ def test_home_not_reachable(world, make_user):
     assert run.code == "PAM_USER_UNKNOWN", run
 
 
-@pytest.mark.xfail(strict=True, reason="kt_privs_drop switches the euid of the whole process "
-                   "(glibc seteuid/setegid/setgroups apply to every thread), so threads "
-                   "working for different users at once step on each other; per-thread "
-                   "credentials (raw setresuid/setresgid/setgroups system calls) fix it")
 def test_threads_with_real_users(world, make_user, mock):
-    """Several handles for different users at once in one root process."""
+    """Several handles for different users at once in one root process: each thread switches
+    only its own credentials to its user, so no thread reads or writes as another user."""
     users = [make_user() for _ in range(2)]
     for u in users:
         u.device_id = world.enroll(u.home, uid=u.uid, gid=u.gid)[0]
@@ -257,7 +254,7 @@ def test_threads_with_real_users(world, make_user, mock):
         assert json.loads(cache.read_text())["device_id"] == u.device_id
 
 
-# --- the central authfile -------------------------------------------------------------------------
+# --- the central authfile ------------------------------------------------------------------------
 
 def central_key(world, mock, name):
     keydir = world.etc / "keys"

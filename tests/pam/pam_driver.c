@@ -459,8 +459,7 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void write_result(const options *o, const worker *ws, size_t heap_before,
-                         size_t heap_after)
+static void write_result(const options *o, const worker *ws, size_t heap_before, size_t heap_after)
 {
     const worker *w = &ws[0];
     long runs = 0, mismatches = 0;

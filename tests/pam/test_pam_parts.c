@@ -34,17 +34,22 @@ static void test_args_defaults(void **state)
 
 static void test_args_all(void **state)
 {
-    const char *argv[] = {"config=/etc/k.conf", "authfile=/etc/kontist/users", "debug",
-                          "nouserok", "use_first_pass", "try_first_pass", "mfa=none",
-                          "login_timeout=7", "logout_on_close"};
+    const char *argv[] = {"config=/etc/k.conf",
+                          "authfile=/etc/kontist/users",
+                          "debug",
+                          "nouserok",
+                          "use_first_pass",
+                          "try_first_pass",
+                          "mfa=none",
+                          "login_timeout=7",
+                          "logout_on_close"};
     kt_pam_args a;
     kt_error err = {0};
 
     assert_int_equal(parse(&a, &err, 9, argv), 0);
     assert_string_equal(a.config, "/etc/k.conf");
     assert_string_equal(a.authfile, "/etc/kontist/users");
-    assert_true(a.debug && a.nouserok && a.use_first_pass && a.try_first_pass &&
-                a.logout_on_close);
+    assert_true(a.debug && a.nouserok && a.use_first_pass && a.try_first_pass && a.logout_on_close);
     assert_int_equal(a.mfa, KT_PAM_MFA_NONE);
     assert_int_equal(a.login_timeout, 7);
 }
@@ -193,8 +198,7 @@ static void test_authfile_nul(void **state)
     kt_device_record rec;
     kt_error err = {0};
 
-    assert_int_equal(kt_pam_authfile_parse("users", text, sizeof(text) - 1, "bob", &rec, &err),
-                     -1);
+    assert_int_equal(kt_pam_authfile_parse("users", text, sizeof(text) - 1, "bob", &rec, &err), -1);
     assert_int_equal(err.kind, KT_ERR_CONFIG);
 }
 
@@ -231,18 +235,12 @@ static void test_log_escape_truncates(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_args_defaults),
-        cmocka_unit_test(test_args_all),
-        cmocka_unit_test(test_args_bad),
-        cmocka_unit_test(test_args_twice),
-        cmocka_unit_test(test_codes),
-        cmocka_unit_test(test_codes_never_success),
-        cmocka_unit_test(test_authfile_good),
-        cmocka_unit_test(test_authfile_absent_user),
-        cmocka_unit_test(test_authfile_errors),
-        cmocka_unit_test(test_authfile_nul),
-        cmocka_unit_test(test_log_escape),
-        cmocka_unit_test(test_log_escape_truncates),
+        cmocka_unit_test(test_args_defaults),   cmocka_unit_test(test_args_all),
+        cmocka_unit_test(test_args_bad),        cmocka_unit_test(test_args_twice),
+        cmocka_unit_test(test_codes),           cmocka_unit_test(test_codes_never_success),
+        cmocka_unit_test(test_authfile_good),   cmocka_unit_test(test_authfile_absent_user),
+        cmocka_unit_test(test_authfile_errors), cmocka_unit_test(test_authfile_nul),
+        cmocka_unit_test(test_log_escape),      cmocka_unit_test(test_log_escape_truncates),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
