@@ -52,6 +52,9 @@ int ka_usage_error(const ka_app *app, const char *cmd, const char *fmt, ...)
 /* Reports a getopt failure ('?' or ':') for argv; returns KA_EXIT_USAGE. */
 int ka_bad_option(const ka_app *app, const char *cmd, int c, char **argv);
 
+/* An absolute version of path (relative ones are taken from the current directory); malloc'd. */
+char *ka_absolute_path(const char *path, kt_error *err);
+
 /* Formats a UNIX time as "2024-05-01 12:00:00 UTC" into buf. */
 void ka_format_time(time_t t, char *buf, size_t size);
 /* First 8 characters of a secret and an ellipsis, for messages that must not print it whole. */

@@ -121,18 +121,11 @@ static bool is_uri(const char *ref)
 
 static char *key_reference(const char *ref, kt_error *err)
 {
-    char *cwd, *out = NULL;
+    char *out;
 
-    if (ref[0] == '/' || is_uri(ref)) {
-        out = strdup(ref);
-    } else if ((cwd = getcwd(NULL, 0)) != NULL) {
-        if (asprintf(&out, "%s/%s", cwd, ref) < 0)
-            out = NULL;
-        free(cwd);
-    } else {
-        kt_error_set(err, KT_ERR_IO, "cannot find the current directory: %s", strerror(errno));
-        return NULL;
-    }
+    if (!is_uri(ref))
+        return ka_absolute_path(ref, err);
+    out = strdup(ref);
     if (out == NULL)
         kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     return out;

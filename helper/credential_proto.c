@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "credential_proto.h"
+#include "kt_hex.h"
 #include "kt_http.h"
 #include "kt_secret.h"
 
@@ -34,17 +35,6 @@ static int replace(char **field, const char *value, size_t len, kt_error *err)
     return 0;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Like replace(), percent-decoding the value as git does for the parts of a URL. A %00 or a
  * decoded newline could not travel in the protocol, so it makes the request malformed. */
 static int replace_decoded(char **field, const char *value, size_t len, kt_error *err)
@@ -55,11 +45,15 @@ static int replace_decoded(char **field, const char *value, size_t len, kt_error
     if (copy == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     for (size_t i = 0; i < len; i++) {
-        int hi, lo;
+        char pair[3] = {0};
+        unsigned char byte;
 
-        if (value[i] == '%' && i + 2 < len && (hi = hex_digit(value[i + 1])) >= 0 &&
-            (lo = hex_digit(value[i + 2])) >= 0) {
-            copy[n] = (char)(hi << 4 | lo);
+        if (value[i] == '%' && i + 2 < len) {
+            pair[0] = value[i + 1];
+            pair[1] = value[i + 2];
+        }
+        if (pair[0] != '\0' && kt_hex_decode(pair, &byte, 1) == 1) {
+            copy[n] = (char)byte;
             i += 2;
         } else {
             copy[n] = value[i];

@@ -12,7 +12,7 @@
 
 /* kt_file insists on absolute paths; a relative --config is taken from the current directory
  * without resolving links, so the file itself is still opened with O_NOFOLLOW. */
-static char *absolute(const char *path, kt_error *err)
+char *ka_absolute_path(const char *path, kt_error *err)
 {
     char *cwd, *out = NULL;
 
@@ -65,7 +65,7 @@ static int load_config(ka_app *app, kt_error *err)
             chosen = NULL;
     }
     if (chosen != NULL) {
-        abs = absolute(chosen, err);
+        abs = ka_absolute_path(chosen, err);
         if (abs == NULL)
             return -1;
         rc = load_one(app, abs, &user_cfg_owners, false, err);
