@@ -25,7 +25,7 @@ static const char device_help[] =
     "Options:\n"
     "  -n, --name NAME   device name shown in the bank's list (default: kontist-auth on HOST)\n"
     "  -k, --key REF     use this key instead of generating one: a PEM file (mode 0600) or an\n"
-    "                    OpenSSL store URI (pkcs11:..., handle:0x81000001)\n"
+    "                    OpenSSL store URI served by a provider (handle:0x81000001)\n"
     "      --otp-stdin   read the SMS code from standard input\n"
     "      --force       enroll even though a device is already enrolled (replaces the record)\n"
     "      --config FILE read only FILE as configuration\n"
