@@ -59,5 +59,8 @@ char *ka_absolute_path(const char *path, kt_error *err);
 void ka_format_time(time_t t, char *buf, size_t size);
 /* First 8 characters of a secret and an ellipsis, for messages that must not print it whole. */
 void ka_mask(const char *secret, char *buf, size_t size);
+/* A device key reference for display: a key URI may carry the PIN of its token (RFC 7512
+ * pin-value), which is replaced by an ellipsis. */
+void ka_key_ref_display(const char *ref, char *buf, size_t size);
 
 #endif

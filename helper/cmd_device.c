@@ -211,6 +211,7 @@ static int prepare_key(ka_app *app, const struct enroll_opts *o, struct enroll_s
 static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state *s, kt_error *err)
 {
     kt_conv conv;
+    char key[512];
 
     if (ka_app_setup(app, err) != 0 || check_existing(app, o, &s->old, err) != 0)
         return -1;
@@ -234,10 +235,11 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
         return -1;
     if (kt_record_save(app->paths.record_file, &s->rec, err) != 0)
         return -1;
+    ka_key_ref_display(s->rec.key_ref, key, sizeof(key));
     fprintf(stderr,
             "%s: enrolled device %s (\"%s\") for %s, key %s\n"
             "%s: log in again ('kontist-auth login') for a confirmed token\n",
-            app->prog, s->rec.device_id, s->rec.name, s->rec.username, s->rec.key_ref, app->prog);
+            app->prog, s->rec.device_id, s->rec.name, s->rec.username, key, app->prog);
     return 0;
 }
 

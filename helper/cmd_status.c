@@ -92,6 +92,7 @@ static int show_device(const ka_app *app)
 {
     kt_error err = {KT_OK, ""};
     kt_device_record rec;
+    char key[512];
     int e = 0;
 
     memset(&rec, 0, sizeof(rec));
@@ -103,6 +104,7 @@ static int show_device(const ka_app *app)
         printf("device:        unusable record: %s\n", err.message);
         return ka_exit_code(err.kind);
     }
+    ka_key_ref_display(rec.key_ref != NULL ? rec.key_ref : "(none)", key, sizeof(key));
     if (rec.device_id == NULL)
         printf("device:        not enrolled (user %s)\n",
                rec.username != NULL ? rec.username : "unknown");
@@ -110,8 +112,7 @@ static int show_device(const ka_app *app)
         printf("device:        %s \"%s\" for %s\n"
                "device key:    %s\n",
                rec.device_id, rec.name != NULL ? rec.name : "",
-               rec.username != NULL ? rec.username : "unknown",
-               rec.key_ref != NULL ? rec.key_ref : "(none)");
+               rec.username != NULL ? rec.username : "unknown", key);
     kt_record_free(&rec);
     return KA_EXIT_OK;
 }

@@ -144,3 +144,27 @@ void ka_mask(const char *secret, char *buf, size_t size)
 {
     snprintf(buf, size, "%.8s\xe2\x80\xa6", secret != NULL ? secret : "");
 }
+
+void ka_key_ref_display(const char *ref, char *buf, size_t size)
+{
+    static const char pin[] = "pin-value=";
+    const char *start = ref != NULL ? ref : "";
+    size_t o = 0;
+
+    if (size == 0)
+        return;
+    for (const char *p = start; *p != '\0' && o + 1 < size;) {
+        bool attr_start = p > start && strchr(":;?&", p[-1]) != NULL;
+
+        if (attr_start && strncmp(p, pin, sizeof(pin) - 1) == 0) {
+            /* Keep the name, hide the value up to the next attribute. */
+            snprintf(buf + o, size - o, "%s\xe2\x80\xa6", pin);
+            o += strlen(buf + o);
+            p += sizeof(pin) - 1;
+            p += strcspn(p, ";?&");
+            continue;
+        }
+        buf[o++] = *p++;
+    }
+    buf[o] = '\0';
+}

@@ -126,7 +126,9 @@ static void write_all(int fd, const char *s)
     while (len > 0) {
         ssize_t n = write(fd, s, len);
 
-        if (n < 0 && errno == EINTR)
+        /* Not after a caught signal: a background job's write to a terminal with tostop gets
+         * SIGTTOU and EINTR on every attempt; the caller stops the process instead. */
+        if (n < 0 && errno == EINTR && tty_signo == 0)
             continue;
         if (n <= 0)
             return;

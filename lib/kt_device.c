@@ -242,6 +242,10 @@ int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char
                      "create challenge: the server does not know "
                      "device %s (HTTP 404)",
                      device_id);
+    /* The bank refusing to challenge this device (not verified, blocked) is a failed MFA: as an
+     * "unavailable" API it would let a PAM stack fall back to another module. */
+    else if (resp.status == 400 || resp.status == 403)
+        kt_error_set(err, KT_ERR_MFA_FAILED, "create challenge: refused (HTTP %ld)", resp.status);
     else if (resp.status < 200 || resp.status > 299)
         kt_http_status_error(&resp, "create challenge", KT_ERR_PROTOCOL, err);
     else

@@ -24,7 +24,8 @@ int kt_device_create(kt_ctx *ctx, const char *access_token, const char *name,
 /* POST /api/user/devices/{id}/verify {"challengeId","signature"} -> 204. Rejection -> MFA_FAILED. */
 int kt_device_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
                      const char *challenge_id, const char *signature_hex, kt_error *err);
-/* POST /api/user/devices/{id}/challenges -> {"id","stringToSign"}. 404 -> NOT_ENROLLED. */
+/* POST /api/user/devices/{id}/challenges -> {"id","stringToSign"}. 404 -> NOT_ENROLLED; refusal
+ * (400/403) -> MFA_FAILED. */
 int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char *device_id,
                                char **challenge_id, char **string_to_sign, kt_error *err);
 /* POST /api/user/devices/{id}/challenges/{cid}/verify {"signature"} -> confirmed tokens.

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -138,14 +139,33 @@ static int kt_http_setup(kt_http *http, kt_error *err)
      * stack must not be redirected through a proxy the administrator never configured, and
      * environment variables of a PAM host may come from the person logging in. */
     KT_SETOPT(h, CURLOPT_PROXY, cfg->proxy != NULL ? cfg->proxy : "");
+    /* For the same reason no_proxy must not exempt the API from a proxy that is configured: an
+     * empty list (unlike an unset one) keeps libcurl from reading the variable. */
+    KT_SETOPT(h, CURLOPT_NOPROXY, "");
     /* No signals: PAM hosts are multi-threaded and own their signal handlers. */
     KT_SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+    /* A request that times out while the name is still being resolved must not then wait for
+     * the resolver thread (as long as the system resolver likes): the deadline is the deadline.
+     * The thread is left to finish on its own. */
+    KT_SETOPT(h, CURLOPT_QUICK_EXIT, 1L);
     KT_SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout * 1000L);
     KT_SETOPT(h, CURLOPT_USERAGENT, KT_USER_AGENT);
     return 0;
 
 fail_opt:
     return kt_error_set(err, KT_ERR_INTERNAL, "libcurl rejected an option");
+}
+
+int kt_http_check_environment(bool privileged, kt_error *err)
+{
+    /* libcurl reads it with plain getenv, not secure_getenv. */
+    const char *keylog = getenv("SSLKEYLOGFILE");
+
+    if (privileged && keylog != NULL && keylog[0] != '\0')
+        return kt_error_set(err, KT_ERR_CONFIG,
+                            "SSLKEYLOGFILE is set in a privileged process: refusing TLS that would "
+                            "write its secrets to that file");
+    return 0;
 }
 
 kt_http *kt_http_new(const kt_config *cfg, kt_error *err)
@@ -157,6 +177,10 @@ kt_http *kt_http_new(const kt_config *cfg, kt_error *err)
         return NULL;
     }
     if (kt_http_check_base_url(cfg->base_url, err) != 0)
+        return NULL;
+    /* Checked before every handle, not only before curl_global_init: the host or another module
+     * may have initialised libcurl already, and the key log is written per connection. */
+    if (kt_http_check_environment(getauxval(AT_SECURE) != 0, err) != 0)
         return NULL;
     if (pthread_once(&kt_curl_once, kt_curl_global_init) != 0 || kt_curl_init_result != CURLE_OK) {
         kt_error_set(err, KT_ERR_INTERNAL, "libcurl initialisation failed");

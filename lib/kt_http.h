@@ -4,6 +4,7 @@
 #ifndef KT_HTTP_H
 #define KT_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,13 @@ long kt_http_connections(const kt_http *http);
  * 429 and 5xx -> KT_ERR_UNAVAILABLE (with Retry-After in the message), others -> default_kind. */
 int kt_http_status_error(const kt_http_response *resp, const char *what, kt_err_kind default_kind,
                          kt_error *err);
+
+/* libcurl creates the file named by SSLKEYLOGFILE when it initialises and writes the TLS secrets of
+ * every connection to it. A privileged process (set-user-ID: su, sudo) runs with its unprivileged
+ * caller's environment, so there that would let the caller create or append to any file as root
+ * and read the login's traffic: refused with KT_ERR_CONFIG. kt_http_new checks this with
+ * privileged = the process runs in secure-execution mode. */
+int kt_http_check_environment(bool privileged, kt_error *err);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 uint64_t kt_now_ms(void);

@@ -25,6 +25,7 @@ typedef struct auth_run {
     bool cfg_loaded;
     const char *pam_user; /* owned by libpam */
     bool unknown_user;
+    bool mapped; /* the user has a mapping here (device record or authfile line) */
     kt_pam_user user;
     const char *password;     /* owned by libpam (PAM_AUTHTOK) */
     bool password_from_stack; /* an earlier module's PAM_AUTHTOK, taken with try_first_pass */
@@ -178,17 +179,22 @@ static int authenticate(pam_handle_t *pamh, int flags, auth_run *r)
 {
     int rc = -1;
 
-    if (load_config(r) == 0 && get_user(pamh, r) == 0 && map_user(pamh, r) == 0 &&
-        get_password(pamh, r) == 0) {
-        rc = login(pamh, flags, r);
-        if (rc != 0 && r->err.kind == KT_ERR_BAD_CREDENTIALS && r->password_from_stack)
-            rc = ask_again(pamh, r) == 0 ? login(pamh, flags, r) : -1;
+    if (load_config(r) == 0 && get_user(pamh, r) == 0 && map_user(pamh, r) == 0) {
+        r->mapped = true;
+        if (get_password(pamh, r) == 0) {
+            rc = login(pamh, flags, r);
+            if (rc != 0 && r->err.kind == KT_ERR_BAD_CREDENTIALS && r->password_from_stack)
+                rc = ask_again(pamh, r) == 0 ? login(pamh, flags, r) : -1;
+        }
     }
     if (rc == 0)
         return PAM_SUCCESS;
     if (r->unknown_user)
         return PAM_USER_UNKNOWN;
-    return kt_pam_code_for_error(r->err.kind, r->args.nouserok);
+    /* nouserok lets users without a mapping here through to the next module. A mapped user whose
+     * device the bank no longer knows is not one of them: a device removed at the bank must not
+     * switch the Kontist login off for that user. */
+    return kt_pam_code_for_error(r->err.kind, r->args.nouserok && !r->mapped);
 }
 
 static void auth_run_free(auth_run *r)

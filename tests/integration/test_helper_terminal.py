@@ -196,6 +196,75 @@ def test_suspend_and_resume_during_the_prompt(kenv, terminal):
     assert kenv.cache()["username"] == "demo@example.com"
 
 
+# Like JOB_SHELL, but with `stty tostop` and the command started in the background: its first
+# write to the terminal stops it (SIGTTOU); the shell reports the stop, then brings it to the
+# foreground (`fg`).
+BACKGROUND_JOB_SHELL = """
+import os, signal, sys, termios
+tty = int(sys.argv[1])
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+attrs = termios.tcgetattr(tty)
+attrs[3] |= termios.TOSTOP
+termios.tcsetattr(tty, termios.TCSANOW, attrs)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+    os.execv(sys.argv[2], sys.argv[2:])
+os.setpgid(pid, pid)
+print(pid, flush=True)
+_, status = os.waitpid(pid, os.WUNTRACED)
+if not os.WIFSTOPPED(status):
+    sys.exit(90)
+print("stopped", os.WSTOPSIG(status), flush=True)
+os.tcsetpgrp(tty, pid)
+os.kill(pid, signal.SIGCONT)
+while True:
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status):
+        sys.exit(os.WEXITSTATUS(status))
+    if os.WIFSIGNALED(status):
+        sys.exit(128 + os.WTERMSIG(status))
+"""
+
+
+def test_prompt_from_the_background_stops_until_foreground(kenv, terminal):
+    """With tostop, a background job that writes its prompt gets SIGTTOU: it must stop (and
+    prompt again in the foreground), not retry the interrupted write for ever."""
+    slave = terminal.slave
+
+    def take_terminal():
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    shell = subprocess.Popen(["/usr/bin/python3", "-c", BACKGROUND_JOB_SHELL, str(slave),
+                              str(kenv.auth), "login"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kenv.env,
+                             preexec_fn=take_terminal, pass_fds=(slave,), text=True)
+    pid = None
+    try:
+        pid = int(shell.stdout.readline())
+        ready, _, _ = select.select([shell.stdout], [], [], 10)
+        assert ready, "the background job did not stop on its terminal output"
+        assert shell.stdout.readline().split() == ["stopped", str(int(signal.SIGTTOU))]
+        terminal.read_until(b"password for")
+        terminal.wait_for_echo(False)
+        terminal.type(DEMO_PASSWORD + "\n")
+        _, err = shell.communicate(timeout=30)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert shell.returncode == EXIT_OK, err
+    assert terminal.echo()
+    assert kenv.cache()["username"] == "demo@example.com"
+
+
 def test_end_of_input_on_the_terminal(kenv, terminal):
     # stdin holds the right password, but ^D on the terminal is the answer: no login
     proc = terminal.run(kenv, "login", stdin=subprocess.PIPE)

@@ -159,6 +159,33 @@ def test_unknown_device(world, mock):
     assert_failure_delay(run)
 
 
+def test_unknown_device_is_not_ignored_with_nouserok(world, mock):
+    """nouserok is for users this machine has no mapping for. A device removed at the bank (by
+    anyone holding a token) must not turn an enrolled user's Kontist login into PAM_IGNORE, which
+    leaves the decision to the modules after this one."""
+    home = world.add_user("bob")
+    world.enroll(home, device_id="0a0b0c0d-0000-4000-8000-000000000000")
+    service_with_next(world, "nouserok")
+    run = world.run("kontist", "bob")
+    assert run.code == "PAM_USER_UNKNOWN", run
+    assert_failure_delay(run)
+    fields = attempt(run, "PAM_USER_UNKNOWN", "not_enrolled")
+    assert fields["outcome"] == "failure"
+
+
+@pytest.mark.parametrize("status", [400, 403])
+def test_challenge_refused(world, alice, mock, status):
+    """The bank refuses to challenge the device: a failed MFA, not an unavailable API (which a
+    stack may answer by falling back to another module)."""
+    mock.set_fault(endpoint="challenge_create", kind="status", status=status,
+                   body={"error": "device_blocked"})
+    world.service("kontist")
+    run = world.run("kontist", "alice")
+    assert run.code == "PAM_AUTH_ERR", run
+    assert_failure_delay(run)
+    attempt(run, "PAM_AUTH_ERR", "mfa_failed")
+
+
 # --- not enrolled --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("nouserok, code", [(False, "PAM_USER_UNKNOWN"), (True, "PAM_IGNORE")])

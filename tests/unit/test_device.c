@@ -616,6 +616,21 @@ static void test_challenge_failures(void **state)
     expect_kind(kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid, &sts, &err),
                 &err, KT_ERR_PROTOCOL);
     kt_error_clear(&err);
+    /* The bank refusing a challenge for this device is a failed MFA, not an unavailable API. */
+    for (int i = 0; i < 2; i++) {
+        char spec[128];
+
+        snprintf(spec, sizeof(spec),
+                 "{\"endpoint\":\"challenge_create\",\"kind\":\"status\",\"status\":%d,"
+                 "\"count\":1}",
+                 i == 0 ? 400 : 403);
+        assert_int_equal(kt_mock_fault(&f->mock, spec), 0);
+        expect_kind(
+            kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid, &sts, &err), &err,
+            KT_ERR_MFA_FAILED);
+        assert_null(cid);
+        kt_error_clear(&err);
+    }
 
     assert_int_equal(
         kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid, &sts, &err), 0);

@@ -1,13 +1,17 @@
 /* kt_http: HTTPS-only transport, verification, timeouts, deadline, size cap, keep-alive. */
 #include <config.h>
 
+#include <dlfcn.h>
+#include <netdb.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
@@ -273,6 +277,54 @@ static void test_unreachable_is_unavailable(void **state)
     assert_int_equal(token_request(http, &resp, &err), -1);
     assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
     kt_http_free(http);
+    kt_test_config_free(&cfg);
+}
+
+/* The system resolver as libcurl's resolver thread calls it, interposed: SLOW_DNS_HOST fails only
+ * after SLOW_DNS_SECONDS, like a resolver whose name servers do not answer. */
+#define SLOW_DNS_HOST "slow.invalid"
+#define SLOW_DNS_SECONDS 4
+static atomic_int slow_dns_done;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+
+    if (node != NULL && strcmp(node, SLOW_DNS_HOST) == 0) {
+        sleep(SLOW_DNS_SECONDS);
+        atomic_store(&slow_dns_done, 1);
+        return EAI_AGAIN;
+    }
+    *(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
+}
+
+static void test_slow_name_resolution_keeps_the_deadline(void **state)
+{
+    kt_config cfg;
+    kt_error err = {0};
+    kt_http *http;
+    kt_http_response resp;
+    uint64_t start;
+
+    (void)state;
+    kt_test_config(&cfg, NULL);
+    kt_test_config_set(&cfg.base_url, "https://" SLOW_DNS_HOST);
+    http = kt_http_new(&cfg, &err);
+    assert_non_null(http);
+    start = kt_now_ms();
+    kt_http_set_deadline(http, start + 1000);
+    assert_int_equal(token_request(http, &resp, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
+    kt_http_free(http);
+    /* Not held up until the resolver gives up. */
+    assert_true(kt_now_ms() - start < 2500);
+    assert_int_equal(atomic_load(&slow_dns_done), 0);
+    /* Let the abandoned resolver thread finish before the program ends. */
+    for (int i = 0; i < 100 && atomic_load(&slow_dns_done) == 0; i++)
+        usleep(100000);
+    usleep(200000);
     kt_test_config_free(&cfg);
 }
 
@@ -633,6 +685,40 @@ static void test_environment_proxy_ignored(void **state)
     assert_int_equal(token_request(http, &resp, &err), -1);
     assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
     kt_http_free(http);
+
+    /* ... and no_proxy from the environment does not exempt the API from it. */
+    kt_error_clear(&err);
+    setenv("no_proxy", "*", 1);
+    setenv("NO_PROXY", "*", 1);
+    http = kt_http_new(&f->cfg, &err);
+    assert_int_equal(token_request(http, &resp, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
+    kt_http_free(http);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+}
+
+/* libcurl creates the file SSLKEYLOGFILE names and writes every TLS secret to it: in a privileged
+ * process (su, sudo) that environment is the unprivileged caller's. */
+static void test_keylog_environment_refused_when_privileged(void **state)
+{
+    kt_error err = {0};
+
+    (void)state;
+    unsetenv("SSLKEYLOGFILE");
+    assert_int_equal(kt_http_check_environment(true, &err), 0);
+    setenv("SSLKEYLOGFILE", "/etc/nologin", 1);
+    assert_int_equal(kt_http_check_environment(true, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "SSLKEYLOGFILE"));
+    kt_error_clear(&err);
+    /* An unprivileged process may log its own secrets (debugging against a test server). */
+    assert_int_equal(kt_http_check_environment(false, &err), 0);
+    assert_int_equal(err.kind, KT_OK);
+    /* An empty value names no file. */
+    setenv("SSLKEYLOGFILE", "", 1);
+    assert_int_equal(kt_http_check_environment(true, &err), 0);
+    unsetenv("SSLKEYLOGFILE");
 }
 
 int main(void)
@@ -645,6 +731,8 @@ int main(void)
         cmocka_unit_test(test_response_free_zeroes),
         cmocka_unit_test(test_bad_requests_refused),
         cmocka_unit_test(test_unreachable_is_unavailable),
+        cmocka_unit_test(test_slow_name_resolution_keeps_the_deadline),
+        cmocka_unit_test(test_keylog_environment_refused_when_privileged),
         cmocka_unit_test_setup_teardown(test_password_grant_roundtrip, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_http_error_status_is_not_an_error, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_headers_sent, mock_up, mock_down),
