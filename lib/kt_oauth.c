@@ -102,14 +102,22 @@ static void kt_sanitize(const char *in, char *out, size_t size)
     out[o] = '\0';
 }
 
-static int kt_oauth_error_kind(const char *code, kt_grant grant)
+static int kt_oauth_error_kind(long status, const char *code, kt_grant grant)
 {
     if (strcmp(code, "invalid_grant") == 0)
         return grant == KT_GRANT_PASSWORD ? KT_ERR_BAD_CREDENTIALS : KT_ERR_LOGIN_REQUIRED;
     if (strcmp(code, "invalid_client") == 0 || strcmp(code, "unauthorized_client") == 0 ||
         strcmp(code, "invalid_scope") == 0 || strcmp(code, "unsupported_grant_type") == 0)
         return KT_ERR_CONFIG;
-    return KT_ERR_PROTOCOL; /* invalid_request and anything unknown */
+    /* Our request was malformed: nothing the person did, and nothing a retry would change. */
+    if (strcmp(code, "invalid_request") == 0)
+        return KT_ERR_PROTOCOL;
+    /* 404, 405, ...: not an OAuth endpoint answering (a wrong base_url, a proxy in the way). */
+    if (status != 400 && status != 401 && status != 403)
+        return KT_ERR_PROTOCOL;
+    /* access_denied and any code we do not know: the server understood us and said no. That is a
+     * refusal; reporting it as "unavailable" would let a fallback stack wave the login through. */
+    return grant == KT_GRANT_PASSWORD ? KT_ERR_BAD_CREDENTIALS : KT_ERR_LOGIN_REQUIRED;
 }
 
 /* RFC 6749 §5.2 error response. */
@@ -134,7 +142,7 @@ static int kt_oauth_parse_error(long status, const char *content_type, const cha
         json_object_is_type(v, json_type_string))
         d = json_object_get_string(v);
     kt_sanitize(d, desc, sizeof(desc));
-    rc = kt_error_set(err, kt_oauth_error_kind(code, grant), "token endpoint: %s%s%s (HTTP %ld)",
+    rc = kt_error_set(err, kt_oauth_error_kind(status, code, grant), "token endpoint: %s%s%s (HTTP %ld)",
                       code, desc[0] != '\0' ? ": " : "", desc, status);
     kt_json_put_wiped(obj);
     return rc;

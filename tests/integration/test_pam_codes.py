@@ -329,6 +329,18 @@ def test_api_429(world, alice, mock, endpoint):
     attempt(run, "PAM_AUTHINFO_UNAVAIL", "unavailable")
 
 
+def test_token_endpoint_refusal_is_not_an_outage(world, alice, mock):
+    """An OAuth error the module has no name for is still the bank saying no: PAM_AUTH_ERR, never
+    PAM_AUTHINFO_UNAVAIL (which a fallback stack would wave through)."""
+    mock.set_fault(endpoint="token", kind="status", status=403,
+                   body={"error": "access_denied", "error_description": "account locked"})
+    world.service("kontist")
+    run = world.run("kontist", "alice")
+    assert run.code == "PAM_AUTH_ERR", run
+    assert_failure_delay(run)
+    attempt(run, "PAM_AUTH_ERR", "bad_credentials")
+
+
 @pytest.mark.parametrize("endpoint", ["token", "challenge_create", "challenge_verify"])
 @pytest.mark.parametrize("kind", ["malformed_json", "wrong_content_type", "huge_body", "close"])
 def test_api_malformed_response(world, alice, mock, endpoint, kind):

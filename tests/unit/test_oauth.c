@@ -293,8 +293,15 @@ static void test_parse_oauth_errors(void **state)
     expect_fail(400, json, "{\"error\":\"unsupported_grant_type\"}", KT_GRANT_REFRESH,
                 KT_ERR_CONFIG);
     expect_fail(400, json, "{\"error\":\"invalid_request\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(400, json, "{\"error\":\"something_new\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(403, json, "{\"error\":\"access_denied\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
+    /* A well-formed refusal we have no name for is still a refusal, never "unavailable". */
+    expect_fail(400, json, "{\"error\":\"something_new\"}", KT_GRANT_PASSWORD,
+                KT_ERR_BAD_CREDENTIALS);
+    expect_fail(403, json, "{\"error\":\"access_denied\"}", KT_GRANT_PASSWORD,
+                KT_ERR_BAD_CREDENTIALS);
+    expect_fail(403, json, "{\"error\":\"access_denied\"}", KT_GRANT_REFRESH,
+                KT_ERR_LOGIN_REQUIRED);
+    /* ...but only from the statuses RFC 6749 uses: a 404 is not the token endpoint answering. */
+    expect_fail(404, json, "{\"error\":\"not_found\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
     /* Malformed error answers are protocol errors, never bad credentials. */
     expect_fail(400, json, "{}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
     expect_fail(400, json, "{\"error\":7}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
