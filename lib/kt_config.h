@@ -13,10 +13,11 @@
 #define KT_SYSTEM_CONFIG "/etc/kontist/kontist.conf"
 
 typedef struct kt_config {
-    char *base_url;           /* https:// only; no trailing slash after parsing */
+    char *base_url; /* https:// only; no trailing slash after parsing */
     char *client_id;
     char *client_secret;      /* secret: read from client_secret_file, wiped on free */
-    char *client_secret_file; /* absolute path; file owned by root (or the caller) and mode 0600/0400 */
+    char *client_secret_file; /* absolute path; file owned by root (or the caller) and mode
+                                 0600/0400 */
     char *scopes;             /* space separated */
     char *ca_file;            /* NULL: system trust store */
     char *pinned_pubkey;      /* curl CURLOPT_PINNEDPUBLICKEY syntax, e.g. "sha256//base64" */

@@ -21,7 +21,8 @@ int kt_device_parse_confirmed(long status, const char *content_type, const char 
 /* POST /api/user/devices {"name","key"} */
 int kt_device_create(kt_ctx *ctx, const char *access_token, const char *name,
                      const char *pubkey_hex, char **device_id, char **challenge_id, kt_error *err);
-/* POST /api/user/devices/{id}/verify {"challengeId","signature"} -> 204. Rejection -> MFA_FAILED. */
+/* POST /api/user/devices/{id}/verify {"challengeId","signature"} -> 204. Rejection -> MFA_FAILED.
+ */
 int kt_device_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
                      const char *challenge_id, const char *signature_hex, kt_error *err);
 /* POST /api/user/devices/{id}/challenges -> {"id","stringToSign"}. 404 -> NOT_ENROLLED; refusal
@@ -31,8 +32,8 @@ int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char
 /* POST /api/user/devices/{id}/challenges/{cid}/verify {"signature"} -> confirmed tokens.
  * Rejection (400/403/404) -> MFA_FAILED. */
 int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
-                               const char *challenge_id, const char *signature_hex,
-                               kt_token_set *t, kt_error *err);
+                               const char *challenge_id, const char *signature_hex, kt_token_set *t,
+                               kt_error *err);
 
 /* True for a server-issued id that may be put into a URL path: 1 to KT_DEVICE_ID_MAX characters
  * of [A-Za-z0-9_-]. A hostile server must not inject path characters into later requests. */

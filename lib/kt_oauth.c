@@ -142,8 +142,9 @@ static int kt_oauth_parse_error(long status, const char *content_type, const cha
         json_object_is_type(v, json_type_string))
         d = json_object_get_string(v);
     kt_sanitize(d, desc, sizeof(desc));
-    rc = kt_error_set(err, kt_oauth_error_kind(status, code, grant), "token endpoint: %s%s%s (HTTP %ld)",
-                      code, desc[0] != '\0' ? ": " : "", desc, status);
+    rc = kt_error_set(err, kt_oauth_error_kind(status, code, grant),
+                      "token endpoint: %s%s%s (HTTP %ld)", code, desc[0] != '\0' ? ": " : "", desc,
+                      status);
     kt_json_put_wiped(obj);
     return rc;
 }

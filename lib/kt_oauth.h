@@ -1,4 +1,5 @@
-/* OAuth2 token endpoint: password grant and refresh grant, per RFC 6749 and the Kontist contract. */
+/* OAuth2 token endpoint: password grant and refresh grant, per RFC 6749 and the Kontist contract.
+ */
 #ifndef KT_OAUTH_H
 #define KT_OAUTH_H
 
@@ -31,7 +32,6 @@ int kt_oauth_password_grant(kt_ctx *ctx, const char *username, const char *passw
                             kt_token_set *t, kt_error *err);
 /* On success t holds the new access token and, when the response omitted refresh_token, a copy of
  * the old one (never lost); with rotation, the new one. */
-int kt_oauth_refresh_grant(kt_ctx *ctx, const char *refresh_token, kt_token_set *t,
-                           kt_error *err);
+int kt_oauth_refresh_grant(kt_ctx *ctx, const char *refresh_token, kt_token_set *t, kt_error *err);
 
 #endif

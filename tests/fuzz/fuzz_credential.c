@@ -1,5 +1,6 @@
 /* Fuzzes the git credential protocol parser of the helper: any request must parse or be refused
- * with a clean error, and what parses must hold only values that can travel back in the protocol. */
+ * with a clean error, and what parses must hold only values that can travel back in the protocol.
+ */
 #include <config.h>
 
 #include <stdint.h>
