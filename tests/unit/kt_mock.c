@@ -2,10 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cmocka.h>
 #include <json-c/json.h>
+#include <openssl/evp.h>
 
 #include "kt_http.h"
 #include "kt_mock.h"
@@ -23,36 +28,17 @@
 
 extern char **environ;
 
-static char kt_tls_dir[256];
-
-static int kt_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void kt_rm_tree(const char *dir)
-{
-    if (dir[0] != '\0')
-        nftw(dir, kt_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+static test_dir kt_tls_dir;
 
 void kt_mock_cleanup_shared(void)
 {
-    kt_rm_tree(kt_tls_dir);
-    kt_tls_dir[0] = '\0';
+    test_dir_remove(&kt_tls_dir);
 }
 
-static int kt_make_tmpdir(char *buf, size_t size)
+static int kt_make_tmpdir(test_dir *d)
 {
-    const char *base = getenv("TMPDIR");
-
-    snprintf(buf, size, "%s/kt-unit-XXXXXX", base != NULL && *base != '\0' ? base : "/tmp");
-    if (mkdtemp(buf) == NULL) {
+    if (test_dir_create(d, "unit") != 0) {
         fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
-        buf[0] = '\0';
         return -1;
     }
     return 0;
@@ -93,7 +79,7 @@ static char *kt_json_member(json_object *obj, const char *key)
 static int kt_mock_spawn(kt_mock *m, const char *const *extra, int *out_fd)
 {
     const char *srcdir = getenv("KT_TEST_SRCDIR");
-    char mock_path[1024], state[512];
+    char mock_path[1024], state[1024];
     const char *argv[32];
     int n = 0, in_pipe[2], out_pipe[2], rc;
     posix_spawn_file_actions_t fa;
@@ -103,7 +89,7 @@ static int kt_mock_spawn(kt_mock *m, const char *const *extra, int *out_fd)
         return -1;
     }
     snprintf(mock_path, sizeof(mock_path), "%s/mock/kontist-mock", srcdir);
-    snprintf(state, sizeof(state), "%s/state", m->tmpdir);
+    test_path(&m->tmpdir, "state", state, sizeof(state));
     argv[n++] = KT_PYTHON;
     argv[n++] = mock_path;
     argv[n++] = "--listen";
@@ -111,7 +97,7 @@ static int kt_mock_spawn(kt_mock *m, const char *const *extra, int *out_fd)
     argv[n++] = "--state-dir";
     argv[n++] = state;
     argv[n++] = "--tls-dir";
-    argv[n++] = kt_tls_dir;
+    argv[n++] = kt_tls_dir.path;
     argv[n++] = "--watch-stdin";
     for (; extra != NULL && *extra != NULL && n < 31; extra++)
         argv[n++] = *extra;
@@ -151,9 +137,9 @@ int kt_mock_start(kt_mock *m, const char *const *extra_args)
 
     memset(m, 0, sizeof(*m));
     m->stdin_fd = -1;
-    if (kt_tls_dir[0] == '\0' && kt_make_tmpdir(kt_tls_dir, sizeof(kt_tls_dir)) != 0)
+    if (kt_tls_dir.path[0] == '\0' && kt_make_tmpdir(&kt_tls_dir) != 0)
         return -1;
-    if (kt_make_tmpdir(m->tmpdir, sizeof(m->tmpdir)) != 0)
+    if (kt_make_tmpdir(&m->tmpdir) != 0)
         return -1;
     if (kt_mock_spawn(m, extra_args, &fd) != 0)
         goto out;
@@ -204,8 +190,7 @@ void kt_mock_stop(kt_mock *m)
     free(m->ca_file);
     free(m->state_dir);
     m->url = m->ca_file = m->state_dir = NULL;
-    kt_rm_tree(m->tmpdir);
-    m->tmpdir[0] = '\0';
+    test_dir_remove(&m->tmpdir);
 }
 
 void kt_test_config_set(char **field, const char *value)
@@ -359,4 +344,41 @@ long kt_mock_last_status(const kt_mock *m)
     if (kt_each_line(m, "requests.jsonl", kt_request_line, &c) != 0)
         return -1;
     return c.last_status;
+}
+
+void expect_kind(int rc, const kt_error *err, kt_err_kind kind)
+{
+    if (rc != -1 || err->kind != kind)
+        fail_msg("rc %d, got %s (%s), want %s", rc, kt_err_kind_name(err->kind), err->message,
+                 kt_err_kind_name(kind));
+}
+
+/* base64url without padding, malloc'd. */
+static char *kt_b64url(const char *in)
+{
+    size_t len = strlen(in), size = 4 * ((len + 2) / 3) + 1, i, o = 0;
+    unsigned char *std = malloc(size);
+    char *out = malloc(size);
+
+    assert_non_null(std);
+    assert_non_null(out);
+    EVP_EncodeBlock(std, (const unsigned char *)in, (int)len);
+    for (i = 0; std[i] != '\0' && std[i] != '='; i++)
+        out[o++] = std[i] == '+' ? '-' : std[i] == '/' ? '_' : (char)std[i];
+    out[o] = '\0';
+    free(std);
+    return out;
+}
+
+char *kt_test_jwt(const char *claims)
+{
+    char *h = kt_b64url("{\"alg\":\"ES256\"}"), *p = kt_b64url(claims);
+    size_t size = strlen(h) + strlen(p) + sizeof(".") + sizeof(".sig");
+    char *jwt = malloc(size);
+
+    assert_non_null(jwt);
+    snprintf(jwt, size, "%s.%s.sig", h, p);
+    free(h);
+    free(p);
+    return jwt;
 }

@@ -1,4 +1,6 @@
-/* Test support: runs tests/mock/kontist-mock as a child process and talks to it. */
+/* Test support for the network tests: runs tests/mock/kontist-mock as a child process and talks
+ * to it, and holds the small helpers those tests share. The helpers that check results use cmocka
+ * (a failure ends the running test). */
 #ifndef KT_MOCK_H
 #define KT_MOCK_H
 
@@ -6,6 +8,8 @@
 #include <sys/types.h>
 
 #include "kt_config.h"
+#include "kt_error.h"
+#include "test_util.h"
 
 #define KT_DEMO_USER "demo@example.com"
 #define KT_DEMO_PASSWORD "demo-password-123"
@@ -19,7 +23,7 @@ typedef struct kt_mock {
     char *url;
     char *ca_file;
     char *state_dir;
-    char tmpdir[256]; /* owned temporary directory holding state/ */
+    test_dir tmpdir; /* owned temporary directory holding state/ */
 } kt_mock;
 
 /* Starts a mock with extra command-line arguments (NULL-terminated list, may be NULL). TLS files
@@ -42,5 +46,11 @@ void kt_test_config_set(char **field, const char *value);
 void kt_test_config_free(kt_config *cfg);
 /* Removes the temporary TLS directory shared by the mocks (call once at the end). */
 void kt_mock_cleanup_shared(void);
+
+/* Fails the running test unless the call returned -1 with an error of this kind. */
+void expect_kind(int rc, const kt_error *err, kt_err_kind kind);
+/* A malloc'd unsigned JWT "HEADER.PAYLOAD.sig" with header {"alg":"ES256"} and the given claims
+ * (any text, encoded as it is), for feeding the token parsers. */
+char *kt_test_jwt(const char *claims);
 
 #endif

@@ -25,7 +25,7 @@
 #include <json-c/json.h>
 
 #include "kontist.h"
-#include "keys_cache_util.h"
+#include "test_util.h"
 
 #ifndef KT_TEST_SRCDIR_DEFAULT
 #define KT_TEST_SRCDIR_DEFAULT "tests"

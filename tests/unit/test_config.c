@@ -8,7 +8,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include "kt_config.h"
 #include "kt_file.h"
 #include "kt_secret.h"
+#include "test_util.h"
 
 #define OTHER_UID 65534
 #define PIN_A "sha256//YhKJKSzoTt2b5FP18fvpHo7fJYqQCjAa3HWY3tvRMwE="
@@ -446,30 +446,22 @@ static void test_validate(void **state)
 /* ---- loading files ---------------------------------------------------------------------- */
 
 typedef struct fixture {
-    char dir[64];
+    test_dir dir;
     char conf[PATH_MAX];
     char secret[PATH_MAX];
     kt_owner_policy owners;
 } fixture;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
 
-    if (f == NULL)
-        return -1;
-    strcpy(f->dir, "/tmp/kt-test-config-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
+    if (f == NULL || test_dir_create(&f->dir, "test-config") != 0) {
         free(f);
         return -1;
     }
-    snprintf(f->conf, sizeof(f->conf), "%s/kontist.conf", f->dir);
-    snprintf(f->secret, sizeof(f->secret), "%s/secret", f->dir);
+    test_path(&f->dir, "kontist.conf", f->conf, sizeof(f->conf));
+    test_path(&f->dir, "secret", f->secret, sizeof(f->secret));
     f->owners = (kt_owner_policy){.allow_root = true, .allow_uid = true, .uid = geteuid()};
     *state = f;
     return 0;
@@ -479,19 +471,14 @@ static int teardown(void **state)
 {
     fixture *f = *state;
 
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_dir_remove(&f->dir);
     free(f);
     return 0;
 }
 
 static void write_file(const char *path, const char *data, size_t len, mode_t mode)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    assert_int_equal(fchmod(fd, mode), 0);
-    assert_int_equal(close(fd), 0);
+    assert_int_equal(write_file_mode(path, data, len, mode), 0);
 }
 
 static void write_conf(fixture *f, const char *extra, mode_t mode)
@@ -566,7 +553,7 @@ static void test_load_secret_refusals(void **state)
     expect_load_error(f, &f->owners, "NUL");
 
     /* A link to a good secret file is still a link. */
-    snprintf(target, sizeof(target), "%s/real-secret", f->dir);
+    test_path(&f->dir, "real-secret", target, sizeof(target));
     write_file(target, "s\n", 2, 0600);
     assert_int_equal(unlink(f->secret), 0);
     assert_int_equal(symlink(target, f->secret), 0);
@@ -634,7 +621,7 @@ static void test_load_unsafe_config(void **state)
 
     /* A link is refused even when missing_ok: it exists, and it is unsafe. */
     assert_int_equal(chmod(f->conf, 0644), 0);
-    snprintf(target, sizeof(target), "%s/real.conf", f->dir);
+    test_path(&f->dir, "real.conf", target, sizeof(target));
     assert_int_equal(rename(f->conf, target), 0);
     assert_int_equal(symlink(target, f->conf), 0);
     kt_config_init(&cfg);

@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,27 +21,20 @@
 
 #include "kt_file.h"
 #include "kt_secret.h"
+#include "test_util.h"
 
 #define OTHER_UID 65534
 
 typedef struct fixture {
-    char dir[64];
+    test_dir dir;
     char path[PATH_MAX];
 } fixture;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
 
-    if (f == NULL)
-        return -1;
-    strcpy(f->dir, "/tmp/kt-test-file-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
+    if (f == NULL || test_dir_create(&f->dir, "test-file") != 0) {
         free(f);
         return -1;
     }
@@ -54,7 +46,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
 
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_dir_remove(&f->dir);
     free(f);
     return 0;
 }
@@ -62,18 +54,12 @@ static int teardown(void **state)
 /* Builds f->dir/name into f->path and returns it. */
 static const char *at(fixture *f, const char *name)
 {
-    snprintf(f->path, sizeof(f->path), "%s/%s", f->dir, name);
-    return f->path;
+    return test_path(&f->dir, name, f->path, sizeof(f->path));
 }
 
 static void write_file(const char *path, const char *data, size_t len, mode_t mode)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    assert_int_equal(fchmod(fd, mode), 0);
-    assert_int_equal(close(fd), 0);
+    assert_int_equal(write_file_mode(path, data, len, mode), 0);
 }
 
 static kt_file_policy my_policy(bool private_read, size_t max_size)
@@ -382,7 +368,7 @@ static void test_atomic_write_new_and_replace(void **state)
     assert_int_equal(len, 3);
     assert_string_equal(data, "new");
     free(data);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(count_entries(f->dir.path), 1);
 }
 
 static void test_atomic_write_mode_ignores_umask(void **state)
@@ -427,7 +413,7 @@ static void test_atomic_write_failure_leaves_nothing(void **state)
     write_file(at(f, "dir/keep"), "k", 1, 0600);
     assert_int_equal(kt_file_write_atomic(at(f, "dir"), "data", 4, 0600, &err), -1);
     assert_int_equal(err.kind, KT_ERR_IO);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(count_entries(f->dir.path), 1);
 
     kt_error_clear(&err);
     assert_int_equal(kt_file_write_atomic(at(f, "nodir/file"), "data", 4, 0600, &err), -1);
@@ -436,7 +422,7 @@ static void test_atomic_write_failure_leaves_nothing(void **state)
     kt_error_clear(&err);
     assert_int_equal(kt_file_write_atomic("relative/file", "data", 4, 0600, &err), -1);
     assert_int_equal(err.kind, KT_ERR_IO);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(count_entries(f->dir.path), 1);
 }
 
 static void test_atomic_write_replaces_link_not_target(void **state)
@@ -485,7 +471,7 @@ static void test_dir_create_nested(void **state)
     assert_private_dir(at(f, "a/b"));
     assert_private_dir(at(f, "a/b/c"));
     /* Idempotent. */
-    snprintf(path, sizeof(path), "%s/a/b/c", f->dir);
+    test_path(&f->dir, "a/b/c", path, sizeof(path));
     assert_int_equal(kt_dir_ensure_private(path, &err), 0);
     assert_int_equal(kt_file_write_atomic(at(f, "a/b/c/f"), "x", 1, 0600, &err), 0);
 }

@@ -114,13 +114,6 @@ static int mock_down(void **state)
     return 0;
 }
 
-static void expect_kind(int rc, const kt_error *err, kt_err_kind kind)
-{
-    if (rc != -1 || err->kind != kind)
-        fail_msg("rc %d, got %s (%s), want %s", rc, kt_err_kind_name(err->kind), err->message,
-                 kt_err_kind_name(kind));
-}
-
 static char *password_token(fixture *f)
 {
     kt_token_set t;

@@ -25,7 +25,7 @@
 #include <openssl/x509.h>
 
 #include "kontist.h"
-#include "keys_cache_util.h"
+#include "test_util.h"
 
 /* DER SubjectPublicKeyInfo header of an uncompressed P-256 point (id-ecPublicKey, prime256v1,
  * BIT STRING of 66 bytes): the "header" the API wants removed. */

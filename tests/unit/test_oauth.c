@@ -10,7 +10,6 @@
 #include <time.h>
 
 #include <cmocka.h>
-#include <openssl/evp.h>
 
 #include "kt_ctx.h"
 #include "kt_mock.h"
@@ -96,30 +95,14 @@ static void expect_protocol(const char *body)
     expect_fail(200, "application/json", body, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
 }
 
-static char *b64url(const char *in)
-{
-    size_t len = strlen(in), i, o = 0;
-    unsigned char std[512];
-    char *out = malloc(512);
-
-    assert_true(len < 300);
-    assert_non_null(out);
-    EVP_EncodeBlock(std, (const unsigned char *)in, (int)len);
-    for (i = 0; std[i] != '\0' && std[i] != '='; i++)
-        out[o++] = std[i] == '+' ? '-' : std[i] == '/' ? '_' : (char)std[i];
-    out[o] = '\0';
-    return out;
-}
-
 static char *jwt_body(const char *claims, const char *rest)
 {
-    char *h = b64url("{\"alg\":\"ES256\"}"), *p = b64url(claims);
+    char *jwt = kt_test_jwt(claims);
     char *body = malloc(2048);
 
     assert_non_null(body);
-    snprintf(body, 2048, "{\"access_token\":\"%s.%s.sig\",%s}", h, p, rest);
-    free(h);
-    free(p);
+    snprintf(body, 2048, "{\"access_token\":\"%s\",%s}", jwt, rest);
+    free(jwt);
     return body;
 }
 

@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <stdbool.h>
 #include <limits.h>
@@ -24,28 +23,22 @@
 #include <unistd.h>
 
 #include "kt_privs.h"
+#include "test_util.h"
 
 #define NOBODY 65534
 
 typedef struct fixture {
-    char dir[64];
+    test_dir dir;
     int ngroups;
     gid_t groups[NGROUPS_MAX];
 } fixture;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
 
-    if (f == NULL)
-        return -1;
-    strcpy(f->dir, "/tmp/kt-test-privs-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
+    /* Always under /tmp, not $TMPDIR: the dropped identity must be able to reach the directory. */
+    if (f == NULL || test_dir_create_in(&f->dir, "/tmp", "test-privs") != 0) {
         free(f);
         return -1;
     }
@@ -65,7 +58,7 @@ static int teardown(void **state)
         if (f->ngroups >= 0 && setgroups((size_t)f->ngroups, f->groups) != 0)
             return -1;
     }
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_dir_remove(&f->dir);
     free(f);
     return 0;
 }
@@ -93,11 +86,11 @@ static void test_drop_and_restore(void **state)
         assert_int_equal(p.dropped, 0);
         return;
     }
-    snprintf(secret, sizeof(secret), "%s/root-only", f->dir);
+    test_path(&f->dir, "root-only", secret, sizeof(secret));
     fd = open(secret, O_WRONLY | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(chmod(f->dir, 0777), 0);
+    assert_int_equal(chmod(f->dir.path, 0777), 0);
 
     assert_int_equal(kt_privs_drop(&p, NOBODY, NOBODY, &err), 0);
     assert_int_equal(err.kind, KT_OK);
@@ -108,7 +101,7 @@ static void test_drop_and_restore(void **state)
     assert_int_equal(groups[0], NOBODY);
 
     /* Files made now belong to the user; root's private file is out of reach. */
-    snprintf(path, sizeof(path), "%s/made-by-user", f->dir);
+    test_path(&f->dir, "made-by-user", path, sizeof(path));
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     close(fd);

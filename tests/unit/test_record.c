@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "kt_record.h"
+#include "test_util.h"
 
 #define OTHER_UID 65534
 
@@ -194,28 +194,20 @@ static void test_serialize_round_trip(void **state)
 /* ---- files ------------------------------------------------------------------------------ */
 
 typedef struct fixture {
-    char dir[64];
+    test_dir dir;
     char path[PATH_MAX];
     kt_owner_policy owners;
 } fixture;
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
 
-    if (f == NULL)
-        return -1;
-    strcpy(f->dir, "/tmp/kt-test-record-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
+    if (f == NULL || test_dir_create(&f->dir, "test-record") != 0) {
         free(f);
         return -1;
     }
-    snprintf(f->path, sizeof(f->path), "%s/device.json", f->dir);
+    test_path(&f->dir, "device.json", f->path, sizeof(f->path));
     f->owners = (kt_owner_policy){.allow_root = false, .allow_uid = true, .uid = geteuid()};
     *state = f;
     return 0;
@@ -225,19 +217,14 @@ static int teardown(void **state)
 {
     fixture *f = *state;
 
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    test_dir_remove(&f->dir);
     free(f);
     return 0;
 }
 
 static void write_file(const char *path, const char *data, mode_t mode)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
-    assert_int_equal(fchmod(fd, mode), 0);
-    assert_int_equal(close(fd), 0);
+    assert_int_equal(write_file_mode(path, data, strlen(data), mode), 0);
 }
 
 static void test_load_missing(void **state)
@@ -287,7 +274,7 @@ static void test_load_unsafe(void **state)
 
     kt_error_clear(&err);
     assert_int_equal(chmod(f->path, 0600), 0);
-    snprintf(target, sizeof(target), "%s/real.json", f->dir);
+    test_path(&f->dir, "real.json", target, sizeof(target));
     assert_int_equal(rename(f->path, target), 0);
     assert_int_equal(symlink(target, f->path), 0);
     assert_int_equal(kt_record_load(f->path, &f->owners, &rec, &e, &err), -1);
@@ -328,8 +315,8 @@ static void test_save_creates_private_dirs(void **state)
     char path[PATH_MAX], dir[PATH_MAX];
     struct stat st;
 
-    snprintf(dir, sizeof(dir), "%s/home/.config/kontist", f->dir);
-    snprintf(path, sizeof(path), "%s/home/.config/kontist/device.json", f->dir);
+    test_path(&f->dir, "home/.config/kontist", dir, sizeof(dir));
+    test_path(&f->dir, "home/.config/kontist/device.json", path, sizeof(path));
     assert_int_equal(kt_record_save(path, &rec, &err), 0);
     assert_int_equal(stat(dir, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0700);
@@ -369,10 +356,10 @@ static void test_save_refusals(void **state)
 
     /* A directory others can write to is no place for it. */
     kt_error_clear(&err);
-    snprintf(path, sizeof(path), "%s/shared", f->dir);
+    test_path(&f->dir, "shared", path, sizeof(path));
     assert_int_equal(mkdir(path, 0777), 0);
     assert_int_equal(chmod(path, 0777), 0);
-    snprintf(path, sizeof(path), "%s/shared/device.json", f->dir);
+    test_path(&f->dir, "shared/device.json", path, sizeof(path));
     assert_int_equal(kt_record_save(path, &good, &err), -1);
     assert_int_equal(err.kind, KT_ERR_IO);
     assert_int_equal(access(path, F_OK), -1);

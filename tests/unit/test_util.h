@@ -1,7 +1,9 @@
-/* Shared by test_keys.c and test_cache.c: a private scratch directory per test and small file
- * helpers. */
-#ifndef KEYS_CACHE_UTIL_H
-#define KEYS_CACHE_UTIL_H
+/* Helpers shared by the unit test programs: a private scratch directory per test (made with
+ * mkdtemp, so mode 0700 and owned by the caller), paths inside it, and small file helpers. Every
+ * function is static inline so that each program takes only what it uses; none needs cmocka, so the
+ * callers decide how a failure is reported. */
+#ifndef TEST_UTIL_H
+#define TEST_UTIL_H
 
 #include <ftw.h>
 #include <limits.h>
@@ -15,20 +17,30 @@ typedef struct test_dir {
     char path[512];
 } test_dir;
 
+/* Makes base/kt-TAG-XXXXXX. Returns 0, or -1 with d->path empty. */
+static inline int test_dir_create_in(test_dir *d, const char *base, const char *tag)
+{
+    int n = snprintf(d->path, sizeof(d->path), "%s/kt-%s-XXXXXX", base, tag);
+
+    if (n < 0 || (size_t)n >= sizeof(d->path) || mkdtemp(d->path) == NULL) {
+        d->path[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes the scratch directory under $TMPDIR when that is an absolute path, else under /tmp. */
 static inline int test_dir_create(test_dir *d, const char *tag)
 {
     const char *tmp = getenv("TMPDIR");
 
     if (tmp == NULL || tmp[0] != '/')
         tmp = "/tmp";
-    int n = snprintf(d->path, sizeof(d->path), "%s/kt-%s-XXXXXX", tmp, tag);
-
-    if (n < 0 || (size_t)n >= sizeof(d->path))
-        return -1;
-    return mkdtemp(d->path) != NULL ? 0 : -1;
+    return test_dir_create_in(d, tmp, tag);
 }
 
-static inline int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static inline int test_dir_remove_entry(const char *path, const struct stat *st, int flag,
+                                        struct FTW *ftw)
 {
     (void)st;
     (void)flag;
@@ -36,10 +48,13 @@ static inline int remove_entry(const char *path, const struct stat *st, int flag
     return remove(path);
 }
 
+/* Removes the directory and everything below it (symbolic links are removed, not followed) and
+ * forgets its name, so a second call does nothing. */
 static inline void test_dir_remove(test_dir *d)
 {
     if (d->path[0] == '/')
-        nftw(d->path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        nftw(d->path, test_dir_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    d->path[0] = '\0';
 }
 
 /* dir + "/" + name in the caller's buffer; a path that does not fit ends the test program. */
@@ -52,6 +67,8 @@ static inline const char *test_path(const test_dir *d, const char *name, char *b
     return buf;
 }
 
+/* Creates or truncates path with data and then sets exactly `mode` (the umask does not apply).
+ * Returns 0 or -1. */
 static inline int write_file_mode(const char *path, const void *data, size_t len, mode_t mode)
 {
     FILE *f = fopen(path, "wb");
@@ -86,6 +103,7 @@ static inline char *read_file_all(const char *path, size_t *len_out)
     return buf;
 }
 
+/* The permission bits of path itself (not of a link's target), or (mode_t)-1. */
 static inline mode_t file_mode(const char *path)
 {
     struct stat st;
