@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,6 +15,7 @@
 #include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <openssl/store.h>
 
 #include "kt_file.h"
@@ -385,18 +387,37 @@ int kt_key_public_hex(EVP_PKEY *key, char *out, kt_error *err)
     return 0;
 }
 
+/* "?provider=NAME" for the provider holding the key, or NULL. OpenSSL 3.0 takes the first ECDSA
+ * implementation it finds and hands it an exported copy of the key: for a key in a TPM or token
+ * (tpm2, pkcs11 providers) that copy has no private half and signing fails. Preferring, not
+ * requiring, the key's own provider keeps every other key on the implementation it gets now. */
+static const char *key_provider_props(EVP_PKEY *key, char *buf, size_t size)
+{
+    const OSSL_PROVIDER *prov = EVP_PKEY_get0_provider(key);
+    const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
+    int n;
+
+    if (name == NULL)
+        return NULL;
+    n = snprintf(buf, size, "?provider=%s", name);
+    return n > 0 && (size_t)n < size ? buf : NULL;
+}
+
 int kt_key_sign_hex(EVP_PKEY *key, const char *msg, size_t len, char **sig_hex, kt_error *err)
 {
     EVP_MD_CTX *md = NULL;
     unsigned char *sig = NULL;
     size_t sig_len = 0;
+    char props[128];
     int ret = -1;
 
     *sig_hex = NULL;
     if (key == NULL || msg == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "nothing to sign with or sign");
     md = EVP_MD_CTX_new();
-    if (md == NULL || !EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, NULL, key, NULL) ||
+    if (md == NULL ||
+        !EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL,
+                               key_provider_props(key, props, sizeof(props)), key, NULL) ||
         !EVP_DigestSign(md, NULL, &sig_len, (const unsigned char *)msg, len)) {
         kt_error_set(err, KT_ERR_KEY_UNUSABLE, "cannot sign with the device key: %s",
                      ossl_reason());

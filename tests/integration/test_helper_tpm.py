@@ -1,0 +1,236 @@
+"""kontist-auth with a device key held in a TPM 2.0 (software TPM, no hardware).
+
+A private swtpm holds a P-256 signing key made persistent with tpm2-tools; the
+helper reaches it through the provider URI path of kt_key_load
+(``handle:0x81000001``) with the tpm2 OpenSSL 3 provider loaded by an
+OPENSSL_CONF of the test's own.  Needs the Debian packages swtpm, swtpm-tools,
+tpm2-tools, tpm2-openssl and libtss2-tcti-swtpm0 (scripts/install-deps installs
+them); without them the tests fail, they are not skipped.
+"""
+
+import ctypes.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from test_helper_env import EXIT_MFA, EXIT_OK, kenv  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
+
+KEY_HANDLE = "0x81000001"
+MISSING_HANDLE = "0x81000007"
+TOOLS = ("swtpm", "tpm2_createprimary", "tpm2_create", "tpm2_load", "tpm2_evictcontrol",
+         "tpm2_flushcontext", "tpm2_readpublic", "openssl")
+PACKAGES = "swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-tcti-swtpm0"
+START_TIMEOUT = 10
+TOOL_TIMEOUT = 20
+START_ATTEMPTS = 5
+
+OPENSSL_CONF = """\
+openssl_conf = openssl_init
+
+[openssl_init]
+providers = provider_sect
+
+[provider_sect]
+default = default_sect
+tpm2 = tpm2_sect
+
+[default_sect]
+activate = 1
+
+[tpm2_sect]
+activate = 1
+"""
+
+
+def _free_port_pair():
+    """Two free adjacent loopback ports: the swtpm TCTI finds the control port at port + 1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as c:
+                try:
+                    c.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port, port + 1
+    pytest.fail("no two adjacent free loopback ports for the swtpm")
+
+
+def _answers(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class SoftTpm:
+    """A swtpm on loopback TCP ports of its own, with its state in a private directory."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.root.mkdir(parents=True)
+        self.state = self.root / "state"
+        self.state.mkdir(mode=0o700)
+        self.log = self.root / "swtpm.log"
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        # Ports found free may be taken before swtpm binds them: then swtpm exits, try others.
+        for _ in range(START_ATTEMPTS):
+            port, ctrl = _free_port_pair()
+            proc = subprocess.Popen(
+                ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.state}",
+                 "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+                 "--ctrl", f"type=tcp,port={ctrl},bindaddr=127.0.0.1",
+                 "--flags", "not-need-init,startup-clear", "--log", f"file={self.log}"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                start_new_session=True)
+            deadline = time.monotonic() + START_TIMEOUT
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _answers(ctrl) and _answers(port):
+                    self.proc, self.port = proc, port
+                    return self
+                time.sleep(0.02)
+            self._end(proc)
+        pytest.fail(f"swtpm did not start:\n{self.log.read_text(errors='replace')}"
+                    if self.log.exists() else "swtpm did not start")
+
+    @staticmethod
+    def _end(proc):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop(self):
+        if self.proc is not None:
+            self._end(self.proc)
+
+    @property
+    def tcti(self):
+        return f"swtpm:host=127.0.0.1,port={self.port}"
+
+    def tool(self, *args):
+        """Runs one tpm2-tools command against this TPM."""
+        env = dict(os.environ, TPM2TOOLS_TCTI=self.tcti, TSS2_LOG="all+none")
+        r = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=self.root,
+                           timeout=TOOL_TIMEOUT)
+        assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout}{r.stderr}"
+        # swtpm has no resource manager: objects a tool left loaded would fill the TPM.
+        if args[0] != "tpm2_flushcontext":
+            self.tool("tpm2_flushcontext", "--transient-object")
+        return r
+
+    def make_signing_key(self, handle):
+        """A P-256 ECDSA key under the owner's primary, persistent at handle.  Returns its
+        public key as the uncompressed point in hex."""
+        self.tool("tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", "primary.ctx")
+        self.tool("tpm2_create", "-C", "primary.ctx", "-G", "ecc256:ecdsa", "-u", "key.pub",
+                  "-r", "key.priv")
+        self.tool("tpm2_load", "-C", "primary.ctx", "-u", "key.pub", "-r", "key.priv",
+                  "-c", "key.ctx")
+        self.tool("tpm2_evictcontrol", "-C", "o", "-c", "key.ctx", handle)
+        self.tool("tpm2_readpublic", "-c", handle, "-f", "pem", "-o", "key-public.pem")
+        public = serialization.load_pem_public_key((self.root / "key-public.pem").read_bytes())
+        return public.public_bytes(serialization.Encoding.X962,
+                                   serialization.PublicFormat.UncompressedPoint).hex()
+
+
+@pytest.fixture(scope="module")
+def tpm(tmp_path_factory):
+    """A running swtpm holding a P-256 signing key at KEY_HANDLE (and nothing at
+    MISSING_HANDLE); .public_hex is that key's public point."""
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if ctypes.util.find_library("tss2-tcti-swtpm") is None:
+        missing.append("libtss2-tcti-swtpm.so")
+    if missing:
+        pytest.fail(f"missing {' '.join(missing)}: install the Debian packages {PACKAGES} "
+                    "(scripts/install-deps)")
+    root = tmp_path_factory.mktemp("swtpm")
+    conf = root / "openssl.cnf"
+    conf.write_text(OPENSSL_CONF)
+    soft = SoftTpm(root / "tpm").start()
+    try:
+        # The provider connects to the TPM as it loads, so this needs the swtpm running.
+        r = subprocess.run(["openssl", "list", "-providers"], capture_output=True, text=True,
+                           env=dict(os.environ, OPENSSL_CONF=str(conf),
+                                    TPM2OPENSSL_TCTI=soft.tcti),
+                           timeout=TOOL_TIMEOUT)
+        if r.returncode != 0 or "tpm2" not in r.stdout:
+            pytest.fail(f"the tpm2 OpenSSL provider does not load: install tpm2-openssl "
+                        f"(scripts/install-deps)\n{r.stdout}{r.stderr}")
+        soft.public_hex = soft.make_signing_key(KEY_HANDLE)
+        soft.openssl_conf = conf
+        yield soft
+    finally:
+        soft.stop()
+
+
+@pytest.fixture
+def tenv(kenv, tpm):
+    """The helper's world, with the tpm2 provider loaded and pointed at the swtpm."""
+    kenv.env.update(OPENSSL_CONF=str(tpm.openssl_conf), TPM2OPENSSL_TCTI=tpm.tcti,
+                    TSS2_LOG="all+none")
+    # In a sanitizer run the provider and TSS libraries run inside the instrumented helper too.
+    kenv.env.update({k: v for k, v in os.environ.items()
+                     if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")})
+    return kenv
+
+
+def test_device_key_in_a_tpm_confirms_the_login(tenv, tpm):
+    r = tenv.login("--no-device")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert tenv.cache()["confirmed"] is False
+
+    r = tenv.enroll("--key", f"handle:{KEY_HANDLE}")
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(tenv.record_file.read_text())
+    assert record["key"] == f"handle:{KEY_HANDLE}"
+    assert not tenv.key_file.exists()  # nothing of the key outside the TPM
+    # the bank holds the TPM key's public half, and its verification passed
+    devices = [d for d in tenv.mock.state()["devices"] if d["id"] == record["device_id"]]
+    assert len(devices) == 1 and devices[0]["verified"] is True
+    assert devices[0]["key"] == tpm.public_hex
+    assert [q["status"] for q in tenv.mock.requests("device_verify")] == [204]
+
+    before = len(tenv.mock.requests())
+    r = tenv.login()
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "confirmed by device" in r.stderr
+    login = tenv.mock.requests()[before:]
+    assert [q["endpoint"] for q in login] == ["token", "challenge_create", "challenge_verify"]
+    assert login[-1]["status"] == 200
+
+    r = tenv.run("token", "--json")
+    assert r.returncode == EXIT_OK, r.stderr
+    token = json.loads(r.stdout)
+    assert token["confirmed"] is True
+    assert tenv.cache()["device_id"] == record["device_id"]
+
+
+def test_a_handle_without_a_key_is_unusable(tenv, tpm):
+    r = tenv.login("--no-device")
+    assert r.returncode == EXIT_OK, r.stderr
+    r = tenv.enroll("--key", f"handle:{MISSING_HANDLE}", timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "device key (handle: URI) yields no private key: cannot load key" in r.stderr, r.stderr
+    # refused before the bank heard of a device
+    assert tenv.mock.requests("devices_create") == []
+    assert not tenv.record_file.exists()
