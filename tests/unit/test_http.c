@@ -553,51 +553,37 @@ static void test_one_connection_per_flow(void **state)
     assert_int_equal(conns, 1);
 }
 
-static void test_system_store_rejects_mock_ca(void **state)
+/* The TLS handshake fails: UNAVAILABLE, and no request reached the server. */
+static void assert_tls_refused(fixture *f)
 {
-    fixture *f = *state;
     kt_error err = {0};
-    kt_http *http;
+    kt_http *http = kt_http_new(&f->cfg, &err);
     kt_http_response resp;
     int requests = -1, conns = -1;
 
-    kt_test_config_set(&f->cfg.ca_file, NULL);
-    http = kt_http_new(&f->cfg, &err);
     assert_int_equal(token_request(http, &resp, &err), -1);
     assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
     kt_http_free(http);
     assert_int_equal(kt_mock_requests(&f->mock, &requests, &conns), 0);
     assert_int_equal(requests, 0);
+}
+
+static void test_system_store_rejects_mock_ca(void **state)
+{
+    fixture *f = *state;
+
+    kt_test_config_set(&f->cfg.ca_file, NULL);
+    assert_tls_refused(f);
 }
 
 static void test_untrusted_cert_refused(void **state)
 {
-    fixture *f = *state;
-    kt_error err = {0};
-    kt_http *http = kt_http_new(&f->cfg, &err);
-    kt_http_response resp;
-    int requests = -1, conns = -1;
-
-    assert_int_equal(token_request(http, &resp, &err), -1);
-    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
-    kt_http_free(http);
-    assert_int_equal(kt_mock_requests(&f->mock, &requests, &conns), 0);
-    assert_int_equal(requests, 0);
+    assert_tls_refused(*state);
 }
 
 static void test_wrong_host_refused(void **state)
 {
-    fixture *f = *state;
-    kt_error err = {0};
-    kt_http *http = kt_http_new(&f->cfg, &err);
-    kt_http_response resp;
-    int requests = -1, conns = -1;
-
-    assert_int_equal(token_request(http, &resp, &err), -1);
-    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
-    kt_http_free(http);
-    assert_int_equal(kt_mock_requests(&f->mock, &requests, &conns), 0);
-    assert_int_equal(requests, 0);
+    assert_tls_refused(*state);
 }
 
 /* "sha256//<base64 of SHA-256 of the server's SubjectPublicKeyInfo>". */
