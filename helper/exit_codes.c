@@ -25,11 +25,14 @@ int ka_exit_code(kt_err_kind kind)
         return KA_EXIT_USAGE;
     case KT_ERR_BAD_CREDENTIALS:
     case KT_ERR_LOGIN_REQUIRED:
+    case KT_ERR_IDENTITY_MISMATCH:
         return KA_EXIT_AUTH;
     case KT_ERR_MFA_FAILED:
     case KT_ERR_NOT_ENROLLED:
     case KT_ERR_KEY_UNUSABLE:
         return KA_EXIT_MFA;
+    /* Its own message (ka_report), but for scripts the same as an outage: try again later. */
+    case KT_ERR_RATE_LIMITED:
     case KT_ERR_UNAVAILABLE:
     /* The server broke the contract: nothing the person can fix, so it counts as the service. */
     case KT_ERR_PROTOCOL:
@@ -65,8 +68,19 @@ int ka_report(const char *prog, const kt_error *err)
 {
     kt_err_kind kind = err->kind == KT_OK ? KT_ERR_INTERNAL : err->kind;
     const char *h = hint(kind);
+    long retry;
 
     fprintf(stderr, "%s: %s\n", prog, err->message[0] != '\0' ? err->message : "unknown error");
+    /* Same exit code as an outage, but not the same advice: retrying at once only prolongs it. */
+    if (kind == KT_ERR_RATE_LIMITED) {
+        retry = kt_error_retry_after(err);
+        if (retry >= 0)
+            fprintf(stderr, "%s: the bank is rate limiting requests; try again in %ld s\n", prog,
+                    retry);
+        else
+            fprintf(stderr, "%s: the bank is rate limiting requests; try again later\n", prog);
+        return ka_exit_code(kind);
+    }
     /* The core already says what to do after most login problems; once is enough. */
     if (h != NULL && strstr(err->message, "kontist-auth login") == NULL)
         fprintf(stderr, "%s: %s\n", prog, h);

@@ -10,12 +10,14 @@ typedef enum kt_err_kind {
     KT_ERR_MFA_FAILED,      /* the server rejected a device signature, OTP or challenge */
     KT_ERR_NOT_ENROLLED,    /* no device record for this user */
     KT_ERR_KEY_UNUSABLE,    /* device key missing, unreadable, wrong permissions or wrong type */
-    KT_ERR_UNAVAILABLE,     /* network, TLS, timeout, deadline, 5xx, 429 */
+    KT_ERR_UNAVAILABLE,     /* network, TLS, timeout, deadline, 5xx only: the bank could not answer */
     KT_ERR_PROTOCOL,        /* the server answered something that breaks the contract */
     KT_ERR_CONFIG,          /* bad configuration, bad client credentials (invalid_client) */
     KT_ERR_CONV,            /* the conversation failed or the person gave no answer */
     KT_ERR_IO,              /* local files: permissions, ownership, disk */
     KT_ERR_INTERNAL,        /* out of memory, library failure, bug */
+    KT_ERR_RATE_LIMITED,    /* HTTP 429: anyone can cause it, so it must never open a fallback */
+    KT_ERR_IDENTITY_MISMATCH, /* a user's own files name another Kontist identity than root pinned */
 } kt_err_kind;
 
 typedef struct kt_error {
@@ -28,6 +30,12 @@ typedef struct kt_error {
 int kt_error_set(kt_error *err, kt_err_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void kt_error_clear(kt_error *err);
+/* Records KT_ERR_RATE_LIMITED as "WHAT: rate limited (HTTP 429)[, retry after N s][: DETAIL]";
+ * retry_after is the server's Retry-After in seconds, or -1 when it sent none. */
+int kt_error_set_rate_limited(kt_error *err, const char *what, long retry_after,
+                              const char *detail);
+/* The Retry-After seconds a KT_ERR_RATE_LIMITED error carries, or -1 (none, or another kind). */
+long kt_error_retry_after(const kt_error *err);
 /* Stable lowercase name of a kind, for logs ("bad_credentials", "unavailable", ...). */
 const char *kt_err_kind_name(kt_err_kind kind);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kt_config.h"
 #include "pam_kontist.h"
 
 /* The value of `name=value` when arg starts with prefix (which ends in '='), else NULL. */
@@ -63,6 +64,7 @@ static bool parse_flag(kt_pam_args *args, const char *arg)
         {"use_first_pass", &args->use_first_pass},
         {"try_first_pass", &args->try_first_pass},
         {"logout_on_close", &args->logout_on_close},
+        {"nocache", &args->nocache},
     };
 
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
@@ -82,8 +84,12 @@ static int parse_one(kt_pam_args *args, const char *arg, kt_error *err)
         return 0;
     if ((v = arg_value(arg, "config=")) != NULL)
         return set_path(&args->config, "config=", v, err);
-    if ((v = arg_value(arg, "authfile=")) != NULL)
+    if ((v = arg_value(arg, "authfile=")) != NULL) {
+        args->authfile_given = true;
         return set_path(&args->authfile, "authfile=", v, err);
+    }
+    if ((v = arg_value(arg, "helper=")) != NULL)
+        return set_path(&args->helper, "helper=", v, err);
     if ((v = arg_value(arg, "mfa=")) != NULL)
         return set_mfa(args, v, err);
     if ((v = arg_value(arg, "login_timeout=")) != NULL)
@@ -104,6 +110,10 @@ int kt_pam_args_parse(kt_pam_args *args, int argc, const char **argv, kt_error *
     }
     if (args->config == NULL)
         args->config = KT_SYSTEM_CONFIG;
+    if (args->authfile == NULL)
+        args->authfile = KT_PAM_DEFAULT_AUTHFILE;
+    if (args->helper == NULL)
+        args->helper = KT_PAM_HELPER_PATH;
     return 0;
 }
 

@@ -1,5 +1,7 @@
 #include <config.h>
 
+#include <string.h>
+
 #include <security/pam_modules.h>
 
 #include "pam_kontist.h"
@@ -10,6 +12,12 @@ int kt_pam_code_for_error(kt_err_kind kind, bool nouserok)
     case KT_ERR_BAD_CREDENTIALS:
     case KT_ERR_MFA_FAILED:
     case KT_ERR_LOGIN_REQUIRED:
+    case KT_ERR_IDENTITY_MISMATCH:
+        return PAM_AUTH_ERR;
+    case KT_ERR_RATE_LIMITED:
+        /* Anyone can push the host's client into the bank's rate limit with a few wrong
+         * passwords: if that counted as "unavailable", stacks that fall back to the local
+         * password on an outage would hand every attacker that fallback. */
         return PAM_AUTH_ERR;
     case KT_ERR_NOT_ENROLLED:
         return nouserok ? PAM_IGNORE : PAM_USER_UNKNOWN;
@@ -17,7 +25,9 @@ int kt_pam_code_for_error(kt_err_kind kind, bool nouserok)
         return PAM_CRED_INSUFFICIENT;
     case KT_ERR_UNAVAILABLE:
     case KT_ERR_PROTOCOL:
-        /* A server that breaks the contract is as good as no server: let the stack fall back. */
+        /* No answer, or no answer that could come from the bank (a malformed body arrives only
+         * over a verified TLS connection, so no outsider can cause it): the stack may fall back.
+         * Every answer the bank gives on purpose (4xx, 429) has another kind. */
         return PAM_AUTHINFO_UNAVAIL;
     case KT_ERR_CONFIG:
         return PAM_SERVICE_ERR;
@@ -67,4 +77,18 @@ const char *kt_pam_code_name(int code)
     default:
         return "PAM_OTHER";
     }
+}
+
+kt_err_kind kt_pam_kind_from_name(const char *name)
+{
+    /* The kinds are a small dense enum: ask kt_err_kind_name rather than keep a second table. */
+    for (int k = KT_OK; k <= KT_ERR_IDENTITY_MISMATCH + 8; k++) {
+        const char *n = kt_err_kind_name((kt_err_kind)k);
+
+        if (strcmp(n, "unknown") == 0)
+            break;
+        if (strcmp(n, name) == 0)
+            return (kt_err_kind)k;
+    }
+    return KT_ERR_INTERNAL;
 }

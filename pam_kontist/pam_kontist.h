@@ -1,5 +1,10 @@
 /* Internals of pam_kontist.so, shared by its source files. Nothing here is exported: the version
- * script (pam_kontist.map) exports only the pam_sm_* entry points. */
+ * script (pam_kontist.map) exports only the pam_sm_* entry points.
+ *
+ * The module itself never talks to the network, reads the client secret or holds a token: it
+ * asks for the password and runs kontist-pam-helper, a short-lived process that does the rest
+ * (see helper_main.c). So libcurl, OpenSSL and json-c are never loaded into sshd, sudo or login,
+ * and nothing they allocate can stay behind in the host's heap. */
 #ifndef PAM_KONTIST_H
 #define PAM_KONTIST_H
 
@@ -9,17 +14,25 @@
 
 #include <security/pam_modules.h>
 
-#include "kontist.h"
+#include "kt_error.h"
 
 /* Delay requested from libpam on every failure, in microseconds. The application may handle it
  * itself through the PAM_FAIL_DELAY item. */
 #define KT_PAM_FAIL_DELAY_USEC 2000000u
 /* Bounds of login_timeout=: a flow must end well before sshd's LoginGraceTime (120 s). */
 #define KT_PAM_LOGIN_TIMEOUT_MAX 110
-/* The name under which the confirmed token set is kept in the PAM handle. */
-#define KT_PAM_DATA_TOKENS "pam_kontist_tokens"
 /* Passwords longer than this are refused before any network call. */
 #define KT_PAM_PASSWORD_MAX 1024
+/* The one prompt, the same for every user name: what it says must not depend on whether the
+ * account exists or is enrolled, or the prompt itself tells an attacker which accounts do. */
+#define KT_PAM_PROMPT "Password: "
+/* Where the module finds kontist-pam-helper unless helper= says otherwise; the build sets it to
+ * $(pkglibexecdir)/kontist-pam-helper. */
+#ifndef KT_PAM_HELPER_PATH
+#define KT_PAM_HELPER_PATH "/usr/local/libexec/kontist-auth/kontist-pam-helper"
+#endif
+/* Where root pins local users to Kontist identities unless authfile= says otherwise. */
+#define KT_PAM_DEFAULT_AUTHFILE "/etc/kontist/users"
 
 /* --- module arguments (args.c) -------------------------------------------------------------- */
 
@@ -30,12 +43,15 @@ typedef enum kt_pam_mfa {
 
 typedef struct kt_pam_args {
     const char *config;   /* borrowed from argv; KT_SYSTEM_CONFIG when not given */
-    const char *authfile; /* borrowed from argv; NULL: per-user device records */
+    const char *authfile; /* borrowed from argv; KT_PAM_DEFAULT_AUTHFILE when not given */
+    bool authfile_given;
+    const char *helper; /* borrowed from argv; KT_PAM_HELPER_PATH when not given */
     bool debug;
     bool nouserok;
     bool use_first_pass;
     bool try_first_pass;
     bool logout_on_close;
+    bool nocache;
     kt_pam_mfa mfa;
     long login_timeout; /* 0: the configuration's */
 } kt_pam_args;
@@ -46,69 +62,46 @@ const char *kt_pam_mfa_name(kt_pam_mfa mfa);
 
 /* --- PAM codes (codes.c) -------------------------------------------------------------------- */
 
-/* The PAM code for a failed flow. Never PAM_SUCCESS: a kind of KT_OK here is a bug and fails. */
+/* The PAM code for a failed flow. Never PAM_SUCCESS: a kind of KT_OK here is a bug and fails.
+ * nouserok is true only for a user root has not pinned to a Kontist identity. */
 int kt_pam_code_for_error(kt_err_kind kind, bool nouserok);
 /* "PAM_AUTH_ERR" and friends, for logs. */
 const char *kt_pam_code_name(int code);
+/* The kind named by kt_err_kind_name(), or KT_ERR_INTERNAL for a name it never gives. */
+kt_err_kind kt_pam_kind_from_name(const char *name);
 
-/* --- users: who the PAM user is at Kontist (user.c, authfile.c) ----------------------------- */
+/* --- the helper process (spawn.c) ----------------------------------------------------------- */
 
-typedef struct kt_pam_user {
-    char *name; /* the local (PAM) user */
+typedef enum kt_pam_op {
+    KT_PAM_OP_LOGIN,  /* password grant + MFA; writes the user's token cache */
+    KT_PAM_OP_LOGOUT, /* removes the user's token cache */
+} kt_pam_op;
+
+/* The local user, as the module's host resolves it (nss modules the helper may not see). */
+typedef struct kt_pam_local_user {
+    const char *name;
     uid_t uid;
     gid_t gid;
-    kt_paths paths;       /* below the user's home, XDG variables ignored */
-    kt_device_record rec; /* the mapping: Kontist username, device id, key reference */
-    EVP_PKEY *key;        /* loaded with mfa=device */
-} kt_pam_user;
+    const char *home;
+} kt_pam_local_user;
 
-/* Resolves the local user through the password database. A user the system does not know gives
- * KT_ERR_NOT_ENROLLED with *unknown set. */
-int kt_pam_user_lookup(pam_handle_t *pamh, const char *name, kt_pam_user *u, bool *unknown,
-                       kt_error *err);
-/* Reads the user's mapping (per-user device record with privileges dropped to the user, or the
- * central authfile) and, with mfa=device, loads the device key. */
-int kt_pam_user_load(kt_pam_user *u, const kt_pam_args *args, kt_error *err);
-void kt_pam_user_free(kt_pam_user *u);
+/* What the helper reported. Nothing in here is secret. */
+typedef struct kt_pam_result {
+    kt_error err;      /* kind KT_OK on success */
+    bool pinned;       /* root pins this user to a Kontist identity */
+    char kontist_user[256];
+    char device_id[128];
+    char cache[16];    /* "written", "failed", "skipped" or "" */
+    char cache_reason[256];
+    char connections[16];
+} kt_pam_result;
 
-/* Who may own files the module reads as root: root, or, in a process that does not run as root,
- * that process's own user (nobody else can change what such a process does anyway). */
-void kt_pam_trusted_owners(kt_owner_policy *owners);
-
-/* The central authfile: one line per local user, `local-user kontist-username [device-id
- * key-ref]`, `#` comments. Parsed strictly; errors name file and line (KT_ERR_CONFIG). A user
- * without a line gives KT_ERR_NOT_ENROLLED. */
-int kt_pam_authfile_parse(const char *name, const char *text, size_t len, const char *user,
-                          kt_device_record *rec, kt_error *err);
-int kt_pam_authfile_lookup(const char *path, const char *user, kt_device_record *rec,
-                           kt_error *err);
-
-/* --- credentials kept between pam_authenticate and pam_setcred (cred.c) --------------------- */
-
-/* Takes over *tokens (left zeroed) and keeps them in the handle with a cleanup that wipes them. */
-int kt_pam_state_save(pam_handle_t *pamh, const char *user, kt_token_set *tokens, kt_error *err);
-/* Drops whatever an earlier pam_authenticate on this handle kept. */
-void kt_pam_state_drop(pam_handle_t *pamh);
-/* Writes or removes the user's token cache with privileges dropped to the user. */
-int kt_pam_cache_store(const kt_pam_user *u, const kt_token_set *tokens, kt_error *err);
-int kt_pam_cache_erase(const kt_pam_user *u, kt_error *err);
-
-typedef struct kt_pam_state {
-    char *user; /* the PAM user the tokens were obtained for */
-    kt_token_set tokens;
-    bool stored; /* pam_setcred wrote them to the user's cache */
-} kt_pam_state;
-
-kt_pam_state *kt_pam_state_get(pam_handle_t *pamh);
-
-/* --- conversation (conv.c) ------------------------------------------------------------------ */
-
-typedef struct kt_pam_conv_data {
-    pam_handle_t *pamh;
-    bool silent;
-} kt_pam_conv_data;
-
-void kt_pam_conv_init(kt_conv *conv, kt_pam_conv_data *data, pam_handle_t *pamh, int flags);
+/* Runs kontist-pam-helper for one operation and waits for its answer, at most login_timeout plus
+ * a margin; a helper that does not answer in time is killed (KT_ERR_UNAVAILABLE: the bank did not
+ * answer in time), one that dies without answering is KT_ERR_INTERNAL. password may be NULL
+ * (logout). Always fills res. */
+void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
+                       const char *password, kt_pam_result *res);
 
 /* --- logging (log.c) ------------------------------------------------------------------------ */
 
@@ -120,6 +113,8 @@ typedef struct kt_pam_attempt {
     kt_pam_mfa mfa;
 } kt_pam_attempt;
 
+/* Milliseconds of CLOCK_MONOTONIC, for durations. */
+uint64_t kt_pam_now_ms(void);
 /* The one line an authentication attempt leaves in syslog (LOG_AUTHPRIV): service, user, rhost,
  * Kontist username, device id, outcome, PAM code, duration and, on failure, the reason. */
 void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, const kt_error *err);

@@ -1,15 +1,15 @@
+/* Who a local user is at Kontist. Root decides (the authfile's pin); the user's own files may
+ * only supply the device for that identity. Anything the user, or code running as the user, can
+ * write must not widen what a login accepts for that user: naming another Kontist account and a
+ * key for it would otherwise pass sudo with that other account's password. */
 #include <config.h>
 
 #include <errno.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <security/pam_modutil.h>
-
-#include "pam_kontist.h"
+#include "pam_helper.h"
 
 /* Files below a user's home may belong to that user or to root. */
 static void user_owners(const kt_pam_user *u, kt_owner_policy *owners)
@@ -19,55 +19,17 @@ static void user_owners(const kt_pam_user *u, kt_owner_policy *owners)
     owners->uid = u->uid;
 }
 
-int kt_pam_user_lookup(pam_handle_t *pamh, const char *name, kt_pam_user *u, bool *unknown,
-                       kt_error *err)
+int kt_pam_as_user(const kt_pam_user *u, int (*fn)(const kt_pam_user *, void *, kt_error *),
+                   void *data, kt_error *err)
 {
-    struct passwd *pw;
-
-    memset(u, 0, sizeof(*u));
-    *unknown = false;
-    pw = pam_modutil_getpwnam(pamh, name);
-    if (pw == NULL) {
-        *unknown = true;
-        return kt_error_set(err, KT_ERR_NOT_ENROLLED, "no such local user");
-    }
-    u->uid = pw->pw_uid;
-    u->gid = pw->pw_gid;
-    u->name = strdup(name);
-    if (u->name == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    if (kt_paths_for_home(&u->paths, pw->pw_dir, err) != 0) {
-        kt_pam_user_free(u);
-        return -1;
-    }
-    return 0;
-}
-
-/* The key a record points at, or the default place next to the record. */
-static const char *key_ref(const kt_pam_user *u)
-{
-    return u->rec.key_ref != NULL ? u->rec.key_ref : u->paths.key_file;
-}
-
-/* Reads what the per-user files say, as the user: a user must not make root read a file the user
- * could not read (a link to /etc/shadow, a key of someone else). */
-static int load_as_user(kt_pam_user *u, bool need_key, kt_error *err)
-{
-    kt_owner_policy owners;
     kt_privs privs;
     kt_error restore_err = {0};
     int rc;
 
-    user_owners(u, &owners);
     memset(&privs, 0, sizeof(privs));
     if (kt_privs_drop(&privs, u->uid, u->gid, err) != 0)
         return -1;
-    rc = kt_record_load(u->paths.record_file, &owners, &u->rec, NULL, err);
-    if (rc == 0 && need_key && u->rec.device_id != NULL) {
-        u->key = kt_key_load(key_ref(u), &owners, err);
-        if (u->key == NULL)
-            rc = -1;
-    }
+    rc = fn(u, data, err);
     if (kt_privs_restore(&privs, &restore_err) != 0) {
         /* Carrying on with the wrong identity is worse than any other failure: report this one. */
         *err = restore_err;
@@ -77,44 +39,90 @@ static int load_as_user(kt_pam_user *u, bool need_key, kt_error *err)
     return rc;
 }
 
-/* With an authfile everything is root's: the file and the keys it names. */
-static int load_central(kt_pam_user *u, const char *authfile, bool need_key, kt_error *err)
+typedef struct own_device {
+    bool need_key;
+    kt_device_record rec; /* what the user's record says */
+    EVP_PKEY *key;
+} own_device;
+
+/* As the user: a user must not make root read a file the user could not read (a link to
+ * /etc/shadow, a key of someone else). */
+static int read_own_device(const kt_pam_user *u, void *data, kt_error *err)
+{
+    own_device *d = data;
+    kt_owner_policy owners;
+    const char *key_ref;
+
+    user_owners(u, &owners);
+    if (kt_record_load(u->paths.record_file, &owners, &d->rec, NULL, err) != 0)
+        return -1;
+    if (!d->need_key || d->rec.device_id == NULL)
+        return 0;
+    key_ref = d->rec.key_ref != NULL ? d->rec.key_ref : u->paths.key_file;
+    d->key = kt_key_load(key_ref, &owners, err);
+    return d->key != NULL ? 0 : -1;
+}
+
+/* The device of a pinned user from the user's own record, which must name the pinned identity. */
+static int load_own_device(kt_pam_user *u, bool need_key, kt_error *err)
+{
+    own_device d;
+    int rc;
+
+    memset(&d, 0, sizeof(d));
+    d.need_key = need_key;
+    rc = kt_pam_as_user(u, read_own_device, &d, err);
+    if (rc != 0) {
+        /* Root pinned this user: a missing or broken record is a failed login, never "not
+         * enrolled" (which nouserok would turn into a fallback to the local password). */
+        if (err->kind == KT_ERR_NOT_ENROLLED && need_key)
+            err->kind = KT_ERR_KEY_UNUSABLE;
+        else if (err->kind == KT_ERR_NOT_ENROLLED) {
+            kt_error_clear(err); /* mfa=none: the pin alone is enough */
+            rc = 0;
+        }
+    } else if (strcmp(d.rec.username, u->rec.username) != 0) {
+        rc = kt_error_set(err, KT_ERR_IDENTITY_MISMATCH,
+                          "the device record names another Kontist user than root's pin");
+    } else if (need_key && d.rec.device_id == NULL) {
+        rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the device record names no bound device");
+    } else if (need_key) {
+        u->rec.device_id = d.rec.device_id;
+        u->rec.key_ref = d.rec.key_ref;
+        d.rec.device_id = d.rec.key_ref = NULL;
+        u->key = d.key;
+        d.key = NULL;
+    }
+    kt_record_free(&d.rec);
+    EVP_PKEY_free(d.key);
+    return rc;
+}
+
+/* With a device on the authfile line everything is root's: the line and the key it names. */
+static int load_central_key(kt_pam_user *u, kt_error *err)
 {
     kt_owner_policy owners;
 
-    if (kt_pam_authfile_lookup(authfile, u->name, &u->rec, err) != 0)
-        return -1;
-    if (!need_key || u->rec.device_id == NULL)
-        return 0;
     kt_pam_trusted_owners(&owners);
     u->key = kt_key_load(u->rec.key_ref, &owners, err);
     return u->key != NULL ? 0 : -1;
 }
 
-int kt_pam_user_load(kt_pam_user *u, const kt_pam_args *args, kt_error *err)
+int kt_pam_user_load(kt_pam_user *u, const char *authfile, bool authfile_missing_ok, bool need_key,
+                     kt_error *err)
 {
-    bool need_key = args->mfa == KT_PAM_MFA_DEVICE;
-    int rc;
-
-    if (args->authfile != NULL)
-        rc = load_central(u, args->authfile, need_key, err);
-    else
-        rc = load_as_user(u, need_key, err);
-    if (rc != 0)
+    if (kt_pam_authfile_lookup(authfile, authfile_missing_ok, u->name, &u->rec, err) != 0)
         return -1;
-    if (u->rec.username == NULL || u->rec.username[0] == '\0')
-        return kt_error_set(err, KT_ERR_NOT_ENROLLED, "no Kontist username for this user");
-    /* A record without a bound device names the Kontist user but cannot pass device MFA. */
-    if (need_key && u->rec.device_id == NULL)
-        return kt_error_set(err, KT_ERR_NOT_ENROLLED, "no device bound for this user");
-    return 0;
+    u->pinned = true;
+    if (u->rec.device_id != NULL)
+        return need_key ? load_central_key(u, err) : 0;
+    return load_own_device(u, need_key, err);
 }
 
 void kt_pam_user_free(kt_pam_user *u)
 {
     if (u == NULL)
         return;
-    free(u->name);
     kt_paths_free(&u->paths);
     kt_record_free(&u->rec);
     EVP_PKEY_free(u->key);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pam_helper.h"
 #include "pam_kontist.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -133,6 +133,7 @@ class PamWorld:
         self.build_dir = Path(build_dir)
         self.mock = mock
         self.module = self.build_dir / "pam_kontist" / ".libs" / "pam_kontist.so"
+        self.helper = self.build_dir / "pam_kontist" / "kontist-pam-helper"
         self.driver = self.build_dir / "tests" / "pam" / "pam_driver"
         self.services = self.base / "pam.d"
         self.etc = self.base / "etc"
@@ -142,6 +143,10 @@ class PamWorld:
         self.passwd = self.etc / "passwd"
         self.group = self.etc / "group"
         self.users = {}
+        # Root's pins (the module's authfile=): local user -> Kontist username. enroll() adds one.
+        self.pins = self.etc / "pins"
+        self.pin_lines = {}
+        self._write_pins()
         self.asan = sanitizer_runtime(self.driver)
         self.runs = 0
         self._write_other()
@@ -169,15 +174,35 @@ class PamWorld:
 
     def service(self, name, args="", before=(), after=(), config=None, module_types=None,
                 control="required"):
-        """Writes a service file: `before` lines, the module in every stack, `after` lines."""
+        """Writes a service file: `before` lines, the module in every stack, `after` lines.
+
+        The module gets the world's pins as authfile= and the built helper as helper=, unless
+        args names its own."""
         config = config if config is not None else self.config
         argv = (f"config={config} " if config else "") + args
+        if "authfile=" not in args:
+            argv += f" authfile={self.pins}"
+        if "helper=" not in args:
+            argv += f" helper={self.helper}"
         lines = list(before)
         for kind in module_types or ("auth", "account", "session", "password"):
             lines.append(f"{kind} {control} {self.module} {argv}".rstrip())
         lines += list(after)
         (self.services / name).write_text("\n".join(lines) + "\n")
         return name
+
+    def pin(self, name, username=DEMO_USER):
+        """Root pins local user `name` to a Kontist username (None removes the pin)."""
+        if username is None:
+            self.pin_lines.pop(name, None)
+        else:
+            self.pin_lines[name] = username
+        self._write_pins()
+
+    def _write_pins(self):
+        text = "".join(f"{n} {u}\n" for n, u in self.pin_lines.items())
+        self.pins.write_text("# local-user kontist-username\n" + text)
+        os.chmod(self.pins, 0o644)
 
     def _write_other(self):
         deny = PAM_DENY or "pam_deny.so"
@@ -204,10 +229,13 @@ class PamWorld:
     # -- enrollment -----------------------------------------------------------------------------
 
     def enroll(self, home, uid=None, gid=None, key=None, record_extra=None, device_id=None,
-               with_key_file=True):
-        """Binds a device at the mock and writes the user's key and device record.
+               with_key_file=True, pin=True):
+        """Binds a device at the mock and writes the user's key and device record; with pin,
+        root pins the user (named after the home) to the demo account.
 
         Returns (device_id, key, key_path, record_path)."""
+        if pin:
+            self.pin(Path(home).name)
         uid = os.geteuid() if uid is None else uid
         gid = os.getegid() if gid is None else gid
         key = key or make_key()

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <security/pam_modules.h>
 
+#include "pam_helper.h"
 #include "pam_kontist.h"
 
 static int parse(kt_pam_args *a, kt_error *err, int argc, const char **argv)

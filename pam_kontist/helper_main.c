@@ -1,0 +1,306 @@
+/* kontist-pam-helper: the part of a pam_kontist login that talks to the bank.
+ *
+ * pam_kontist.so starts it for every login (see spawn.c for why a process of its own), as root,
+ * with an empty environment and one socket as standard input and output. It reads the request
+ * (wire.h), finds root's pin for the user, runs the password grant and the device challenge,
+ * writes the confirmed tokens into the user's cache with the user's identity, and answers with
+ * the outcome. Run by anyone else it can do only what that user could do anyway.
+ *
+ * It is not meant to be started by hand: it says so and exits 2 when its input is a terminal. */
+#include <config.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "pam_helper.h"
+#include "wire.h"
+
+/* Past its own flow deadline the helper ends itself, whatever it is stuck in (a slow token, a
+ * cache lock): the module must never wait for it beyond login_timeout. */
+#define SELF_DEADLINE_MARGIN 3
+
+typedef struct request {
+    char *buf; /* the whole request; holds the password, wiped at exit */
+    size_t len;
+    const char *password; /* inside buf */
+    char op[16], user[256], home[PATH_MAX], config[PATH_MAX], authfile[PATH_MAX];
+    char mfa[16];
+    uid_t uid;
+    gid_t gid;
+    long login_timeout;
+    bool authfile_given, nocache;
+} request;
+
+typedef struct answer {
+    kt_error err;
+    bool pinned;
+    const char *kontist_user;
+    const char *device_id;
+    const char *cache; /* "written", "failed", "skipped" */
+    kt_error cache_err;
+    long connections;
+} answer;
+
+/* No core file, no ptrace by the user the helper acts for, whatever the system's defaults. */
+static void harden(void)
+{
+    struct rlimit none = {0, 0};
+
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int read_request(request *rq, kt_error *err)
+{
+    size_t cap = KT_WIRE_MAX;
+
+    rq->buf = calloc(1, cap + 1);
+    if (rq->buf == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, rq->buf + rq->len, cap - rq->len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return kt_error_set(err, KT_ERR_INTERNAL, "reading the request: %s", strerror(errno));
+        if (n == 0)
+            break;
+        rq->len += (size_t)n;
+        if (rq->len == cap)
+            return kt_error_set(err, KT_ERR_INTERNAL, "request too long");
+    }
+    rq->buf[rq->len] = '\0';
+    return 0;
+}
+
+static bool get_number(const char *text, size_t len, const char *key, long min, long max,
+                       long *out)
+{
+    char value[32], *end = NULL;
+    long v;
+
+    if (!kt_wire_get(text, len, key, value, sizeof(value)) || value[0] == '\0')
+        return false;
+    errno = 0;
+    v = strtol(value, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse_request(request *rq, kt_error *err)
+{
+    const char *sep = strstr(rq->buf, "\n" KT_WIRE_PASSWORD_LINE);
+    size_t head;
+    long uid, gid, flag = 0;
+    char given[4] = "", nocache[4] = "";
+    bool ok;
+
+    if (sep == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "malformed request");
+    head = (size_t)(sep - rq->buf) + 1;
+    rq->password = sep + 1 + strlen(KT_WIRE_PASSWORD_LINE);
+    ok = kt_wire_get(rq->buf, head, "op", rq->op, sizeof(rq->op)) &&
+         kt_wire_get(rq->buf, head, "user", rq->user, sizeof(rq->user)) &&
+         kt_wire_get(rq->buf, head, "home", rq->home, sizeof(rq->home)) &&
+         kt_wire_get(rq->buf, head, "config", rq->config, sizeof(rq->config)) &&
+         kt_wire_get(rq->buf, head, "authfile", rq->authfile, sizeof(rq->authfile)) &&
+         kt_wire_get(rq->buf, head, "authfile_given", given, sizeof(given)) &&
+         kt_wire_get(rq->buf, head, "mfa", rq->mfa, sizeof(rq->mfa)) &&
+         kt_wire_get(rq->buf, head, "nocache", nocache, sizeof(nocache)) &&
+         get_number(rq->buf, head, "uid", 0, (long)INT_MAX, &uid) &&
+         get_number(rq->buf, head, "gid", 0, (long)INT_MAX, &gid) &&
+         get_number(rq->buf, head, "login_timeout", 0, 3600, &flag);
+    if (!ok || rq->user[0] == '\0' || rq->home[0] != '/' || rq->config[0] != '/' ||
+        rq->authfile[0] != '/')
+        return kt_error_set(err, KT_ERR_INTERNAL, "malformed request");
+    rq->uid = (uid_t)uid;
+    rq->gid = (gid_t)gid;
+    rq->login_timeout = flag;
+    rq->authfile_given = strcmp(given, "1") == 0;
+    rq->nocache = strcmp(nocache, "1") == 0;
+    return 0;
+}
+
+static int load_config(const request *rq, kt_config *cfg, kt_error *err)
+{
+    kt_owner_policy owners;
+
+    kt_pam_trusted_owners(&owners);
+    if (kt_config_load_file(cfg, rq->config, &owners, false, NULL, err) == 0) {
+        if (rq->login_timeout > 0)
+            cfg->login_timeout = rq->login_timeout;
+        /* The module's own bound holds whatever the file says: sshd's LoginGraceTime is 120 s. */
+        if (cfg->login_timeout > 110)
+            cfg->login_timeout = 110;
+        if (kt_config_validate(cfg, err) == 0)
+            return 0;
+    }
+    /* Whatever went wrong with the file (content, owner, mode, missing), the service is
+     * misconfigured. */
+    if (err->kind != KT_ERR_INTERNAL)
+        err->kind = KT_ERR_CONFIG;
+    return -1;
+}
+
+/* The module's conversation is not available here: device MFA needs none, and nothing the core
+ * would say could reach the person in time under sshd anyway. */
+static int no_prompt(void *data, const char *message, bool echo, char **reply)
+{
+    (void)data;
+    (void)message;
+    (void)echo;
+    *reply = NULL;
+    return -1;
+}
+
+static void no_message(void *data, const char *message)
+{
+    (void)data;
+    (void)message;
+}
+
+static int store_tokens(const kt_pam_user *u, void *data, kt_error *err)
+{
+    return kt_cache_store(&u->paths, data, err);
+}
+
+static int erase_tokens(const kt_pam_user *u, void *data, kt_error *err)
+{
+    (void)data;
+    return kt_cache_erase(&u->paths, 0, err);
+}
+
+static int run_login(const request *rq, kt_pam_user *u, answer *ans)
+{
+    bool device = strcmp(rq->mfa, "device") == 0;
+    kt_conv conv = {no_prompt, no_message, no_message, NULL};
+    kt_token_set tokens;
+    kt_config cfg;
+    kt_ctx *ctx = NULL;
+    int rc = -1;
+
+    memset(&tokens, 0, sizeof(tokens));
+    kt_config_init(&cfg);
+    if (load_config(rq, &cfg, &ans->err) != 0)
+        goto out;
+    alarm((unsigned)(cfg.login_timeout + SELF_DEADLINE_MARGIN));
+    rc = kt_pam_user_load(u, rq->authfile, !rq->authfile_given, device, &ans->err);
+    /* Reported even when loading failed: a pinned user stays pinned (no nouserok) whatever
+     * went wrong with their device. */
+    ans->pinned = u->pinned;
+    ans->kontist_user = u->rec.username;
+    ans->device_id = device ? u->rec.device_id : NULL;
+    if (rc != 0)
+        goto out;
+    rc = -1;
+    ctx = kt_ctx_new(&cfg, &conv, &ans->err);
+    if (ctx == NULL)
+        goto out;
+    {
+        kt_login_params params = {
+            .username = u->rec.username,
+            .password = rq->password,
+            .device_id = device ? u->rec.device_id : NULL,
+            .key = device ? u->key : NULL,
+        };
+
+        rc = kt_flow_login(ctx, &params, &tokens, &ans->err);
+    }
+    ans->connections = kt_http_connections(ctx->http);
+    if (rc == 0 && device && !tokens.confirmed)
+        rc = kt_error_set(&ans->err, KT_ERR_PROTOCOL,
+                          "the device challenge was accepted but the token is not confirmed");
+    if (rc == 0 && tokens.access_token == NULL)
+        rc = kt_error_set(&ans->err, KT_ERR_PROTOCOL, "the login gave no access token");
+    if (rc != 0)
+        goto out;
+    if (rq->nocache)
+        ans->cache = "skipped";
+    else
+        ans->cache = kt_pam_as_user(u, store_tokens, &tokens, &ans->cache_err) == 0 ? "written"
+                                                                                   : "failed";
+out:
+    kt_ctx_free(ctx);
+    kt_token_set_free(&tokens);
+    kt_config_free(&cfg);
+    return rc;
+}
+
+static int run_logout(kt_pam_user *u, answer *ans)
+{
+    return kt_pam_as_user(u, erase_tokens, NULL, &ans->err);
+}
+
+static void send_answer(const answer *ans)
+{
+    char buf[KT_WIRE_MAX], num[32];
+    size_t len = 0;
+
+    buf[0] = '\0';
+    snprintf(num, sizeof(num), "%ld", ans->connections);
+    kt_wire_add(buf, sizeof(buf), &len, "kind", kt_err_kind_name(ans->err.kind));
+    kt_wire_add(buf, sizeof(buf), &len, "pinned", ans->pinned ? "1" : "0");
+    kt_wire_add(buf, sizeof(buf), &len, "kontist_user", ans->kontist_user);
+    kt_wire_add(buf, sizeof(buf), &len, "device_id", ans->device_id);
+    kt_wire_add(buf, sizeof(buf), &len, "cache", ans->cache);
+    kt_wire_add(buf, sizeof(buf), &len, "cache_reason", ans->cache_err.message);
+    kt_wire_add(buf, sizeof(buf), &len, "connections", num);
+    kt_wire_add(buf, sizeof(buf), &len, "reason", ans->err.message);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(STDOUT_FILENO, buf + off, len - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    request rq;
+    answer ans;
+    kt_pam_user u;
+
+    (void)argv;
+    harden();
+    if (argc > 1 || isatty(STDIN_FILENO)) {
+        fprintf(stderr, "kontist-pam-helper: run by pam_kontist.so only\n");
+        return 2;
+    }
+    memset(&rq, 0, sizeof(rq));
+    memset(&ans, 0, sizeof(ans));
+    memset(&u, 0, sizeof(u));
+    if (read_request(&rq, &ans.err) == 0 && parse_request(&rq, &ans.err) == 0) {
+        u.name = rq.user;
+        u.uid = rq.uid;
+        u.gid = rq.gid;
+        if (kt_paths_for_home(&u.paths, rq.home, &ans.err) == 0) {
+            if (strcmp(rq.op, "login") == 0)
+                run_login(&rq, &u, &ans);
+            else if (strcmp(rq.op, "logout") == 0)
+                run_logout(&u, &ans);
+            else
+                kt_error_set(&ans.err, KT_ERR_INTERNAL, "unknown operation");
+        }
+    }
+    send_answer(&ans);
+    kt_pam_user_free(&u);
+    if (rq.buf != NULL) {
+        kt_wipe(rq.buf, rq.len);
+        free(rq.buf);
+    }
+    return ans.err.kind == KT_OK ? 0 : 1;
+}

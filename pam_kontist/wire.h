@@ -1,0 +1,25 @@
+/* What pam_kontist.so and kontist-pam-helper say to each other over their socket.
+ *
+ * The module sends a request: `key=value` lines, then a line `password`, then the password's raw
+ * bytes up to the end of the stream. The helper answers with `key=value` lines. Values are one
+ * line each; neither side ever puts a token or the client secret on the wire, and the password
+ * goes only from the module to the helper. */
+#ifndef KT_WIRE_H
+#define KT_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The largest request or result either side accepts (the password is capped lower). */
+#define KT_WIRE_MAX 16384
+/* The line that separates the request's fields from the password. */
+#define KT_WIRE_PASSWORD_LINE "password\n"
+
+/* Appends `key=value\n` to buf (of size size, holding *len bytes). A value with a newline or a
+ * NUL is cut at it; false when the line does not fit. */
+bool kt_wire_add(char *buf, size_t size, size_t *len, const char *key, const char *value);
+/* Finds `key=` at the start of a line among the first len bytes of text and copies the value
+ * (up to the end of the line) into out, NUL-terminated and cut to size. False when absent. */
+bool kt_wire_get(const char *text, size_t len, const char *key, char *out, size_t size);
+
+#endif
