@@ -3,14 +3,17 @@
  *   pam_driver [options] SERVICE USER[,USER...]
  *
  * Options: --ops auth,setcred-establish,... (auth, setcred-establish|reinit|refresh|delete, open,
- * close, acct, chauthtok, setuser:NAME, leak), --expect CODE,... (one PAM code name per op),
- * --password-file FILE (answer to hidden prompts), --conv answer|fail|empty, --rhost HOST,
- * --silent, --repeat N, --threads N, --result FILE.
+ * close, acct, chauthtok, setuser:NAME, leak, free-secrets), --expect CODE,... (one PAM code
+ * name per op), --password-file FILE (answer to hidden prompts), --conv answer|fail|empty,
+ * --rhost HOST, --silent, --repeat N, --threads N, --result FILE.
  *
  * It runs a sequence of PAM calls (--ops) on one handle, optionally many times (--repeat) in
  * several threads at once (--threads), each thread with its own handles, and writes what
  * happened as JSON to --result. It never writes to stdout or stderr itself unless its own
  * arguments are wrong, so anything found there came from the module.
+ *
+ * Its own copies of the password are wiped before they are freed, so that a check of freed memory
+ * (tests/pam/freescan.c) finds only what libpam and the module leave behind.
  *
  * It also stands in for syslog: when KT_TEST_SYSLOG names a file, every syslog call of the
  * process (libpam's pam_syslog included; run with PAM_WRAPPER_USE_SYSLOG=1 and
@@ -196,6 +199,7 @@ static void die(const char *fmt, ...)
 static char *read_password(const char *path)
 {
     char buf[4096];
+    char *copy;
     ssize_t n;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -207,7 +211,9 @@ static char *read_password(const char *path)
         die("cannot read %s", path);
     buf[n] = '\0';
     buf[strcspn(buf, "\n")] = '\0';
-    return strdup(buf);
+    copy = strdup(buf);
+    explicit_bzero(buf, sizeof(buf));
+    return copy;
 }
 
 static int split_list(char *list, char **items, int max)
@@ -342,8 +348,10 @@ static int conversation(int n, const struct pam_message **msg, struct pam_respon
         if (style == PAM_PROMPT_ECHO_OFF || style == PAM_PROMPT_ECHO_ON) {
             r[i].resp = answer_for(w, style);
             if (r[i].resp == NULL) {
-                for (int k = 0; k < i; k++)
+                for (int k = 0; k < i; k++) {
+                    explicit_bzero(r[k].resp, strlen(r[k].resp));
                     free(r[k].resp);
+                }
                 free(r);
                 return PAM_CONV_ERR;
             }
@@ -365,7 +373,7 @@ static void record_delay(int status, unsigned usec, void *appdata)
     }
 }
 
-static int run_op(pam_handle_t *pamh, const char *op, int silent)
+static int run_op(pam_handle_t *pamh, const char *op, int silent, const char *password)
 {
     int f = silent ? PAM_SILENT : 0;
 
@@ -396,6 +404,27 @@ static int run_op(pam_handle_t *pamh, const char *op, int silent)
         sink = NULL;
         return PAM_SUCCESS;
     }
+    /* Frees the password and a JWT-looking string unwiped, each in a block of its own: the
+     * tests check that the freed-memory check (tests/pam/freescan.c) sees them. They sit past
+     * the start of their blocks, where the allocator keeps its own data once a block is free. */
+    if (strcmp(op, "free-secrets") == 0) {
+        static const char jwt[] = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+                                  "eyJzdWIiOiJmcmVlc2Nhbi1zZWxmLXRlc3QifQ.";
+        char *block = malloc(1000);
+
+        if (block == NULL)
+            return PAM_BUF_ERR;
+        memset(block, '-', 1000);
+        snprintf(block + 100, 900, "password=%s", password != NULL ? password : "");
+        free(block);
+        block = malloc(600);
+        if (block == NULL)
+            return PAM_BUF_ERR;
+        memset(block, '-', 600);
+        snprintf(block + 100, 500, "token=%s", jwt);
+        free(block);
+        return PAM_SUCCESS;
+    }
     /* What sudo does between pam_authenticate and pam_setcred: switch to the target user. */
     if (strncmp(op, "setuser:", 8) == 0)
         return pam_set_item(pamh, PAM_USER, op + 8);
@@ -416,7 +445,7 @@ static int run_once(worker *w)
         pam_set_item(pamh, PAM_RHOST, o->rhost);
     pam_set_item(pamh, PAM_FAIL_DELAY, (const void *)record_delay);
     for (int i = 0; i < o->nops; i++) {
-        rc = run_op(pamh, o->ops[i], o->silent);
+        rc = run_op(pamh, o->ops[i], o->silent, o->password);
         w->rc[i] = rc;
         if (o->nexpect > 0 && rc != o->expect[i]) {
             if (w->mismatches == 0) {
@@ -545,7 +574,7 @@ int main(int argc, char **argv)
     write_result(&o, ws, before, after);
     free(ws);
     if (o.password != NULL) {
-        memset(o.password, 0, strlen(o.password));
+        explicit_bzero(o.password, strlen(o.password));
         free(o.password);
     }
     return 0;
