@@ -110,8 +110,9 @@ static int authenticate(pam_handle_t *pamh, auth_run *r)
 
     if (get_user(pamh, r) != 0 || get_password(pamh, r) != 0)
         return kt_pam_code_for_error(r->res.err.kind, false);
+    /* A user the system does not know is no user nouserok could let through. */
     if (lookup_user(pamh, r->pam_user, &local, &r->res.err) != 0)
-        return r->args.nouserok ? PAM_IGNORE : PAM_USER_UNKNOWN;
+        return PAM_USER_UNKNOWN;
     kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, &local, r->password, &r->res);
     if (r->res.err.kind == KT_OK) {
         log_cache(pamh, r);

@@ -37,7 +37,8 @@ def install(world, example, config):
     for control, module, args in auth_lines(example):
         if module == "pam_kontist.so":
             # The examples' own login_timeout is kept; only the configuration is the test's.
-            out.append(f"auth {control} {world.module} config={config} {args}")
+            out.append(f"auth {control} {world.module} config={config} authfile={world.pins} "
+                       f"helper={world.helper} {args}")
         else:
             out.append(f"auth {control} {PAM_MATRIX} passdb={passdb}")
     (world.services / example).write_text("\n".join(out) + "\n")
@@ -61,7 +62,7 @@ def test_kontist_login_is_enough(world, mock, example):
     run = world.run(example, "alice", password=KONTIST_PASSWORD)
     assert run.code == "PAM_SUCCESS", run
     # success=done: the local password module never asked.
-    assert len(run.prompts) == 1 and run.prompts[0]["msg"] == "Kontist password: "
+    assert len(run.prompts) == 1 and run.prompts[0]["msg"] == "Password: "
 
 
 @pytest.mark.parametrize("example", EXAMPLE_NAMES)
@@ -92,7 +93,6 @@ def test_api_down_wrong_local_password(world, mock, example):
 
 @pytest.mark.parametrize("example", EXAMPLE_NAMES)
 @pytest.mark.parametrize("fault", [{"kind": "status", "status": 503},
-                                   {"kind": "status", "status": 429, "retry_after": 60},
                                    {"kind": "malformed_json"}])
 def test_api_failing_falls_back(world, mock, example, fault):
     """The device step fails on the server's side: the local password module is asked."""
@@ -100,7 +100,7 @@ def test_api_failing_falls_back(world, mock, example, fault):
     install(world, example, world.config)
     run = world.run(example, "alice", password=KONTIST_PASSWORD)
     assert run.attempt()["pam"] == "PAM_AUTHINFO_UNAVAIL"
-    assert [p["msg"] for p in run.prompts if p["style"] == 1][0] == "Kontist password: "
+    assert [p["msg"] for p in run.prompts if p["style"] == 1][0] == "Password: "
     assert len([p for p in run.prompts if p["style"] == 1]) == 2, run.prompts
     # The Kontist password is not the local one.
     assert run.code == "PAM_AUTH_ERR", run
@@ -120,3 +120,18 @@ def test_broken_key_does_not_fall_back(world, mock, example):
     install(world, example, world.config)
     run = world.run(example, "alice", password=LOCAL_PASSWORD)
     assert run.code == "PAM_CRED_INSUFFICIENT", run
+
+
+@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+@pytest.mark.parametrize("endpoint", ["token", "challenge_create"])
+def test_rate_limit_does_not_open_the_local_password(world, mock, example, endpoint):
+    """Anyone can push the host's client into the bank's rate limit with a few wrong passwords:
+    a 429 must end the login (default=die), so the local password alone never gets in."""
+    mock.set_fault(endpoint=endpoint, kind="status", status=429, retry_after=60)
+    install(world, example, world.config)
+    run = world.run(example, "alice", password=LOCAL_PASSWORD)
+    fields = run.attempt()
+    assert fields["error"] == "rate_limited" and fields["pam"] == "PAM_AUTH_ERR", run
+    assert run.code == "PAM_AUTH_ERR", run
+    # pam_unix's stand-in was never asked.
+    assert len([p for p in run.prompts if p["style"] == 1]) == 1, run.prompts
