@@ -5,8 +5,10 @@ or without root. Every run also checks (pam_support.check_run) that nothing reac
 stdout or stderr and that no secret reached the log.
 """
 
+import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -643,3 +645,64 @@ def test_authfile_group_writable(world, mock):
     authfile = write_authfile(world, f"hank {DEMO_USER}\n", mode=0o664)
     world.service("kontist", f"authfile={authfile}")
     assert world.run("kontist", "hank").code == "PAM_SERVICE_ERR"
+
+
+# --- identity pinned by root ---------------------------------------------------------------------
+
+def test_record_naming_another_identity_is_refused(world, mock):
+    """Code running as the user rewrites the device record to name another Kontist account (one
+    whose password it knows, with a key it enrolled there): root pinned the user to the demo
+    account, so the login is refused, whatever password the other account has."""
+    home = world.add_user("mallory")
+    device_id, _, _, record = world.enroll(home)
+    data = json.loads(record.read_text())
+    data["username"] = "other@example.com"
+    record.write_text(json.dumps(data))
+    since = len(mock.requests())
+    service_with_next(world, "nouserok")
+    run = world.run("kontist", "mallory")
+    assert run.code == "PAM_AUTH_ERR", run
+    attempt(run, "PAM_AUTH_ERR", "identity_mismatch")
+    # Refused before anything is sent to the bank.
+    assert endpoints(mock, since) == []
+
+
+def test_template_pin_for_self_enrolled_users(world, mock):
+    home = world.add_user("frank")
+    world.enroll(home, pin=False)
+    pins = world.etc / "template-pins"
+    pins.write_text("*  %u-kontist@example.com\n")
+    world.service("kontist", f"authfile={pins}")
+    run = world.run("kontist", "frank")
+    # The record names demo@example.com, the template frank-kontist@example.com.
+    assert run.code == "PAM_AUTH_ERR", run
+    attempt(run, "PAM_AUTH_ERR", "identity_mismatch")
+    pins.write_text("*  demo@example.com-%u\n")
+    run = world.run("kontist", "frank")
+    assert run.code == "PAM_AUTH_ERR", run
+
+
+def test_unpinned_user_with_a_record_is_not_enrolled(world, mock):
+    """A device record alone enrolls nobody: without root's pin the user is not enrolled."""
+    home = world.add_user("gail")
+    world.enroll(home, pin=False)
+    since = len(mock.requests())
+    service_with_next(world, "nouserok")
+    run = world.run("kontist", "gail")
+    assert run.code == stack_result("PAM_IGNORE"), run
+    attempt(run, "PAM_IGNORE", "not_enrolled")
+    assert endpoints(mock, since) == []
+
+
+def test_missing_default_pins_file_enrolls_nobody(world, mock, alice):
+    """authfile= not given and /etc/kontist/users absent: nobody is pinned (not a broken
+    configuration), so even alice, with a device record, is not enrolled."""
+    assert not Path("/etc/kontist/users").exists()
+    (world.services / "nopins").write_text(
+        f"auth [ignore=ignore default=die] {world.module} config={world.config} "
+        f"helper={world.helper} nouserok\n"
+        f"auth required {PAM_PERMIT}\n")
+    run = world.run("nopins", "alice")
+    assert run.code == "PAM_SUCCESS", run
+    fields = attempt(run, "PAM_IGNORE", "not_enrolled")
+    assert "/etc/kontist/users does not exist" in fields["reason"]

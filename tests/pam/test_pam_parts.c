@@ -26,7 +26,10 @@ static void test_args_defaults(void **state)
 
     assert_int_equal(parse(&a, &err, 0, NULL), 0);
     assert_string_equal(a.config, KT_SYSTEM_CONFIG);
-    assert_null(a.authfile);
+    /* Root's pins are always read: there is no mode in which the user's files name the identity. */
+    assert_string_equal(a.authfile, KT_PAM_DEFAULT_AUTHFILE);
+    assert_false(a.authfile_given);
+    assert_string_equal(a.helper, KT_PAM_HELPER_PATH);
     assert_int_equal(a.mfa, KT_PAM_MFA_DEVICE);
     assert_false(a.debug || a.nouserok || a.use_first_pass || a.try_first_pass ||
                  a.logout_on_close);
@@ -108,6 +111,13 @@ static void test_codes(void **state)
     assert_int_equal(kt_pam_code_for_error(KT_ERR_CONV, false), PAM_CONV_ERR);
     assert_int_equal(kt_pam_code_for_error(KT_ERR_IO, false), PAM_SYSTEM_ERR);
     assert_int_equal(kt_pam_code_for_error(KT_ERR_INTERNAL, false), PAM_SYSTEM_ERR);
+    /* What an outsider can cause, and what the user's own files can say, never falls back. */
+    assert_int_equal(kt_pam_code_for_error(KT_ERR_RATE_LIMITED, true), PAM_AUTH_ERR);
+    assert_int_equal(kt_pam_code_for_error(KT_ERR_IDENTITY_MISMATCH, true), PAM_AUTH_ERR);
+    assert_int_equal(kt_pam_kind_from_name("rate_limited"), KT_ERR_RATE_LIMITED);
+    assert_int_equal(kt_pam_kind_from_name("identity_mismatch"), KT_ERR_IDENTITY_MISMATCH);
+    assert_int_equal(kt_pam_kind_from_name("ok"), KT_OK);
+    assert_int_equal(kt_pam_kind_from_name("no-such-kind"), KT_ERR_INTERNAL);
 }
 
 /* No kind, including values outside the enum, may ever map to success. */
@@ -193,6 +203,35 @@ static void test_authfile_errors(void **state)
     expect_authfile_error("alice a@x\nbob\n", "alice", "users:2: missing Kontist username");
 }
 
+static void test_authfile_template(void **state)
+{
+    static const char text[] = "alice alice@private.example\n"
+                               "*  %u@corp.example\n";
+    kt_device_record rec;
+    kt_error err = {0};
+
+    /* A user's own line wins over the template, wherever each stands. */
+    assert_int_equal(lookup(text, "alice", &rec, &err), 0);
+    assert_string_equal(rec.username, "alice@private.example");
+    kt_record_free(&rec);
+    assert_int_equal(lookup(text, "bob", &rec, &err), 0);
+    assert_string_equal(rec.username, "bob@corp.example");
+    assert_null(rec.device_id);
+    kt_record_free(&rec);
+    assert_int_equal(lookup("* 100%%-%u\n", "eve", &rec, &err), 0);
+    assert_string_equal(rec.username, "100%-eve");
+    kt_record_free(&rec);
+}
+
+static void test_authfile_template_errors(void **state)
+{
+    /* Without %u every local user would be pinned to one Kontist account. */
+    expect_authfile_error("* shared@corp.example\n", "bob", "users:1: the * line's template needs");
+    expect_authfile_error("* %s@corp.example\n", "bob", "users:1: only %u and %% may follow");
+    expect_authfile_error("* %u@x dev-1 /k.pem\n", "bob", "pins a template only");
+    expect_authfile_error("* %u@x\n* %u@y\n", "bob", "users:2: second * line");
+}
+
 static void test_authfile_nul(void **state)
 {
     static const char text[] = "alice a@x\0bob b@x\n";
@@ -241,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_codes),           cmocka_unit_test(test_codes_never_success),
         cmocka_unit_test(test_authfile_good),   cmocka_unit_test(test_authfile_absent_user),
         cmocka_unit_test(test_authfile_errors), cmocka_unit_test(test_authfile_nul),
+        cmocka_unit_test(test_authfile_template), cmocka_unit_test(test_authfile_template_errors),
         cmocka_unit_test(test_log_escape),      cmocka_unit_test(test_log_escape_truncates),
     };
 
