@@ -59,8 +59,10 @@ static int expand_template(const char *name, int lineno, const char *tmpl, const
         } else if (p[1] == '%') {
             p++;
         } else {
-            return kt_error_set(err, KT_ERR_CONFIG, "%s:%d: only %%u and %%%% may follow %% in a "
-                                "template", name, lineno);
+            return kt_error_set(err, KT_ERR_CONFIG,
+                                "%s:%d: only %%u and %%%% may follow %% in a "
+                                "template",
+                                name, lineno);
         }
     }
     /* A template without %u would pin every user to one Kontist account. */

@@ -82,8 +82,7 @@ static int read_request(request *rq, kt_error *err)
     return 0;
 }
 
-static bool get_number(const char *text, size_t len, const char *key, long min, long max,
-                       long *out)
+static bool get_number(const char *text, size_t len, const char *key, long min, long max, long *out)
 {
     char value[32], *end = NULL;
     long v;
@@ -228,8 +227,8 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
     if (rq->nocache)
         ans->cache = "skipped";
     else
-        ans->cache = kt_pam_as_user(u, store_tokens, &tokens, &ans->cache_err) == 0 ? "written"
-                                                                                   : "failed";
+        ans->cache =
+            kt_pam_as_user(u, store_tokens, &tokens, &ans->cache_err) == 0 ? "written" : "failed";
 out:
     kt_ctx_free(ctx);
     kt_token_set_free(&tokens);

@@ -76,8 +76,7 @@ static int get_password(pam_handle_t *pamh, auth_run *r)
 }
 
 /* The local user as the host's name service sees it (nss modules the helper might not load). */
-static int lookup_user(pam_handle_t *pamh, const char *name, kt_pam_local_user *u,
-                       kt_error *err)
+static int lookup_user(pam_handle_t *pamh, const char *name, kt_pam_local_user *u, kt_error *err)
 {
     struct passwd *pw = name[0] != '\0' ? pam_modutil_getpwnam(pamh, name) : NULL;
 

@@ -87,11 +87,11 @@ typedef struct kt_pam_local_user {
 
 /* What the helper reported. Nothing in here is secret. */
 typedef struct kt_pam_result {
-    kt_error err;      /* kind KT_OK on success */
-    bool pinned;       /* root pins this user to a Kontist identity */
+    kt_error err; /* kind KT_OK on success */
+    bool pinned;  /* root pins this user to a Kontist identity */
     char kontist_user[256];
     char device_id[128];
-    char cache[16];    /* "written", "failed", "skipped" or "" */
+    char cache[16]; /* "written", "failed", "skipped" or "" */
     char cache_reason[256];
     char connections[16];
 } kt_pam_result;

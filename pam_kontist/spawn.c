@@ -205,8 +205,8 @@ static int reap(pid_t pid, bool kill_it)
     return status;
 }
 
-static void talk(int sock, pid_t pid, const char *request, size_t request_len,
-                 const char *password, uint64_t deadline_ms, kt_pam_result *res)
+static void talk(int sock, pid_t pid, const char *request, size_t request_len, const char *password,
+                 uint64_t deadline_ms, kt_pam_result *res)
 {
     char answer[KT_WIRE_MAX];
     ssize_t n;
@@ -242,8 +242,7 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len,
     parse_answer(answer, (size_t)n, res);
     /* The exit status and the answer must agree that it worked. */
     if (res->err.kind == KT_OK && WEXITSTATUS(status) != 0)
-        kt_error_set(&res->err, KT_ERR_INTERNAL, "the helper exited with %d",
-                     WEXITSTATUS(status));
+        kt_error_set(&res->err, KT_ERR_INTERNAL, "the helper exited with %d", WEXITSTATUS(status));
 }
 
 void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,

@@ -275,13 +275,20 @@ static void test_log_escape_truncates(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_args_defaults),   cmocka_unit_test(test_args_all),
-        cmocka_unit_test(test_args_bad),        cmocka_unit_test(test_args_twice),
-        cmocka_unit_test(test_codes),           cmocka_unit_test(test_codes_never_success),
-        cmocka_unit_test(test_authfile_good),   cmocka_unit_test(test_authfile_absent_user),
-        cmocka_unit_test(test_authfile_errors), cmocka_unit_test(test_authfile_nul),
-        cmocka_unit_test(test_authfile_template), cmocka_unit_test(test_authfile_template_errors),
-        cmocka_unit_test(test_log_escape),      cmocka_unit_test(test_log_escape_truncates),
+        cmocka_unit_test(test_args_defaults),
+        cmocka_unit_test(test_args_all),
+        cmocka_unit_test(test_args_bad),
+        cmocka_unit_test(test_args_twice),
+        cmocka_unit_test(test_codes),
+        cmocka_unit_test(test_codes_never_success),
+        cmocka_unit_test(test_authfile_good),
+        cmocka_unit_test(test_authfile_absent_user),
+        cmocka_unit_test(test_authfile_errors),
+        cmocka_unit_test(test_authfile_nul),
+        cmocka_unit_test(test_authfile_template),
+        cmocka_unit_test(test_authfile_template_errors),
+        cmocka_unit_test(test_log_escape),
+        cmocka_unit_test(test_log_escape_truncates),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
