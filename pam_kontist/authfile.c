@@ -96,6 +96,9 @@ static int fill_record(const char *name, int lineno, char **fields, int n, kt_de
     if (n == 3)
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%d: a device id needs a key reference", name,
                             lineno);
+    if (n == 4 && strcmp(fields[1], KT_PAM_NOT_PINNED) == 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "%s:%d: a user marked - has no device", name,
+                            lineno);
     if (n == 4 && !kt_device_id_ok(fields[2]))
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%d: malformed device id", name, lineno);
     if (n == 4 && fields[3][0] != '/' && strchr(fields[3], ':') == NULL)
@@ -191,6 +194,10 @@ int kt_pam_authfile_parse(const char *name, const char *text, size_t len, const 
     }
     if (rec->username == NULL)
         return kt_error_set(err, KT_ERR_NOT_ENROLLED, "user %s has no line in %s", user, name);
+    if (strcmp(rec->username, KT_PAM_NOT_PINNED) == 0) {
+        kt_record_free(rec);
+        return kt_error_set(err, KT_ERR_NOT_ENROLLED, "user %s is marked - in %s", user, name);
+    }
     return 0;
 }
 

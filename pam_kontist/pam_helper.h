@@ -11,11 +11,15 @@
 
 /* --- pins: which Kontist identity root allows for a local user (authfile.c) ----------------- */
 
+/* The Kontist username that says "this user is not pinned", for exceptions to a `*` line. */
+#define KT_PAM_NOT_PINNED "-"
+
 /* One line per local user, `#` comments:
  *   local-user  kontist-username  device-id  key-ref   central: the key is root's
  *   local-user  kontist-username                       pin: the device comes from the user's record
  *   *           template                               pin for every user without a line; %u is
  *                                                      the local user name, %% a percent sign
+ *   local-user  -                                      not pinned, whatever the `*` line says
  * Parsed strictly; errors name file and line (KT_ERR_CONFIG). A user without a line (and no
  * `*` line) gives KT_ERR_NOT_ENROLLED. */
 int kt_pam_authfile_parse(const char *name, const char *text, size_t len, const char *user,

@@ -218,6 +218,10 @@ static void test_authfile_template(void **state)
     assert_string_equal(rec.username, "bob@corp.example");
     assert_null(rec.device_id);
     kt_record_free(&rec);
+    /* "-" exempts a user (root, a break-glass account) from the template. */
+    assert_int_equal(lookup("* %u@corp.example\nroot -\n", "root", &rec, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_NOT_ENROLLED);
+    assert_null(rec.username);
     assert_int_equal(lookup("* 100%%-%u\n", "eve", &rec, &err), 0);
     assert_string_equal(rec.username, "100%-eve");
     kt_record_free(&rec);
@@ -230,6 +234,7 @@ static void test_authfile_template_errors(void **state)
     expect_authfile_error("* %s@corp.example\n", "bob", "users:1: only %u and %% may follow");
     expect_authfile_error("* %u@x dev-1 /k.pem\n", "bob", "pins a template only");
     expect_authfile_error("* %u@x\n* %u@y\n", "bob", "users:2: second * line");
+    expect_authfile_error("root - dev-1 /k.pem\n", "bob", "users:1: a user marked - has no device");
 }
 
 static void test_authfile_nul(void **state)
