@@ -12,6 +12,7 @@
 #include "kt_flow.h"
 #include "kt_hex.h"
 #include "kt_http.h"
+#include "kt_json.h"
 #include "kt_keys.h"
 #include "kt_oauth.h"
 #include "kt_paths.h"

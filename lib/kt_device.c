@@ -166,6 +166,48 @@ static int kt_device_post(kt_ctx *ctx, const char *access_token, const char *pat
     return kt_http_send(ctx->http, &req, resp, err);
 }
 
+static const char *kt_device_call_name(kt_device_call call)
+{
+    switch (call) {
+    case KT_DEVICE_CREATE:
+        return "create device";
+    case KT_DEVICE_VERIFY:
+        return "verify device";
+    case KT_DEVICE_CHALLENGE:
+        return "create challenge";
+    case KT_DEVICE_CHALLENGE_VERIFY:
+        return "verify challenge";
+    }
+    return "device request";
+}
+
+int kt_device_check_status(kt_device_call call, const kt_http_response *resp, const char *device_id,
+                           kt_error *err)
+{
+    const char *what = kt_device_call_name(call);
+    char words[KT_JSON_SERVER_TEXT_MAX + 1];
+    long status;
+
+    if (resp == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "%s: no response", what);
+    status = resp->status;
+    if (call == KT_DEVICE_VERIFY ? (status == 200 || status == 204)
+                                 : (status >= 200 && status <= 299))
+        return 0;
+    /* The bank no longer knows the device: enrolling again is the way out, not a retry. */
+    if (call == KT_DEVICE_CHALLENGE && status == 404) {
+        kt_json_server_words(resp->body, resp->body_len, words, sizeof(words));
+        return kt_error_set(err, KT_ERR_NOT_ENROLLED,
+                            "%s: the server does not know device %s (HTTP 404)%s%s", what,
+                            device_id != NULL && kt_device_id_ok(device_id) ? device_id : "(none)",
+                            words[0] != '\0' ? ": " : "", words);
+    }
+    /* Any other refusal (a wrong signature, a used or unknown challenge, a device not verified or
+     * blocked, a rejected key) is a failed MFA: as an "unavailable" API or a "broken answer" it
+     * would let a PAM stack fall back to another module. */
+    return kt_http_status_error(resp, what, KT_ERR_MFA_FAILED, err);
+}
+
 int kt_device_create(kt_ctx *ctx, const char *access_token, const char *name,
                      const char *pubkey_hex, char **device_id, char **challenge_id, kt_error *err)
 {
@@ -182,14 +224,12 @@ int kt_device_create(kt_ctx *ctx, const char *access_token, const char *name,
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     if (kt_device_post(ctx, access_token, "/api/user/devices", json, &resp, err) != 0)
         goto out;
-    if (resp.status < 200 || resp.status > 299)
-        kt_http_status_error(&resp, "create device", KT_ERR_PROTOCOL, err);
-    else
+    if (kt_device_check_status(KT_DEVICE_CREATE, &resp, NULL, err) == 0)
         rc = kt_device_parse_create(resp.status, resp.content_type, resp.body, resp.body_len,
                                     device_id, challenge_id, err);
     kt_http_response_free(&resp);
 out:
-    free(json);
+    kt_secret_free(json);
     return rc;
 }
 
@@ -213,15 +253,10 @@ int kt_device_verify(kt_ctx *ctx, const char *access_token, const char *device_i
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     if (kt_device_post(ctx, access_token, path, json, &resp, err) != 0)
         goto out;
-    if (resp.status == 204 || resp.status == 200)
-        rc = 0;
-    else if (resp.status == 400 || resp.status == 403 || resp.status == 404)
-        kt_error_set(err, KT_ERR_MFA_FAILED, "verify device: rejected (HTTP %ld)", resp.status);
-    else
-        kt_http_status_error(&resp, "verify device", KT_ERR_PROTOCOL, err);
+    rc = kt_device_check_status(KT_DEVICE_VERIFY, &resp, device_id, err);
     kt_http_response_free(&resp);
 out:
-    free(json);
+    kt_secret_free(json);
     return rc;
 }
 
@@ -237,18 +272,7 @@ int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char
         return -1;
     if (kt_device_post(ctx, access_token, path, NULL, &resp, err) != 0)
         return -1;
-    if (resp.status == 404)
-        kt_error_set(err, KT_ERR_NOT_ENROLLED,
-                     "create challenge: the server does not know "
-                     "device %s (HTTP 404)",
-                     device_id);
-    /* The bank refusing to challenge this device (not verified, blocked) is a failed MFA: as an
-     * "unavailable" API it would let a PAM stack fall back to another module. */
-    else if (resp.status == 400 || resp.status == 403)
-        kt_error_set(err, KT_ERR_MFA_FAILED, "create challenge: refused (HTTP %ld)", resp.status);
-    else if (resp.status < 200 || resp.status > 299)
-        kt_http_status_error(&resp, "create challenge", KT_ERR_PROTOCOL, err);
-    else
+    if (kt_device_check_status(KT_DEVICE_CHALLENGE, &resp, device_id, err) == 0)
         rc = kt_device_parse_challenge(resp.status, resp.content_type, resp.body, resp.body_len,
                                        challenge_id, string_to_sign, err);
     kt_http_response_free(&resp);
@@ -276,15 +300,11 @@ int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     if (kt_device_post(ctx, access_token, path, json, &resp, err) != 0)
         goto out;
-    if (resp.status == 400 || resp.status == 403 || resp.status == 404)
-        kt_error_set(err, KT_ERR_MFA_FAILED, "verify challenge: rejected (HTTP %ld)", resp.status);
-    else if (resp.status < 200 || resp.status > 299)
-        kt_http_status_error(&resp, "verify challenge", KT_ERR_PROTOCOL, err);
-    else
+    if (kt_device_check_status(KT_DEVICE_CHALLENGE_VERIFY, &resp, device_id, err) == 0)
         rc = kt_device_parse_confirmed(resp.status, resp.content_type, resp.body, resp.body_len, t,
                                        err);
     kt_http_response_free(&resp);
 out:
-    free(json);
+    kt_secret_free(json);
     return rc;
 }

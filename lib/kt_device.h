@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include "kt_ctx.h"
+#include "kt_http.h"
+#include "kt_json.h"
 #include "kt_token.h"
 
 /* Response parsers, exposed for tests: strict JSON, required fields must be non-empty strings. */
@@ -18,19 +20,36 @@ int kt_device_parse_challenge(long status, const char *content_type, const char 
 int kt_device_parse_confirmed(long status, const char *content_type, const char *body, size_t len,
                               kt_token_set *t, kt_error *err);
 
+/* The device calls, for kt_device_check_status. */
+typedef enum kt_device_call {
+    KT_DEVICE_CREATE,           /* POST /api/user/devices */
+    KT_DEVICE_VERIFY,           /* POST /api/user/devices/{id}/verify */
+    KT_DEVICE_CHALLENGE,        /* POST /api/user/devices/{id}/challenges */
+    KT_DEVICE_CHALLENGE_VERIFY, /* POST /api/user/devices/{id}/challenges/{cid}/verify */
+} kt_device_call;
+
+/* What a device call's answer means before its body is read (exposed for tests): 0 for a success
+ * status the contract allows (any 2xx; for KT_DEVICE_VERIFY, which has no body, 200 and 204
+ * only), else -1 with err set by meaning: 401 -> KT_ERR_LOGIN_REQUIRED; 404 on
+ * KT_DEVICE_CHALLENGE -> KT_ERR_NOT_ENROLLED (the bank does not know device_id, which may be
+ * NULL); any other 4xx -> KT_ERR_MFA_FAILED (the bank refused); 429 -> KT_ERR_RATE_LIMITED; 5xx ->
+ * KT_ERR_UNAVAILABLE; anything else -> KT_ERR_PROTOCOL. A 2xx with a malformed body is the
+ * parser's KT_ERR_PROTOCOL. */
+int kt_device_check_status(kt_device_call call, const kt_http_response *resp, const char *device_id,
+                           kt_error *err);
+
 /* POST /api/user/devices {"name","key"} */
 int kt_device_create(kt_ctx *ctx, const char *access_token, const char *name,
                      const char *pubkey_hex, char **device_id, char **challenge_id, kt_error *err);
-/* POST /api/user/devices/{id}/verify {"challengeId","signature"} -> 204. Rejection -> MFA_FAILED.
- */
+/* POST /api/user/devices/{id}/verify {"challengeId","signature"} -> 204. Refusal -> MFA_FAILED. */
 int kt_device_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
                      const char *challenge_id, const char *signature_hex, kt_error *err);
-/* POST /api/user/devices/{id}/challenges -> {"id","stringToSign"}. 404 -> NOT_ENROLLED; refusal
- * (400/403) -> MFA_FAILED. */
+/* POST /api/user/devices/{id}/challenges -> {"id","stringToSign"}. 404 -> NOT_ENROLLED; any other
+ * refusal -> MFA_FAILED. */
 int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char *device_id,
                                char **challenge_id, char **string_to_sign, kt_error *err);
 /* POST /api/user/devices/{id}/challenges/{cid}/verify {"signature"} -> confirmed tokens.
- * Rejection (400/403/404) -> MFA_FAILED. */
+ * Refusal (any 4xx but 401 and 429) -> MFA_FAILED. */
 int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
                                const char *challenge_id, const char *signature_hex, kt_token_set *t,
                                kt_error *err);
@@ -39,21 +58,5 @@ int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char
  * of [A-Za-z0-9_-]. A hostile server must not inject path characters into later requests. */
 #define KT_DEVICE_ID_MAX 128
 bool kt_device_id_ok(const char *id);
-
-/* JSON helpers shared by the API parsers: checks status 2xx and media type application/json,
- * parses strictly (whole body, depth-limited). Returns a json_object to be put by the caller. */
-struct json_object;
-struct json_object *kt_json_parse_response(long status, const char *content_type, const char *body,
-                                           size_t len, const char *what, kt_error *err);
-/* The same without the status check (for error bodies). */
-struct json_object *kt_json_parse_body(const char *content_type, const char *body, size_t len,
-                                       const char *what, kt_error *err);
-/* Copies a required non-empty string member. */
-int kt_json_get_string(struct json_object *obj, const char *key, char **out, const char *what,
-                       kt_error *err);
-/* Wipes every string in obj (tokens) and puts it; NULL is fine. */
-void kt_json_put_wiped(struct json_object *obj);
-/* Serialises {"k1":"v1",...} from a NULL-terminated list of key, value pairs. */
-char *kt_json_build(const char *const *pairs);
 
 #endif

@@ -5,19 +5,22 @@
 
 typedef enum kt_err_kind {
     KT_OK = 0,
-    KT_ERR_BAD_CREDENTIALS, /* wrong username/password (invalid_grant on the password grant) */
-    KT_ERR_LOGIN_REQUIRED,  /* refresh token rejected or absent: the person must log in again */
-    KT_ERR_MFA_FAILED,      /* the server rejected a device signature, OTP or challenge */
+    KT_ERR_BAD_CREDENTIALS, /* wrong username/password: the token endpoint refused the password */
+    KT_ERR_LOGIN_REQUIRED,  /* refresh token or access token rejected or absent: log in again */
+    KT_ERR_MFA_FAILED,      /* the server rejected a device signature, OTP, challenge or device */
     KT_ERR_NOT_ENROLLED,    /* no device record for this user */
     KT_ERR_KEY_UNUSABLE,    /* device key missing, unreadable, wrong permissions or wrong type */
-    KT_ERR_UNAVAILABLE,     /* network, TLS, timeout, deadline, 5xx only: the bank could not answer */
+    KT_ERR_UNAVAILABLE,     /* network, TLS, timeout, deadline, HTTP 5xx only (never 4xx/429) */
     KT_ERR_PROTOCOL,        /* the server answered something that breaks the contract */
     KT_ERR_CONFIG,          /* bad configuration, bad client credentials (invalid_client) */
     KT_ERR_CONV,            /* the conversation failed or the person gave no answer */
     KT_ERR_IO,              /* local files: permissions, ownership, disk */
     KT_ERR_INTERNAL,        /* out of memory, library failure, bug */
-    KT_ERR_RATE_LIMITED,    /* HTTP 429: anyone can cause it, so it must never open a fallback */
-    KT_ERR_IDENTITY_MISMATCH, /* a user's own files name another Kontist identity than root pinned */
+    /* HTTP 429 from any endpoint. Not "unavailable": anyone can push the bank's rate limit (wrong
+     * passwords for someone's account), so it must never open a PAM stack's fallback. */
+    KT_ERR_RATE_LIMITED,
+    /* A user's own files name another Kontist identity than root pinned. */
+    KT_ERR_IDENTITY_MISMATCH,
 } kt_err_kind;
 
 typedef struct kt_error {

@@ -16,6 +16,7 @@
 
 #include "kontist.h"
 #include "kt_http.h"
+#include "kt_json.h"
 #include "kt_secret.h"
 
 #define KT_HTTP_DEFAULT_CONNECT_TIMEOUT 5L
@@ -624,23 +625,48 @@ out:
     return ret;
 }
 
-int kt_http_status_error(const kt_http_response *resp, const char *what, kt_err_kind default_kind,
-                         kt_error *err)
+int kt_http_answer_error(long status, const char *body, size_t body_len, long retry_after,
+                         const char *what, kt_err_kind refused_kind, kt_error *err)
 {
-    long status = resp != NULL ? resp->status : 0;
+    char words[KT_JSON_SERVER_TEXT_MAX + 1] = "";
+    const char *sep;
 
     if (what == NULL)
         what = "request";
-    if (status == 401)
-        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "%s: access token rejected (HTTP 401)",
-                            what);
-    if (status == 429 || (status >= 500 && status <= 599)) {
-        if (resp->retry_after >= 0)
+    kt_json_server_words(body, body_len, words, sizeof(words));
+    sep = words[0] != '\0' ? ": " : "";
+    if (status == 429)
+        return kt_error_set_rate_limited(err, what, retry_after, words);
+    if (status >= 500 && status <= 599) {
+        if (retry_after >= 0)
             return kt_error_set(err, KT_ERR_UNAVAILABLE,
-                                "%s: server unavailable (HTTP %ld), retry after %ld s", what,
-                                status, resp->retry_after);
-        return kt_error_set(err, KT_ERR_UNAVAILABLE, "%s: server unavailable (HTTP %ld)", what,
-                            status);
+                                "%s: server unavailable (HTTP %ld), retry after %ld s%s%s", what,
+                                status, retry_after, sep, words);
+        return kt_error_set(err, KT_ERR_UNAVAILABLE, "%s: server unavailable (HTTP %ld)%s%s", what,
+                            status, sep, words);
     }
-    return kt_error_set(err, default_kind, "%s: unexpected HTTP status %ld", what, status);
+    /* Every other 4xx is the bank answering on purpose: a refusal, never an outage. */
+    if (status >= 400 && status <= 499)
+        return kt_error_set(err, refused_kind, "%s: refused (HTTP %ld)%s%s", what, status, sep,
+                            words);
+    /* 1xx, 2xx the caller does not take, 3xx (redirects are never followed): not an answer of
+     * this API. */
+    return kt_error_set(err, KT_ERR_PROTOCOL, "%s: unexpected HTTP status %ld", what, status);
+}
+
+int kt_http_status_error(const kt_http_response *resp, const char *what, kt_err_kind refused_kind,
+                         kt_error *err)
+{
+    char words[KT_JSON_SERVER_TEXT_MAX + 1] = "";
+
+    if (resp == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "%s: no response",
+                            what != NULL ? what : "request");
+    if (resp->status == 401) {
+        kt_json_server_words(resp->body, resp->body_len, words, sizeof(words));
+        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "%s: access token rejected (HTTP 401)%s%s",
+                            what != NULL ? what : "request", words[0] != '\0' ? ": " : "", words);
+    }
+    return kt_http_answer_error(resp->status, resp->body, resp->body_len, resp->retry_after, what,
+                                refused_kind, err);
 }

@@ -49,9 +49,16 @@ void kt_http_response_free(kt_http_response *resp);
 /* Number of TCP connections curl opened so far (for tests and debug logs). */
 long kt_http_connections(const kt_http *http);
 
-/* Maps a non-2xx response of a Bearer endpoint to an error: 401 -> KT_ERR_LOGIN_REQUIRED,
- * 429 and 5xx -> KT_ERR_UNAVAILABLE (with Retry-After in the message), others -> default_kind. */
-int kt_http_status_error(const kt_http_response *resp, const char *what, kt_err_kind default_kind,
+/* Maps an answer that is not the caller's success to an error by what its status means, whatever
+ * the body looks like: 429 -> KT_ERR_RATE_LIMITED and 5xx -> KT_ERR_UNAVAILABLE (both with the
+ * Retry-After seconds when retry_after >= 0), any 4xx -> refused_kind (the bank refused on
+ * purpose), anything else (1xx, 3xx, an unexpected 2xx) -> KT_ERR_PROTOCOL. The message carries
+ * the server's own words from a JSON body (kt_json_server_words), never an HTML page. */
+int kt_http_answer_error(long status, const char *body, size_t body_len, long retry_after,
+                         const char *what, kt_err_kind refused_kind, kt_error *err);
+/* kt_http_answer_error for a Bearer endpoint, where 401 means the access token was rejected:
+ * KT_ERR_LOGIN_REQUIRED. */
+int kt_http_status_error(const kt_http_response *resp, const char *what, kt_err_kind refused_kind,
                          kt_error *err);
 
 /* libcurl creates the file named by SSLKEYLOGFILE when it initialises and writes the TLS secrets of

@@ -1,17 +1,24 @@
 #include <config.h>
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
-#include "kt_device.h"
 #include "kt_http.h"
+#include "kt_json.h"
 #include "kt_secret.h"
 
 /* API responses are flat objects; anything nested deeper is not ours. */
 #define KT_JSON_MAX_DEPTH 8
+/* No tree we wipe is deeper than its tokener allowed (at most KT_JSON_MAX_DEPTH); the bound only
+ * keeps the recursion finite whatever it is handed. */
+#define KT_JSON_WIPE_DEPTH 64
+
+static void kt_json_printable(const char *in, size_t in_len, char *out, size_t size);
 
 static bool kt_json_ws(char c)
 {
@@ -43,8 +50,24 @@ static bool kt_json_lexically_strict(const char *s, size_t len)
     return true;
 }
 
-struct json_object *kt_json_parse_body(const char *content_type, const char *body, size_t len,
-                                       const char *what, kt_error *err)
+bool kt_json_media_type(const char *content_type)
+{
+    static const char json[] = "application/json";
+    const char *p = content_type;
+
+    if (p == NULL)
+        return false;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (strncasecmp(p, json, sizeof(json) - 1) != 0)
+        return false;
+    for (p += sizeof(json) - 1; *p == ' ' || *p == '\t'; p++)
+        ;
+    return *p == '\0' || *p == ';';
+}
+
+struct json_object *kt_json_parse_text(const char *body, size_t len, const char *what,
+                                       kt_error *err)
 {
     struct json_tokener *tok = NULL;
     json_object *obj = NULL;
@@ -52,11 +75,6 @@ struct json_object *kt_json_parse_body(const char *content_type, const char *bod
 
     if (what == NULL)
         what = "response";
-    if (content_type == NULL || strcmp(content_type, "application/json") != 0) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "%s: not a JSON response (Content-Type %s)", what,
-                     content_type != NULL ? content_type : "missing");
-        return NULL;
-    }
     if (body == NULL || len == 0) {
         kt_error_set(err, KT_ERR_PROTOCOL, "%s: empty response", what);
         return NULL;
@@ -66,13 +84,13 @@ struct json_object *kt_json_parse_body(const char *content_type, const char *bod
         kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed response", what);
         return NULL;
     }
-    tok = json_tokener_new_ex(KT_JSON_MAX_DEPTH);
+    tok = kt_json_tokener_new(KT_JSON_MAX_DEPTH, JSON_TOKENER_STRICT |
+                                                     JSON_TOKENER_ALLOW_TRAILING_CHARS |
+                                                     JSON_TOKENER_VALIDATE_UTF8);
     if (tok == NULL) {
         kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
         return NULL;
     }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
-                                    JSON_TOKENER_VALIDATE_UTF8);
     obj = json_tokener_parse_ex(tok, body, (int)len);
     if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success) {
         kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed JSON", what);
@@ -89,13 +107,28 @@ struct json_object *kt_json_parse_body(const char *content_type, const char *bod
         kt_error_set(err, KT_ERR_PROTOCOL, "%s: JSON is not an object", what);
         goto fail;
     }
-    json_tokener_free(tok);
+    kt_json_tokener_free_wiped(tok);
     return obj;
 
 fail:
     kt_json_put_wiped(obj);
-    json_tokener_free(tok);
+    kt_json_tokener_free_wiped(tok);
     return NULL;
+}
+
+struct json_object *kt_json_parse_body(const char *content_type, const char *body, size_t len,
+                                       const char *what, kt_error *err)
+{
+    char ct[64];
+
+    if (!kt_json_media_type(content_type)) {
+        kt_json_printable(content_type != NULL ? content_type : "missing",
+                          content_type != NULL ? strlen(content_type) : 7, ct, sizeof(ct));
+        kt_error_set(err, KT_ERR_PROTOCOL, "%s: not a JSON response (Content-Type %s)",
+                     what != NULL ? what : "response", ct);
+        return NULL;
+    }
+    return kt_json_parse_text(body, len, what, err);
 }
 
 struct json_object *kt_json_parse_response(long status, const char *content_type, const char *body,
@@ -140,7 +173,6 @@ int kt_json_get_string(struct json_object *obj, const char *key, char **out, con
 char *kt_json_build(const char *const *pairs)
 {
     json_object *obj;
-    const char *text;
     char *out = NULL;
     size_t i;
 
@@ -158,16 +190,34 @@ char *kt_json_build(const char *const *pairs)
         if (v == NULL)
             goto out;
         if (json_object_object_add(obj, pairs[i], v) != 0) {
-            json_object_put(v);
+            kt_json_put_wiped(v);
             goto out;
         }
     }
-    text = json_object_to_json_string_ext(obj,
-                                          JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (text != NULL)
-        out = strdup(text);
+    out = kt_json_to_string(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 out:
     kt_json_put_wiped(obj);
+    return out;
+}
+
+char *kt_json_to_string(struct json_object *obj, int flags)
+{
+    const char *text;
+    size_t len = 0;
+    char *out;
+
+    if (obj == NULL)
+        return NULL;
+    /* The text lives in the object's own print buffer until the object is freed. */
+    text = json_object_to_json_string_length(obj, flags, &len);
+    if (text == NULL)
+        return NULL;
+    out = malloc(len + 1);
+    if (out != NULL) {
+        memcpy(out, text, len);
+        out[len] = '\0';
+    }
+    kt_wipe((void *)(uintptr_t)text, len);
     return out;
 }
 
@@ -177,7 +227,7 @@ static void kt_json_wipe_tree(json_object *obj, int depth)
 {
     const char *s;
 
-    if (obj == NULL || depth > KT_JSON_MAX_DEPTH + 1)
+    if (obj == NULL || depth > KT_JSON_WIPE_DEPTH)
         return;
     switch (json_object_get_type(obj)) {
     case json_type_string:
@@ -203,10 +253,125 @@ static void kt_json_wipe_tree(json_object *obj, int depth)
     }
 }
 
+void kt_json_wipe(struct json_object *obj)
+{
+    kt_json_wipe_tree(obj, 0);
+}
+
 void kt_json_put_wiped(struct json_object *obj)
 {
     if (obj == NULL)
         return;
     kt_json_wipe_tree(obj, 0);
     json_object_put(obj);
+}
+
+struct json_tokener *kt_json_tokener_new(int max_depth, int flags)
+{
+    struct json_tokener *tok = json_tokener_new_ex(max_depth);
+
+    if (tok != NULL)
+        json_tokener_set_flags(tok, flags);
+    return tok;
+}
+
+/* json-c 0.16 declares struct json_tokener and struct printbuf publicly (marked "do not access");
+ * there is no other way to reach the copies a tokener keeps. Every string of the text is
+ * assembled in tok->pb before it becomes a value, and an unfinished parse keeps its values on
+ * tok->stack[0..depth] until json_tokener_free puts them. */
+void kt_json_tokener_wipe(struct json_tokener *tok)
+{
+    int i;
+
+    if (tok == NULL)
+        return;
+    if (tok->pb != NULL && tok->pb->buf != NULL && tok->pb->size > 0)
+        kt_wipe(tok->pb->buf, (size_t)tok->pb->size);
+    if (tok->stack == NULL)
+        return;
+    for (i = 0; i <= tok->depth && i < tok->max_depth; i++) {
+        kt_json_wipe_tree(tok->stack[i].current, 0);
+        if (tok->stack[i].obj_field_name != NULL)
+            kt_wipe(tok->stack[i].obj_field_name, strlen(tok->stack[i].obj_field_name));
+    }
+}
+
+void kt_json_tokener_free_wiped(struct json_tokener *tok)
+{
+    if (tok == NULL)
+        return;
+    kt_json_tokener_wipe(tok);
+    json_tokener_free(tok);
+}
+
+/* Server text as printable ASCII: one '?' for each other character (a UTF-8 sequence counts once)
+ * and for '"' and '\\', which could fake fields in a log line. Cut at max characters, "..." then.
+ */
+static void kt_json_printable(const char *in, size_t in_len, char *out, size_t size)
+{
+    size_t max = size - 1, o = 0, i;
+
+    if (max > KT_JSON_SERVER_TEXT_MAX)
+        max = KT_JSON_SERVER_TEXT_MAX;
+    for (i = 0; i < in_len && o < max; i++) {
+        unsigned char c = (unsigned char)in[i];
+
+        if (c >= 0x80 && c < 0xc0)
+            continue; /* UTF-8 continuation byte: its lead byte gave the '?' already */
+        out[o++] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+    }
+    /* Whatever is left may be continuation bytes of the last character only. */
+    while (i < in_len && (unsigned char)in[i] >= 0x80 && (unsigned char)in[i] < 0xc0)
+        i++;
+    if (i < in_len && max >= 3) {
+        o = o > max - 3 ? max - 3 : o;
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+static void kt_json_copy_member(json_object *obj, const char *key, char *out, size_t size)
+{
+    json_object *v = NULL;
+
+    if (out == NULL || size == 0 || out[0] != '\0')
+        return;
+    if (json_object_object_get_ex(obj, key, &v) && json_object_is_type(v, json_type_string))
+        kt_json_printable(json_object_get_string(v), (size_t)json_object_get_string_len(v), out,
+                          size);
+}
+
+void kt_json_server_text(const char *body, size_t len, char *code, size_t code_size, char *text,
+                         size_t text_size)
+{
+    kt_error ignored;
+    json_object *obj;
+
+    if (code != NULL && code_size > 0)
+        code[0] = '\0';
+    if (text != NULL && text_size > 0)
+        text[0] = '\0';
+    /* Only a JSON object has words we can pick out safely; an HTML page is not shown at all. */
+    memset(&ignored, 0, sizeof(ignored));
+    obj = kt_json_parse_text(body, len, "error body", &ignored);
+    if (obj == NULL)
+        return;
+    kt_json_copy_member(obj, "error", code, code_size);
+    kt_json_copy_member(obj, "error_description", text, text_size);
+    kt_json_copy_member(obj, "message", text, text_size);
+    kt_json_put_wiped(obj);
+}
+
+void kt_json_server_words(const char *body, size_t len, char *out, size_t size)
+{
+    char code[KT_JSON_SERVER_TEXT_MAX + 1], text[KT_JSON_SERVER_TEXT_MAX + 1];
+    char both[2 * KT_JSON_SERVER_TEXT_MAX + 3];
+
+    if (out == NULL || size == 0)
+        return;
+    kt_json_server_text(body, len, code, sizeof(code), text, sizeof(text));
+    snprintf(both, sizeof(both), "%s%s%s", code, code[0] != '\0' && text[0] != '\0' ? ": " : "",
+             text);
+    kt_json_printable(both, strlen(both), out, size);
 }

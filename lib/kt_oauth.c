@@ -11,6 +11,7 @@
 
 #include "kt_device.h"
 #include "kt_http.h"
+#include "kt_json.h"
 #include "kt_oauth.h"
 #include "kt_secret.h"
 
@@ -92,61 +93,24 @@ out:
     return out;
 }
 
-/* Server text for a message: printable ASCII only, bounded. */
-static void kt_sanitize(const char *in, char *out, size_t size)
+/* What a refusal by the token endpoint means, for any 4xx but 429 and whatever its body looks
+ * like (RFC 6749 JSON, {"message"}, HTML, nothing): the bank said no on purpose, so the password
+ * (password grant) or the refresh token (refresh grant) did not pass. The one exception is an
+ * RFC 6749 invalid_client, which singles out the installation's client credentials: a
+ * configuration error. Nothing here may read as "unavailable" or "broken answer": those let a
+ * PAM stack fall back to the local password. */
+static int kt_oauth_refused(long status, const char *body, size_t len, kt_grant grant,
+                            kt_error *err)
 {
-    size_t o = 0;
+    char code[64], words[KT_JSON_SERVER_TEXT_MAX + 1];
+    kt_err_kind kind = grant == KT_GRANT_PASSWORD ? KT_ERR_BAD_CREDENTIALS : KT_ERR_LOGIN_REQUIRED;
 
-    for (; in != NULL && *in != '\0' && o + 1 < size; in++)
-        out[o++] = (*in >= 0x20 && *in < 0x7f) ? *in : '?';
-    out[o] = '\0';
-}
-
-static int kt_oauth_error_kind(long status, const char *code, kt_grant grant)
-{
-    if (strcmp(code, "invalid_grant") == 0)
-        return grant == KT_GRANT_PASSWORD ? KT_ERR_BAD_CREDENTIALS : KT_ERR_LOGIN_REQUIRED;
-    if (strcmp(code, "invalid_client") == 0 || strcmp(code, "unauthorized_client") == 0 ||
-        strcmp(code, "invalid_scope") == 0 || strcmp(code, "unsupported_grant_type") == 0)
-        return KT_ERR_CONFIG;
-    /* Our request was malformed: nothing the person did, and nothing a retry would change. */
-    if (strcmp(code, "invalid_request") == 0)
-        return KT_ERR_PROTOCOL;
-    /* 404, 405, ...: not an OAuth endpoint answering (a wrong base_url, a proxy in the way). */
-    if (status != 400 && status != 401 && status != 403)
-        return KT_ERR_PROTOCOL;
-    /* access_denied and any code we do not know: the server understood us and said no. That is a
-     * refusal; reporting it as "unavailable" would let a fallback stack wave the login through. */
-    return grant == KT_GRANT_PASSWORD ? KT_ERR_BAD_CREDENTIALS : KT_ERR_LOGIN_REQUIRED;
-}
-
-/* RFC 6749 §5.2 error response. */
-static int kt_oauth_parse_error(long status, const char *content_type, const char *body, size_t len,
-                                kt_grant grant, kt_error *err)
-{
-    json_object *obj, *v = NULL;
-    char code[64], desc[128];
-    const char *d = NULL;
-    int rc;
-
-    obj = kt_json_parse_body(content_type, body, len, "token endpoint error", err);
-    if (obj == NULL)
-        return -1;
-    if (!json_object_object_get_ex(obj, "error", &v) || !json_object_is_type(v, json_type_string)) {
-        kt_json_put_wiped(obj);
-        return kt_error_set(err, KT_ERR_PROTOCOL, "token endpoint: HTTP %ld without an error code",
-                            status);
-    }
-    kt_sanitize(json_object_get_string(v), code, sizeof(code));
-    if (json_object_object_get_ex(obj, "error_description", &v) &&
-        json_object_is_type(v, json_type_string))
-        d = json_object_get_string(v);
-    kt_sanitize(d, desc, sizeof(desc));
-    rc = kt_error_set(err, kt_oauth_error_kind(status, code, grant),
-                      "token endpoint: %s%s%s (HTTP %ld)", code, desc[0] != '\0' ? ": " : "", desc,
-                      status);
-    kt_json_put_wiped(obj);
-    return rc;
+    kt_json_server_text(body, len, code, sizeof(code), NULL, 0);
+    if (strcmp(code, "invalid_client") == 0)
+        kind = KT_ERR_CONFIG;
+    kt_json_server_words(body, len, words, sizeof(words));
+    return kt_error_set(err, kind, "token endpoint: refused (HTTP %ld)%s%s", status,
+                        words[0] != '\0' ? ": " : "", words);
 }
 
 /* Optional string member: absent or null is fine, any other type is not. */
@@ -209,32 +173,56 @@ out:
     return rc;
 }
 
-int kt_oauth_parse_token_response(long status, const char *content_type, const char *body,
-                                  size_t len, kt_grant grant, time_t now, kt_token_set *t,
-                                  kt_error *err)
+/* A 2xx answer: the token, whatever the Content-Type says as long as the body is the JSON object
+ * of a token response (the peer is the bank, over verified TLS). */
+static int kt_oauth_parse_2xx(long status, const char *content_type, const char *body, size_t len,
+                              kt_grant grant, time_t now, kt_token_set *t, kt_error *err)
 {
-    json_object *obj;
+    kt_error first;
+    json_object *obj, *v = NULL;
     int rc;
 
-    if (t == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "no token set");
-    memset(t, 0, sizeof(*t));
-    if (status == 429 || (status >= 500 && status <= 599))
-        return kt_error_set(err, KT_ERR_UNAVAILABLE, "token endpoint unavailable (HTTP %ld)",
-                            status);
-    if (status >= 400 && status <= 499)
-        return kt_oauth_parse_error(status, content_type, body, len, grant, err);
-    if (status != 200)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "token endpoint: unexpected HTTP status %ld",
-                            status);
-    obj = kt_json_parse_body(content_type, body, len, "token response", err);
+    memset(&first, 0, sizeof(first));
+    obj = kt_json_parse_body(content_type, body, len, "token response", &first);
+    if (obj == NULL && !kt_json_media_type(content_type))
+        obj = kt_json_parse_text(body, len, "token response", NULL);
     if (obj == NULL)
-        return -1;
+        return kt_error_set(err, first.kind, "%s", first.message);
+    /* An OAuth error object in place of a token, under a success status: still the bank saying no.
+     */
+    if (!json_object_object_get_ex(obj, "access_token", NULL) &&
+        json_object_object_get_ex(obj, "error", &v) && json_object_is_type(v, json_type_string)) {
+        kt_json_put_wiped(obj);
+        return kt_oauth_refused(status, body, len, grant, err);
+    }
     rc = kt_oauth_parse_success(obj, now, t, err);
     kt_json_put_wiped(obj);
     if (rc != 0)
         kt_token_set_free(t);
     return rc;
+}
+
+static int kt_oauth_parse(long status, const char *content_type, const char *body, size_t len,
+                          long retry_after, kt_grant grant, time_t now, kt_token_set *t,
+                          kt_error *err)
+{
+    if (t == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "no token set");
+    memset(t, 0, sizeof(*t));
+    if (status >= 200 && status <= 299)
+        return kt_oauth_parse_2xx(status, content_type, body, len, grant, now, t, err);
+    if (status >= 400 && status <= 499 && status != 429)
+        return kt_oauth_refused(status, body, len, grant, err);
+    /* 429 rate limited, 5xx unavailable, anything else (1xx, 3xx) a protocol error. */
+    return kt_http_answer_error(status, body, len, retry_after, "token endpoint", KT_ERR_PROTOCOL,
+                                err);
+}
+
+int kt_oauth_parse_token_response(long status, const char *content_type, const char *body,
+                                  size_t len, kt_grant grant, time_t now, kt_token_set *t,
+                                  kt_error *err)
+{
+    return kt_oauth_parse(status, content_type, body, len, -1, grant, now, t, err);
 }
 
 /* Sends a form to the token endpoint and parses the answer; the form is the caller's to wipe. */
@@ -254,14 +242,8 @@ static int kt_oauth_token_request(kt_ctx *ctx, const char *form, kt_grant grant,
 
     if (kt_http_send(ctx->http, &req, &resp, err) != 0)
         return -1;
-    rc = kt_oauth_parse_token_response(resp.status, resp.content_type, resp.body, resp.body_len,
-                                       grant, time(NULL), t, err);
-    /* Say when to come back, if the server told us. */
-    if (rc != 0 && err != NULL && err->kind == KT_ERR_UNAVAILABLE && resp.retry_after >= 0) {
-        size_t l = strlen(err->message);
-        snprintf(err->message + l, sizeof(err->message) - l, ", retry after %ld s",
-                 resp.retry_after);
-    }
+    rc = kt_oauth_parse(resp.status, resp.content_type, resp.body, resp.body_len, resp.retry_after,
+                        grant, time(NULL), t, err);
     kt_http_response_free(&resp);
     return rc;
 }

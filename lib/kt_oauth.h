@@ -17,12 +17,16 @@ char *kt_form_encode(const char *value);
  * the result is wiped by the caller with kt_secret_free. */
 char *kt_form_build(const char *const *pairs);
 
-/* Parses a token endpoint response (any status). 200: fills t (expires_at = now + expires_in,
- * confirmed from the JWT's cnf claim when the token is a JWT). Errors map RFC 6749 codes:
- * invalid_grant -> KT_ERR_BAD_CREDENTIALS (password grant) or KT_ERR_LOGIN_REQUIRED (refresh),
- * invalid_client / unauthorized_client / invalid_scope / unsupported_grant_type -> KT_ERR_CONFIG,
- * invalid_request -> KT_ERR_PROTOCOL, 429 / 5xx -> KT_ERR_UNAVAILABLE, anything malformed ->
- * KT_ERR_PROTOCOL. */
+/* Parses a token endpoint response (any status), classifying it by what the status means:
+ * - 2xx with a token response as JSON object (the Content-Type is not what decides): fills t
+ *   (expires_at = now + expires_in, confirmed from the JWT's cnf claim when the token is a JWT);
+ *   a 2xx without a usable token is KT_ERR_PROTOCOL, but one carrying an OAuth "error" instead
+ *   of a token is a refusal as below;
+ * - any 4xx but 429, whatever the body: the bank refused: KT_ERR_BAD_CREDENTIALS (password grant)
+ *   or KT_ERR_LOGIN_REQUIRED (refresh grant); only an RFC 6749 body with error=invalid_client is
+ *   KT_ERR_CONFIG;
+ * - 429 -> KT_ERR_RATE_LIMITED, 5xx -> KT_ERR_UNAVAILABLE, anything else -> KT_ERR_PROTOCOL.
+ * The server's error code and description or message, made printable, go into the message. */
 typedef enum kt_grant { KT_GRANT_PASSWORD, KT_GRANT_REFRESH } kt_grant;
 int kt_oauth_parse_token_response(long status, const char *content_type, const char *body,
                                   size_t len, kt_grant grant, time_t now, kt_token_set *t,

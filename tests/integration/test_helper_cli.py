@@ -230,6 +230,64 @@ def test_server_error_exits_5(kenv):
     assert not kenv.cache_file.exists()
 
 
+def test_rate_limit_exits_5_with_its_own_message(kenv):
+    kenv.mock.set_fault(endpoint="token", kind="status", status=429, retry_after=42,
+                        body={"error": "too_many_requests", "message": "Slow down"})
+    r = kenv.login()
+    assert r.returncode == EXIT_UNAVAILABLE, r.stderr
+    assert "the bank is rate limiting requests; try again in 42 s" in r.stderr
+    assert "rate limited (HTTP 429), retry after 42 s: too_many_requests: Slow down" in r.stderr
+    assert "try again later" not in r.stderr
+    assert not kenv.cache_file.exists()
+
+
+def test_rate_limit_without_retry_after(kenv):
+    kenv.mock.set_fault(endpoint="token", kind="status", status=429)
+    r = kenv.login()
+    assert r.returncode == EXIT_UNAVAILABLE, r.stderr
+    assert "the bank is rate limiting requests; try again later" in r.stderr
+
+
+def test_wrong_passwords_into_the_rate_limit(mock_factory, kenv_factory):
+    # The mock's own limiter: beyond 2 API requests a minute, 429 with Retry-After. Whoever
+    # fills it with wrong passwords gets a rate limit, not an outage.
+    env = kenv_factory(mock_factory("--rate-limit", "2"))
+    codes = [env.login(password="wrong-password").returncode for _ in range(2)]
+    assert codes == [EXIT_AUTH, EXIT_AUTH]
+    r = env.login()
+    assert r.returncode == EXIT_UNAVAILABLE, r.stderr
+    assert re.search(r"the bank is rate limiting requests; try again in \d+ s", r.stderr)
+
+
+def test_rate_limited_refresh_keeps_the_cache(kenv):
+    kenv.login()
+    kenv.expire_soon()
+    before = kenv.cache()
+    kenv.mock.set_fault(endpoint="token", kind="status", status=429, retry_after=5, count=1)
+    r = kenv.run("token")
+    assert r.returncode == EXIT_UNAVAILABLE, r.stderr
+    assert "the bank is rate limiting requests; try again in 5 s" in r.stderr
+    assert kenv.cache() == before
+
+
+@pytest.mark.parametrize("status,body,code", [
+    (403, {"message": "Your account is locked"}, EXIT_AUTH),
+    (401, "<html><body>Unauthorized</body></html>", EXIT_AUTH),
+    (422, None, EXIT_AUTH),
+    (401, {"error": "invalid_client"}, EXIT_USAGE),
+])
+def test_token_endpoint_refusals_are_not_outages(kenv, status, body, code):
+    spec = {"endpoint": "token", "kind": "status", "status": status}
+    if body is not None:
+        spec["body"] = body
+    kenv.mock.set_fault(**spec)
+    r = kenv.login()
+    assert r.returncode == code, r.stderr
+    assert "<html>" not in r.stderr
+    if isinstance(body, dict):
+        assert next(iter(body.values())) in r.stderr
+
+
 def test_untrusted_certificate_exits_5(mock_factory, kenv_factory):
     env = kenv_factory(mock_factory(cert_fault="untrusted"))
     r = env.login()

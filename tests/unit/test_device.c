@@ -3,7 +3,9 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include "kt_keys.h"
 #include "kt_mock.h"
 #include "kt_oauth.h"
+#include "kt_secret.h"
 
 #define JSON "application/json"
 
@@ -209,6 +212,196 @@ static void test_json_build(void **state)
     assert_null(kt_json_build(NULL));
 }
 
+static void test_json_media_type(void **state)
+{
+    (void)state;
+    assert_true(kt_json_media_type("application/json"));
+    assert_true(kt_json_media_type("application/json; charset=utf-8"));
+    assert_true(kt_json_media_type("APPLICATION/Json;charset=UTF-8"));
+    assert_true(kt_json_media_type(" application/json ;x=y"));
+    assert_false(kt_json_media_type("application/jsonx"));
+    assert_false(kt_json_media_type("application/json x"));
+    assert_false(kt_json_media_type("application/problem+json"));
+    assert_false(kt_json_media_type("text/html"));
+    assert_false(kt_json_media_type(""));
+    assert_false(kt_json_media_type(NULL));
+}
+
+static void test_json_server_text(void **state)
+{
+    char code[16], text[32], words[KT_JSON_SERVER_TEXT_MAX + 1];
+    const char *both = "{\"error\":\"e1\",\"error_description\":\"d1\",\"message\":\"m1\"}";
+    const char *msg = "{\"error\":5,\"message\":\"caf\\u00e9 \\\"x\\\" \\u0000 end\"}";
+    const char *longer = "{\"message\":\"0123456789012345678901234567890123456789\"}";
+
+    (void)state;
+    kt_json_server_text(both, strlen(both), code, sizeof(code), text, sizeof(text));
+    assert_string_equal(code, "e1");
+    assert_string_equal(text, "d1"); /* error_description before message */
+    kt_json_server_text(msg, strlen(msg), code, sizeof(code), text, sizeof(text));
+    assert_string_equal(code, "");
+    assert_string_equal(text, "caf? ?x? ? end");
+    /* Cut to the buffer, and said so. */
+    kt_json_server_text(longer, strlen(longer), NULL, 0, text, sizeof(text));
+    assert_int_equal(strlen(text), sizeof(text) - 1);
+    assert_string_equal(text + sizeof(text) - 4, "...");
+    /* Nothing from anything but a JSON object. */
+    kt_json_server_words("<p>\"message\":\"x\"</p>", 21, words, sizeof(words));
+    assert_string_equal(words, "");
+    kt_json_server_words("[\"message\"]", 11, words, sizeof(words));
+    assert_string_equal(words, "");
+    kt_json_server_words(NULL, 0, words, sizeof(words));
+    assert_string_equal(words, "");
+    kt_json_server_words(both, strlen(both), words, sizeof(words));
+    assert_string_equal(words, "e1: d1");
+}
+
+/* ---- wiping json-c's copies of secrets ---------------------------------------------------- */
+
+static bool all_zero(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != '\0')
+            return false;
+    return true;
+}
+
+static const char *member_string(json_object *obj, const char *key, size_t *len)
+{
+    json_object *v = NULL;
+
+    assert_true(json_object_object_get_ex(obj, key, &v));
+    assert_true(json_object_is_type(v, json_type_string));
+    *len = (size_t)json_object_get_string_len(v);
+    return json_object_get_string(v);
+}
+
+static void test_json_wipe_values(void **state)
+{
+    const char *text = "{\"access_token\":\"eyJ.secret-access.sig\",\"n\":{\"refresh_token\":"
+                       "\"r-secret-refresh\",\"list\":[\"s-3\",1,{\"k\":\"deep-secret\"}]},"
+                       "\"x\":\"s\",\"u\":\"\\u00e9t\\u00e9\"}";
+    kt_error err = {0};
+    json_object *obj, *n, *list, *v = NULL;
+    const char *p[6];
+    size_t len[6], i;
+
+    (void)state;
+    obj = kt_json_parse_text(text, strlen(text), "t", &err);
+    assert_non_null(obj);
+    assert_true(json_object_object_get_ex(obj, "n", &n));
+    assert_true(json_object_object_get_ex(n, "list", &list));
+    p[0] = member_string(obj, "access_token", &len[0]);
+    p[1] = member_string(n, "refresh_token", &len[1]);
+    p[2] = json_object_get_string(json_object_array_get_idx(list, 0));
+    len[2] = 3;
+    p[3] = member_string(json_object_array_get_idx(list, 2), "k", &len[3]);
+    p[4] = member_string(obj, "x", &len[4]);
+    p[5] = member_string(obj, "u", &len[5]);
+    assert_string_equal(p[0], "eyJ.secret-access.sig");
+    assert_string_equal(p[3], "deep-secret");
+
+    kt_json_wipe(obj);
+    /* The very buffers json-c will free read back as zeros before the put. */
+    for (i = 0; i < 6; i++)
+        if (!all_zero(p[i], len[i]))
+            fail_msg("string %zu not wiped", i);
+    /* The tree itself is intact: still an object with the same members. */
+    assert_true(json_object_object_get_ex(obj, "access_token", &v));
+    kt_json_put_wiped(obj);
+}
+
+static void test_json_tokener_wipe(void **state)
+{
+    const char *whole = "{\"access_token\":\"tok-secret-1\",\"refresh_token\":\"ref-secret-2\"}";
+    const char *unfinished = "{\"access_token\":\"tok-secret-3\",\"n\":{\"r\":\"ref-secret-4\","
+                             "\"half\":\"half-sec";
+    const char *broken = "{\"access_token\":\"tok-secret-5\",\"n\":[\"ref-secret-6\",x]}";
+    struct json_tokener *tok;
+    json_object *obj;
+    const char *a, *r;
+    size_t alen, rlen;
+
+    (void)state;
+    /* A finished parse: the values are the caller's, the scratch buffer still holds the last
+     * string of the text until the tokener wipes it. */
+    tok = kt_json_tokener_new(8, JSON_TOKENER_STRICT);
+    assert_non_null(tok);
+    obj = json_tokener_parse_ex(tok, whole, (int)strlen(whole));
+    assert_non_null(obj);
+    assert_non_null(memmem(tok->pb->buf, (size_t)tok->pb->size, "ref-secret-2", 12));
+    kt_json_tokener_wipe(tok);
+    assert_true(all_zero(tok->pb->buf, (size_t)tok->pb->size));
+    kt_json_tokener_free_wiped(tok);
+    /* ...and the values handed out are not the tokener's to wipe: they are intact. */
+    assert_string_equal(member_string(obj, "access_token", &alen), "tok-secret-1");
+    assert_string_equal(member_string(obj, "refresh_token", &rlen), "ref-secret-2");
+    kt_json_put_wiped(obj);
+
+    /* An unfinished parse keeps half-built values on the tokener's stack, and the string it was
+     * in the middle of in its buffer; json_tokener_free would put them unwiped. */
+    tok = kt_json_tokener_new(8, JSON_TOKENER_STRICT);
+    assert_non_null(tok);
+    assert_null(json_tokener_parse_ex(tok, unfinished, (int)strlen(unfinished)));
+    assert_int_equal(json_tokener_get_error(tok), json_tokener_continue);
+    assert_non_null(tok->stack[0].current);
+    a = member_string(tok->stack[0].current, "access_token", &alen);
+    assert_true(tok->depth >= 1);
+    r = NULL;
+    for (int d = 1; d <= tok->depth; d++)
+        if (tok->stack[d].current != NULL &&
+            json_object_is_type(tok->stack[d].current, json_type_object))
+            r = member_string(tok->stack[d].current, "r", &rlen);
+    assert_non_null(r);
+    assert_string_equal(a, "tok-secret-3");
+    assert_string_equal(r, "ref-secret-4");
+    assert_non_null(memmem(tok->pb->buf, (size_t)tok->pb->size, "half-sec", 8));
+    kt_json_tokener_wipe(tok);
+    assert_true(all_zero(a, alen));
+    assert_true(all_zero(r, rlen));
+    assert_true(all_zero(tok->pb->buf, (size_t)tok->pb->size));
+    kt_json_tokener_free_wiped(tok);
+
+    /* A failed parse likewise. */
+    tok = kt_json_tokener_new(8, JSON_TOKENER_STRICT);
+    assert_non_null(tok);
+    assert_null(json_tokener_parse_ex(tok, broken, (int)strlen(broken)));
+    assert_int_not_equal(json_tokener_get_error(tok), json_tokener_continue);
+    a = member_string(tok->stack[0].current, "access_token", &alen);
+    kt_json_tokener_wipe(tok);
+    assert_true(all_zero(a, alen));
+    assert_null(memmem(tok->pb->buf, (size_t)tok->pb->size, "secret", 6));
+    kt_json_tokener_free_wiped(tok);
+    kt_json_tokener_free_wiped(NULL);
+}
+
+static void test_json_to_string_wipes(void **state)
+{
+    const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
+    json_object *obj = json_object_new_object();
+    const char *own, *again;
+    size_t len;
+    char *copy;
+
+    (void)state;
+    assert_non_null(obj);
+    assert_int_equal(json_object_object_add(obj, "signature", json_object_new_string("3045-sig")),
+                     0);
+    /* json-c serialises into a buffer the object owns, and reuses it for the same text. */
+    own = json_object_to_json_string_ext(obj, flags);
+    again = json_object_to_json_string_ext(obj, flags);
+    assert_ptr_equal(own, again);
+    len = strlen(own);
+    copy = kt_json_to_string(obj, flags);
+    assert_non_null(copy);
+    assert_string_equal(copy, "{\"signature\":\"3045-sig\"}");
+    /* The object's own copy is wiped; ours is the caller's to wipe. */
+    assert_true(all_zero(own, len));
+    kt_secret_free(copy);
+    kt_json_put_wiped(obj);
+    assert_null(kt_json_to_string(NULL, flags));
+}
+
 /* ---- response parsers --------------------------------------------------------------------- */
 
 static void test_parse_create(void **state)
@@ -357,6 +550,133 @@ static void test_parse_confirmed(void **state)
     assert_int_equal(err.kind, KT_ERR_PROTOCOL);
 }
 
+/* ---- device answers: call x status x body shape ----------------------------------------- */
+
+typedef struct body_shape {
+    const char *name;
+    const char *content_type;
+    const char *body;
+    const char *words; /* what of it must reach the message, or NULL: nothing may */
+} body_shape;
+
+static const body_shape shapes[] = {
+    {"API error", JSON,
+     "{\"error\":\"invalid_signature\",\"message\":\"signature does not verify\"}",
+     "invalid_signature: signature does not verify"},
+    {"message only", "application/json; charset=utf-8", "{\"message\":\"Device is blocked\"}",
+     "Device is blocked"},
+    {"RFC 6749", JSON, "{\"error\":\"invalid_token\",\"error_description\":\"expired\"}",
+     "invalid_token: expired"},
+    {"problem+json", "application/problem+json", "{\"title\":\"x\",\"message\":\"Conflict\"}",
+     "Conflict"},
+    {"JSON without words", JSON, "{\"errors\":[{\"message\":\"nested\"}]}", NULL},
+    {"truncated JSON", JSON, "{\"error\":\"x\"", NULL},
+    {"HTML", "text/html", "<html><body><h1>Forbidden</h1></body></html>", NULL},
+    {"plain text", "text/plain", "Request blocked", NULL},
+    {"empty", NULL, "", NULL},
+};
+
+static const struct {
+    kt_device_call call;
+    const char *name;
+} calls[] = {
+    {KT_DEVICE_CREATE, "create device"},
+    {KT_DEVICE_VERIFY, "verify device"},
+    {KT_DEVICE_CHALLENGE, "create challenge"},
+    {KT_DEVICE_CHALLENGE_VERIFY, "verify challenge"},
+};
+
+/* What a device answer must mean: by status, whatever its body. */
+static kt_err_kind device_kind(kt_device_call call, long status)
+{
+    if (status == 401)
+        return KT_ERR_LOGIN_REQUIRED;
+    if (status == 404 && call == KT_DEVICE_CHALLENGE)
+        return KT_ERR_NOT_ENROLLED;
+    if (status == 429)
+        return KT_ERR_RATE_LIMITED;
+    if (status >= 400 && status <= 499)
+        return KT_ERR_MFA_FAILED;
+    if (status >= 500 && status <= 599)
+        return KT_ERR_UNAVAILABLE;
+    if (status >= 200 && status <= 299 &&
+        (call != KT_DEVICE_VERIFY || status == 200 || status == 204))
+        return KT_OK;
+    return KT_ERR_PROTOCOL;
+}
+
+static void test_device_status_by_body_shape(void **state)
+{
+    const long statuses[] = {200, 201, 202, 204, 299, 100, 301, 302, 304, 307, 400,
+                             401, 402, 403, 404, 405, 409, 410, 412, 415, 422, 423,
+                             451, 499, 429, 500, 501, 502, 503, 504, 599};
+    size_t c, i, j;
+
+    (void)state;
+    for (c = 0; c < sizeof(calls) / sizeof(calls[0]); c++) {
+        for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+            for (j = 0; j < sizeof(shapes) / sizeof(shapes[0]); j++) {
+                kt_http_response r = {.status = statuses[i],
+                                      .body = (char *)(uintptr_t)shapes[j].body,
+                                      .body_len = strlen(shapes[j].body),
+                                      .content_type = (char *)(uintptr_t)shapes[j].content_type,
+                                      .retry_after = -1};
+                kt_err_kind want = device_kind(calls[c].call, statuses[i]);
+                kt_error err;
+                int rc;
+
+                kt_error_clear(&err);
+                rc = kt_device_check_status(calls[c].call, &r, "dev-1", &err);
+                if ((want == KT_OK) != (rc == 0) || err.kind != want)
+                    fail_msg("%s, HTTP %ld, %s: got %d %s (%s), want %s", calls[c].name,
+                             statuses[i], shapes[j].name, rc, kt_err_kind_name(err.kind),
+                             err.message, kt_err_kind_name(want));
+                if (want == KT_OK)
+                    continue;
+                assert_non_null(strstr(err.message, calls[c].name));
+                if (statuses[i] >= 400 && shapes[j].words != NULL &&
+                    strstr(err.message, shapes[j].words) == NULL)
+                    fail_msg("%s, HTTP %ld, %s: \"%s\" lacks \"%s\"", calls[c].name, statuses[i],
+                             shapes[j].name, err.message, shapes[j].words);
+                if (strchr(err.message, '<') != NULL || strstr(err.message, "Request blocked") ||
+                    strstr(err.message, "nested"))
+                    fail_msg("%s, HTTP %ld, %s: body copied into \"%s\"", calls[c].name,
+                             statuses[i], shapes[j].name, err.message);
+            }
+        }
+    }
+}
+
+static void test_device_status_details(void **state)
+{
+    kt_http_response r = {.status = 429, .body = (char *)(uintptr_t) "", .retry_after = 42};
+    kt_error err;
+
+    (void)state;
+    kt_error_clear(&err);
+    assert_int_equal(kt_device_check_status(KT_DEVICE_CHALLENGE_VERIFY, &r, "d", &err), -1);
+    assert_int_equal(err.kind, KT_ERR_RATE_LIMITED);
+    assert_int_equal(kt_error_retry_after(&err), 42);
+    r.status = 503;
+    kt_error_clear(&err);
+    assert_int_equal(kt_device_check_status(KT_DEVICE_CHALLENGE, &r, "d", &err), -1);
+    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err.message, "retry after 42 s"));
+    assert_int_equal(kt_error_retry_after(&err), -1);
+    /* The unknown device is named, but only if it is a valid id. */
+    r.status = 404;
+    kt_error_clear(&err);
+    kt_device_check_status(KT_DEVICE_CHALLENGE, &r, "dev-7", &err);
+    assert_int_equal(err.kind, KT_ERR_NOT_ENROLLED);
+    assert_non_null(strstr(err.message, "device dev-7"));
+    kt_error_clear(&err);
+    kt_device_check_status(KT_DEVICE_CHALLENGE, &r, "a\nb", &err);
+    assert_null(strchr(err.message, '\n'));
+    kt_error_clear(&err);
+    assert_int_equal(kt_device_check_status(KT_DEVICE_CREATE, NULL, NULL, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_INTERNAL);
+}
+
 /* ---- endpoints against the mock ----------------------------------------------------------- */
 
 typedef struct fixture {
@@ -480,9 +800,11 @@ static void test_create_failures(void **state)
     expect_kind(kt_device_create(f->ctx, "not-a-token", "n", f->pub, &dev, &ch, &err), &err,
                 KT_ERR_LOGIN_REQUIRED);
     assert_null(dev);
+    /* The bank refuses a key it cannot use (400 invalid_key): a refusal, with its words. */
     kt_error_clear(&err);
     expect_kind(kt_device_create(f->ctx, f->login.access_token, "n", "04abcd", &dev, &ch, &err),
-                &err, KT_ERR_PROTOCOL);
+                &err, KT_ERR_MFA_FAILED);
+    assert_non_null(strstr(err.message, "invalid_key: key must be"));
     kt_error_clear(&err);
     assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"devices_create\",\"kind\":"
                                              "\"status\",\"status\":503,\"count\":1}"),
@@ -585,8 +907,9 @@ static void test_challenge_failures(void **state)
                                              "\"count\":1}"),
                      0);
     expect_kind(kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid, &sts, &err),
-                &err, KT_ERR_UNAVAILABLE);
+                &err, KT_ERR_RATE_LIMITED);
     assert_non_null(strstr(err.message, "retry after 9"));
+    assert_int_equal(kt_error_retry_after(&err), 9);
     kt_error_clear(&err);
     assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"challenge_create\",\"kind\":"
                                              "\"wrong_content_type\",\"count\":1}"),
@@ -644,6 +967,57 @@ static void test_challenge_failures(void **state)
     free(dev);
 }
 
+/* Refusals with statuses the mock never gives by itself, through the real client. */
+static void test_refusals_via_mock(void **state)
+{
+    fixture *f = *state;
+    const long statuses[] = {403, 409, 410, 422};
+    kt_error err = {0};
+    kt_token_set t;
+    char *dev, *cid = NULL, *sts = NULL, *ch = NULL, *d2 = NULL, spec[256];
+    size_t i;
+
+    dev = enroll(f);
+    for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        const char *endpoints[] = {"devices_create", "device_verify", "challenge_create",
+                                   "challenge_verify"};
+
+        for (size_t e = 0; e < 4; e++) {
+            snprintf(spec, sizeof(spec),
+                     "{\"endpoint\":\"%s\",\"kind\":\"status\",\"status\":%ld,"
+                     "\"body\":{\"message\":\"refused by the bank\"},\"count\":1}",
+                     endpoints[e], statuses[i]);
+            assert_int_equal(kt_mock_fault(&f->mock, spec), 0);
+            kt_error_clear(&err);
+            switch (e) {
+            case 0:
+                expect_kind(
+                    kt_device_create(f->ctx, f->login.access_token, "n", f->pub, &d2, &ch, &err),
+                    &err, KT_ERR_MFA_FAILED);
+                break;
+            case 1:
+                expect_kind(kt_device_verify(f->ctx, f->login.access_token, dev, "c-1", "00", &err),
+                            &err, KT_ERR_MFA_FAILED);
+                break;
+            case 2:
+                expect_kind(kt_device_challenge_create(f->ctx, f->login.access_token, dev, &cid,
+                                                       &sts, &err),
+                            &err, KT_ERR_MFA_FAILED);
+                break;
+            default:
+                expect_kind(kt_device_challenge_verify(f->ctx, f->login.access_token, dev, "c-1",
+                                                       "00", &t, &err),
+                            &err, KT_ERR_MFA_FAILED);
+                break;
+            }
+            assert_non_null(strstr(err.message, "refused by the bank"));
+        }
+    }
+    assert_null(d2);
+    assert_null(cid);
+    free(dev);
+}
+
 static void test_hostile_ids_not_sent(void **state)
 {
     fixture *f = *state;
@@ -683,14 +1057,22 @@ int main(void)
         cmocka_unit_test(test_json_parse_body_ignores_status),
         cmocka_unit_test(test_json_get_string),
         cmocka_unit_test(test_json_build),
+        cmocka_unit_test(test_json_media_type),
+        cmocka_unit_test(test_json_server_text),
+        cmocka_unit_test(test_json_wipe_values),
+        cmocka_unit_test(test_json_tokener_wipe),
+        cmocka_unit_test(test_json_to_string_wipes),
         cmocka_unit_test(test_parse_create),
         cmocka_unit_test(test_parse_challenge),
         cmocka_unit_test(test_parse_confirmed),
+        cmocka_unit_test(test_device_status_by_body_shape),
+        cmocka_unit_test(test_device_status_details),
         cmocka_unit_test_setup_teardown(test_device_lifecycle, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_create_failures, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_verify_failures, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_verify_accepts_200, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_challenge_failures, mock_up, mock_down),
+        cmocka_unit_test_setup_teardown(test_refusals_via_mock, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_hostile_ids_not_sent, mock_up, mock_down),
     };
     int rc = cmocka_run_group_tests_name("kt_device", tests, NULL, NULL);

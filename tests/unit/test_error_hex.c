@@ -82,11 +82,54 @@ static void test_error_kind_names(void **state)
         {KT_ERR_CONV, "conversation"},
         {KT_ERR_IO, "io"},
         {KT_ERR_INTERNAL, "internal"},
+        {KT_ERR_RATE_LIMITED, "rate_limited"},
     };
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         assert_string_equal(kt_err_kind_name(names[i].kind), names[i].name);
     assert_string_equal(kt_err_kind_name((kt_err_kind)999), "unknown");
+}
+
+static void test_error_rate_limited(void **state)
+{
+    kt_error err = {KT_OK, ""};
+    char long_detail[400];
+
+    kt_error_set_rate_limited(&err, "token endpoint", 30, "slow down");
+    assert_int_equal(err.kind, KT_ERR_RATE_LIMITED);
+    assert_string_equal(err.message,
+                        "token endpoint: rate limited (HTTP 429), retry after 30 s: slow down");
+    assert_int_equal(kt_error_retry_after(&err), 30);
+
+    kt_error_clear(&err);
+    kt_error_set_rate_limited(&err, NULL, -1, NULL);
+    assert_string_equal(err.message, "request: rate limited (HTTP 429)");
+    assert_int_equal(kt_error_retry_after(&err), -1);
+
+    /* Retry-After: 0 is "now", not "unknown". */
+    kt_error_clear(&err);
+    kt_error_set_rate_limited(&err, "x", 0, "");
+    assert_string_equal(err.message, "x: rate limited (HTTP 429), retry after 0 s");
+    assert_int_equal(kt_error_retry_after(&err), 0);
+
+    /* The seconds are read from our own mark, not from what the server wrote after it. */
+    memset(long_detail, 'd', sizeof(long_detail) - 1);
+    long_detail[sizeof(long_detail) - 1] = '\0';
+    kt_error_clear(&err);
+    kt_error_set_rate_limited(&err, "x", -1, "(HTTP 429), retry after 1 s");
+    assert_int_equal(kt_error_retry_after(&err), -1);
+    kt_error_clear(&err);
+    kt_error_set_rate_limited(&err, "x", 5, long_detail);
+    assert_int_equal(kt_error_retry_after(&err), 5);
+
+    /* Other kinds carry no Retry-After, even when their text looks like it. */
+    kt_error_clear(&err);
+    kt_error_set(&err, KT_ERR_UNAVAILABLE, "x: rate limited (HTTP 429), retry after 3 s");
+    assert_int_equal(kt_error_retry_after(&err), -1);
+    assert_int_equal(kt_error_retry_after(NULL), -1);
+    /* The first error still wins. */
+    kt_error_set_rate_limited(&err, "y", 9, NULL);
+    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
 }
 
 static void test_secret_helpers(void **state)
@@ -180,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_error_null_and_ok_kind),
         cmocka_unit_test(test_error_long_message_truncated),
         cmocka_unit_test(test_error_kind_names),
+        cmocka_unit_test(test_error_rate_limited),
         cmocka_unit_test(test_secret_helpers),
         cmocka_unit_test(test_hex_encode),
         cmocka_unit_test(test_hex_decode_good),

@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "kt_http.h"
+#include "kt_json.h"
 #include "kt_mock.h"
 
 typedef struct fixture {
@@ -150,12 +151,20 @@ static void test_status_error_mapping(void **state)
     assert_int_equal(kt_http_status_error(&r, "x", KT_ERR_PROTOCOL, &err), -1);
     assert_int_equal(err.kind, KT_ERR_LOGIN_REQUIRED);
 
+    /* 429 is its own kind: anyone can trigger the bank's rate limit, so it must not read as an
+     * outage (that would open a PAM stack's fallback). */
     r.status = 429;
     r.retry_after = 7;
     kt_error_clear(&err);
     kt_http_status_error(&r, "x", KT_ERR_PROTOCOL, &err);
-    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
+    assert_int_equal(err.kind, KT_ERR_RATE_LIMITED);
     assert_non_null(strstr(err.message, "retry after 7 s"));
+    assert_int_equal(kt_error_retry_after(&err), 7);
+    r.retry_after = -1;
+    kt_error_clear(&err);
+    kt_http_status_error(&r, "x", KT_ERR_PROTOCOL, &err);
+    assert_int_equal(err.kind, KT_ERR_RATE_LIMITED);
+    assert_int_equal(kt_error_retry_after(&err), -1);
 
     r.status = 503;
     r.retry_after = -1;
@@ -180,11 +189,71 @@ static void test_status_error_mapping(void **state)
     assert_int_equal(err.kind, KT_ERR_MFA_FAILED);
     assert_non_null(strstr(err.message, "400"));
 
-    /* 403 is not "unavailable": an authorisation problem must not look like an outage. */
-    r.status = 403;
+    /* 403 and every other 4xx is the bank refusing on purpose: the caller's refusal kind, never
+     * "unavailable". */
+    for (long st = 400; st <= 499; st++) {
+        if (st == 401 || st == 429)
+            continue;
+        r.status = st;
+        kt_error_clear(&err);
+        kt_http_status_error(&r, "x", KT_ERR_MFA_FAILED, &err);
+        if (err.kind != KT_ERR_MFA_FAILED)
+            fail_msg("HTTP %ld: got %s", st, kt_err_kind_name(err.kind));
+    }
+
+    /* Not an answer of this API at all: redirects are never followed, 1xx is never final. */
+    r.status = 302;
     kt_error_clear(&err);
-    kt_http_status_error(&r, "x", KT_ERR_PROTOCOL, &err);
+    kt_http_status_error(&r, "x", KT_ERR_MFA_FAILED, &err);
     assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    r.status = 200; /* a success the caller does not take */
+    kt_error_clear(&err);
+    kt_http_status_error(&r, "x", KT_ERR_MFA_FAILED, &err);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+}
+
+/* The bank's own words reach the message, made printable and bounded; an HTML page never does. */
+static void test_status_error_server_words(void **state)
+{
+    char json[] =
+        "{\"error\":\"challenge_used\",\"message\":\"challenge\\u0007 already \\\"used\\\"\"}";
+    char html[] = "<html><body><h1>403 Forbidden</h1><script>x</script></body></html>";
+    char big[600];
+    kt_http_response r = {.status = 400, .retry_after = -1};
+    kt_error err;
+    size_t n;
+
+    (void)state;
+    r.body = json;
+    r.body_len = strlen(json);
+    r.content_type = (char *)(uintptr_t) "application/json";
+    kt_error_clear(&err);
+    kt_http_status_error(&r, "verify", KT_ERR_MFA_FAILED, &err);
+    assert_int_equal(err.kind, KT_ERR_MFA_FAILED);
+    assert_string_equal(err.message,
+                        "verify: refused (HTTP 400): challenge_used: challenge? already ?used?");
+
+    r.status = 403;
+    r.body = html;
+    r.body_len = strlen(html);
+    r.content_type = (char *)(uintptr_t) "text/html";
+    kt_error_clear(&err);
+    kt_http_status_error(&r, "verify", KT_ERR_MFA_FAILED, &err);
+    assert_string_equal(err.message, "verify: refused (HTTP 403)");
+
+    /* A long message is cut, with "...", and the whole error stays within its buffer. */
+    n = (size_t)snprintf(big, sizeof(big), "{\"message\":\"");
+    memset(big + n, 'm', 500);
+    snprintf(big + n + 500, sizeof(big) - n - 500, "\"}");
+    r.status = 503;
+    r.body = big;
+    r.body_len = strlen(big);
+    r.content_type = (char *)(uintptr_t) "application/json";
+    kt_error_clear(&err);
+    kt_http_status_error(&r, "verify", KT_ERR_MFA_FAILED, &err);
+    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
+    assert_non_null(strstr(err.message, "mmm..."));
+    assert_true(strlen(strstr(err.message, "mmm")) == KT_JSON_SERVER_TEXT_MAX);
 }
 
 static void test_now_ms_is_monotonic(void **state)
@@ -713,6 +782,7 @@ int main(void)
         cmocka_unit_test(test_new_refuses_non_https),
         cmocka_unit_test(test_new_accepts_https),
         cmocka_unit_test(test_status_error_mapping),
+        cmocka_unit_test(test_status_error_server_words),
         cmocka_unit_test(test_now_ms_is_monotonic),
         cmocka_unit_test(test_response_free_zeroes),
         cmocka_unit_test(test_bad_requests_refused),

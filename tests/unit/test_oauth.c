@@ -241,21 +241,163 @@ static void test_parse_bad_documents(void **state)
     expect_protocol("{'access_token':'a','token_type':'Bearer','expires_in':1}");
     expect_protocol("{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":{\"h\":{\"i\":1}}}}}}}}}");
     expect_protocol("{\"access_token\":\"\xff\",\"token_type\":\"Bearer\",\"expires_in\":1}");
-    /* The right JSON under the wrong media type. */
-    expect_fail(200, "text/html", ok, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(200, "application/jsonx", ok, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(200, NULL, ok, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
+    /* Not JSON at all, whatever the label: the media type is named in the message. */
+    expect_fail(200, "text/html", "<html>Welcome</html>", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
+    assert_int_equal(parse(200, "text/html", "<html>Welcome</html>", KT_GRANT_PASSWORD, &t, &err),
+                     -1);
+    assert_non_null(strstr(err.message, "text/html"));
+    expect_fail(200, NULL, "", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
+    /* JSON, but not a token. */
+    expect_fail(200, "text/html", "{\"token\":\"a\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
     /* Embedded NUL: the length counts past it. */
     kt_error_clear(&err);
     assert_int_equal(kt_oauth_parse_token_response(200, "application/json", "{}\0{}", 5,
                                                    KT_GRANT_PASSWORD, NOW, &t, &err),
                      -1);
     assert_int_equal(err.kind, KT_ERR_PROTOCOL);
-    /* Other success-looking statuses are not the contract. */
-    expect_fail(201, "application/json", ok, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(204, "application/json", ok, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
+    kt_error_clear(&err);
+    assert_int_equal(kt_oauth_parse_token_response(201, "text/plain", ok, strlen(ok) + 1,
+                                                   KT_GRANT_PASSWORD, NOW, &t, &err),
+                     -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    /* A 204 has no body, so no token; redirects are never followed; 0 is no HTTP status. */
+    expect_fail(204, NULL, "", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
     expect_fail(302, "application/json", ok, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
+    expect_fail(301, "text/html", "<a href=x>moved</a>", KT_GRANT_REFRESH, KT_ERR_PROTOCOL);
     expect_fail(0, "application/json", ok, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
+    expect_fail(100, "application/json", ok, KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
+}
+
+/* Any 2xx carrying a usable token is the token: the status need not be exactly 200, and the
+ * Content-Type is not what decides (parameters, case, even a wrong label: the peer is the bank
+ * over verified TLS, and the body still has to be a strict JSON token response). */
+static void test_parse_success_leniency(void **state)
+{
+    const char *ok = "{\"access_token\":\"abc\",\"token_type\":\"Bearer\",\"expires_in\":60}";
+    const long statuses[] = {200, 201, 202, 203, 299};
+    const char *types[] = {"application/json",
+                           "application/json; charset=utf-8",
+                           "Application/JSON;charset=UTF-8",
+                           " application/json ; charset=\"utf-8\"",
+                           "text/html",
+                           "text/plain; charset=utf-8",
+                           "application/jsonx",
+                           NULL};
+    size_t i, j;
+
+    (void)state;
+    for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        for (j = 0; j < sizeof(types) / sizeof(types[0]); j++) {
+            kt_token_set t;
+            kt_error err;
+
+            if (parse(statuses[i], types[j], ok, KT_GRANT_PASSWORD, &t, &err) != 0)
+                fail_msg("HTTP %ld, %s: %s (%s)", statuses[i], types[j] ? types[j] : "no type",
+                         kt_err_kind_name(err.kind), err.message);
+            assert_string_equal(t.access_token, "abc");
+            assert_int_equal(t.expires_at, NOW + 60);
+            kt_token_set_free(&t);
+        }
+    }
+}
+
+/* ---- token endpoint refusals: status x body shape -------------------------------------- */
+
+typedef struct body_shape {
+    const char *name;
+    const char *content_type;
+    const char *body;
+    const char *words; /* what of it must reach the message, or NULL: nothing may */
+} body_shape;
+
+static const body_shape shapes[] = {
+    {"RFC 6749", "application/json",
+     "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid credentials\"}",
+     "invalid_grant: Invalid credentials"},
+    {"RFC 6749 code only", "application/json; charset=utf-8", "{\"error\":\"access_denied\"}",
+     "access_denied"},
+    {"RFC 6749 unknown code", "application/json", "{\"error\":\"something_new\"}", "something_new"},
+    {"RFC 6749 unauthorized_client", "application/json", "{\"error\":\"unauthorized_client\"}",
+     "unauthorized_client"},
+    {"RFC 6749 invalid_scope", "application/json",
+     "{\"error\":\"invalid_scope\",\"error_description\":\"unknown scope bogus\"}",
+     "invalid_scope: unknown scope bogus"},
+    {"RFC 6749 invalid_request", "application/json", "{\"error\":\"invalid_request\"}",
+     "invalid_request"},
+    {"message", "application/json", "{\"message\":\"Wrong e-mail or password\",\"status\":401}",
+     "Wrong e-mail or password"},
+    {"message, mislabelled", "text/plain", "{\"message\":\"Account locked\"}", "Account locked"},
+    {"problem+json", "application/problem+json",
+     "{\"title\":\"Forbidden\",\"message\":\"Not allowed\"}", "Not allowed"},
+    {"JSON without words", "application/json", "{}", NULL},
+    {"JSON, error not a string", "application/json", "{\"error\":7}", NULL},
+    {"truncated JSON", "application/json", "{\"error\":\"invalid_grant\"", NULL},
+    {"HTML", "text/html", "<html><head><title>Forbidden</title></head><body>nope</body></html>",
+     NULL},
+    {"HTML labelled JSON", "application/json", "<h1>401 Unauthorized</h1>", NULL},
+    {"plain text", "text/plain", "Unauthorized", NULL},
+    {"empty", NULL, "", NULL},
+};
+
+static const char *invalid_client_body = "{\"error\":\"invalid_client\","
+                                         "\"error_description\":\"client authentication failed\"}";
+
+/* What a token endpoint answer must mean: by status first, the body never turns an answer into
+ * an outage or a broken answer. */
+static kt_err_kind token_kind(long status, bool invalid_client, kt_grant grant)
+{
+    if (status == 429)
+        return KT_ERR_RATE_LIMITED;
+    if (status >= 500 && status <= 599)
+        return KT_ERR_UNAVAILABLE;
+    if (status >= 400 && status <= 499)
+        return invalid_client               ? KT_ERR_CONFIG
+               : grant == KT_GRANT_PASSWORD ? KT_ERR_BAD_CREDENTIALS
+                                            : KT_ERR_LOGIN_REQUIRED;
+    return KT_ERR_PROTOCOL;
+}
+
+static void check_token_answer(long status, const char *ct, const char *body, const char *words,
+                               bool invalid_client, kt_grant grant, const char *shape)
+{
+    kt_err_kind want = token_kind(status, invalid_client, grant);
+    kt_token_set t;
+    kt_error err;
+
+    if (parse(status, ct, body, grant, &t, &err) != -1 || err.kind != want)
+        fail_msg("HTTP %ld, %s, %s grant: got %s (%s), want %s", status, shape,
+                 grant == KT_GRANT_PASSWORD ? "password" : "refresh", kt_err_kind_name(err.kind),
+                 err.message, kt_err_kind_name(want));
+    assert_null(t.access_token);
+    if (words != NULL && strstr(err.message, words) == NULL)
+        fail_msg("HTTP %ld, %s: \"%s\" lacks \"%s\"", status, shape, err.message, words);
+    /* An HTML page never reaches the message. */
+    if (strchr(err.message, '<') != NULL || strstr(err.message, "Unauthorized") != NULL)
+        fail_msg("HTTP %ld, %s: body copied into \"%s\"", status, shape, err.message);
+}
+
+static void test_token_status_by_body_shape(void **state)
+{
+    const long statuses[] = {400, 401, 402, 403, 404, 405, 406, 409, 410, 413, 415,
+                             418, 422, 423, 428, 451, 499, 429, 500, 501, 502, 503,
+                             504, 599, 100, 300, 301, 302, 303, 304, 307, 308};
+    const kt_grant grants[] = {KT_GRANT_PASSWORD, KT_GRANT_REFRESH};
+    size_t i, j, g;
+
+    (void)state;
+    for (g = 0; g < 2; g++) {
+        for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+            for (j = 0; j < sizeof(shapes) / sizeof(shapes[0]); j++)
+                check_token_answer(statuses[i], shapes[j].content_type, shapes[j].body,
+                                   statuses[i] >= 400 && statuses[i] <= 599 ? shapes[j].words
+                                                                            : NULL,
+                                   false, grants[g], shapes[j].name);
+            check_token_answer(
+                statuses[i], "application/json", invalid_client_body,
+                statuses[i] >= 400 ? "invalid_client: client authentication failed" : NULL,
+                statuses[i] >= 400 && statuses[i] <= 499, grants[g], "invalid_client");
+        }
+    }
 }
 
 static void test_parse_oauth_errors(void **state)
@@ -269,42 +411,42 @@ static void test_parse_oauth_errors(void **state)
                 KT_ERR_BAD_CREDENTIALS);
     expect_fail(400, json, "{\"error\":\"invalid_grant\"}", KT_GRANT_REFRESH,
                 KT_ERR_LOGIN_REQUIRED);
+    /* Only invalid_client singles out the installation (its client id or secret). */
     expect_fail(401, json, "{\"error\":\"invalid_client\"}", KT_GRANT_PASSWORD, KT_ERR_CONFIG);
     expect_fail(401, json, "{\"error\":\"invalid_client\"}", KT_GRANT_REFRESH, KT_ERR_CONFIG);
-    expect_fail(400, json, "{\"error\":\"unauthorized_client\"}", KT_GRANT_PASSWORD, KT_ERR_CONFIG);
-    expect_fail(400, json, "{\"error\":\"invalid_scope\"}", KT_GRANT_PASSWORD, KT_ERR_CONFIG);
-    expect_fail(400, json, "{\"error\":\"unsupported_grant_type\"}", KT_GRANT_REFRESH,
+    expect_fail(400, "text/plain", "{\"error\":\"invalid_client\"}", KT_GRANT_REFRESH,
                 KT_ERR_CONFIG);
-    expect_fail(400, json, "{\"error\":\"invalid_request\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    /* A well-formed refusal we have no name for is still a refusal, never "unavailable". */
-    expect_fail(400, json, "{\"error\":\"something_new\"}", KT_GRANT_PASSWORD,
+    /* The other RFC 6749 codes, malformed error bodies and non-JSON bodies are all the bank
+     * refusing this grant on purpose; the code, when there is one, is in the message. */
+    expect_fail(400, json, "{\"error\":\"unauthorized_client\"}", KT_GRANT_PASSWORD,
                 KT_ERR_BAD_CREDENTIALS);
-    expect_fail(403, json, "{\"error\":\"access_denied\"}", KT_GRANT_PASSWORD,
-                KT_ERR_BAD_CREDENTIALS);
-    expect_fail(403, json, "{\"error\":\"access_denied\"}", KT_GRANT_REFRESH,
+    expect_fail(400, json, "{\"error\":\"unsupported_grant_type\"}", KT_GRANT_REFRESH,
                 KT_ERR_LOGIN_REQUIRED);
-    /* ...but only from the statuses RFC 6749 uses: a 404 is not the token endpoint answering. */
-    expect_fail(404, json, "{\"error\":\"not_found\"}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    /* Malformed error answers are protocol errors, never bad credentials. */
-    expect_fail(400, json, "{}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(400, json, "{\"error\":7}", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(400, json, "{\"error\":\"invalid_grant\"", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(400, json, "", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    expect_fail(400, "text/html", "{\"error\":\"invalid_grant\"}", KT_GRANT_PASSWORD,
-                KT_ERR_PROTOCOL);
-    expect_fail(401, "text/plain", "Unauthorized", KT_GRANT_PASSWORD, KT_ERR_PROTOCOL);
-    /* Outages are outages whatever the body says. */
-    expect_fail(429, json, "{\"error\":\"invalid_grant\"}", KT_GRANT_PASSWORD, KT_ERR_UNAVAILABLE);
+    expect_fail(400, json, "{\"error\":\"invalid_request\"}", KT_GRANT_PASSWORD,
+                KT_ERR_BAD_CREDENTIALS);
+    expect_fail(404, json, "{\"error\":\"not_found\"}", KT_GRANT_PASSWORD, KT_ERR_BAD_CREDENTIALS);
+    expect_fail(400, json, "{}", KT_GRANT_PASSWORD, KT_ERR_BAD_CREDENTIALS);
+    expect_fail(401, "text/plain", "Unauthorized", KT_GRANT_REFRESH, KT_ERR_LOGIN_REQUIRED);
+    /* A 2xx with an OAuth error in place of a token is a refusal too. */
+    expect_fail(200, json, "{\"error\":\"invalid_grant\"}", KT_GRANT_PASSWORD,
+                KT_ERR_BAD_CREDENTIALS);
+    expect_fail(200, json, "{\"error\":\"invalid_client\"}", KT_GRANT_PASSWORD, KT_ERR_CONFIG);
+    /* Outages and rate limits are that whatever the body says. */
+    expect_fail(429, json, "{\"error\":\"invalid_grant\"}", KT_GRANT_PASSWORD, KT_ERR_RATE_LIMITED);
     expect_fail(500, "text/html", "<h1>oops</h1>", KT_GRANT_PASSWORD, KT_ERR_UNAVAILABLE);
     expect_fail(502, NULL, "", KT_GRANT_REFRESH, KT_ERR_UNAVAILABLE);
     expect_fail(503, json, "{\"error\":\"invalid_client\"}", KT_GRANT_REFRESH, KT_ERR_UNAVAILABLE);
 
-    /* The description is shown, made printable. */
+    /* The description is shown, made printable: control characters, non-ASCII characters and
+     * the quotes and backslashes that could fake a field in a log line. */
     assert_int_equal(parse(400, json,
-                           "{\"error\":\"invalid_grant\",\"error_description\":\"bad\\npassword\"}",
+                           "{\"error\":\"invalid_grant\",\"error_description\":\"bad\\npassword "
+                           "\\\"f\\u00fcr\\\" \\\\ x\\u001b[31m\"}",
                            KT_GRANT_PASSWORD, &t, &err),
                      -1);
-    assert_non_null(strstr(err.message, "invalid_grant: bad?password"));
+    assert_string_equal(err.message,
+                        "token endpoint: refused (HTTP 400): invalid_grant: bad?password ?f?r? ? "
+                        "x?[31m");
     assert_null(strchr(err.message, '\n'));
 }
 
@@ -589,11 +731,13 @@ static void test_grant_bad_scope(void **state)
     kt_token_set t;
     kt_error err;
 
+    /* The bank refuses the grant: a refusal like any other but invalid_client, with the bank's
+     * code and words in the message for whoever reads it. */
     kt_test_config_set(&f->cfg.scopes, "users bogus");
     reconfigure(f);
     assert_int_equal(grant(f, KT_DEMO_USER, KT_DEMO_PASSWORD, &t, &err), -1);
-    assert_int_equal(err.kind, KT_ERR_CONFIG);
-    assert_non_null(strstr(err.message, "invalid_scope"));
+    assert_int_equal(err.kind, KT_ERR_BAD_CREDENTIALS);
+    assert_non_null(strstr(err.message, "invalid_scope: unknown scope bogus"));
 }
 
 static void test_grant_outages(void **state)
@@ -613,8 +757,9 @@ static void test_grant_outages(void **state)
                                              "\"status\":429,\"retry_after\":30,\"count\":1}"),
                      0);
     assert_int_equal(grant(f, KT_DEMO_USER, KT_DEMO_PASSWORD, &t, &err), -1);
-    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
+    assert_int_equal(err.kind, KT_ERR_RATE_LIMITED);
     assert_non_null(strstr(err.message, "retry after 30 s"));
+    assert_int_equal(kt_error_retry_after(&err), 30);
 
     /* Even with a wrong password an outage must read as an outage. */
     assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"token\",\"kind\":\"status\","
@@ -631,7 +776,7 @@ static void test_grant_outages(void **state)
 static void test_grant_broken_answers(void **state)
 {
     fixture *f = *state;
-    const char *kinds[] = {"malformed_json", "wrong_content_type", "huge_body"};
+    const char *kinds[] = {"malformed_json", "huge_body"};
     kt_token_set t;
     kt_error err;
     char spec[256];
@@ -645,6 +790,59 @@ static void test_grant_broken_answers(void **state)
         if (err.kind != KT_ERR_PROTOCOL)
             fail_msg("%s: got %s (%s)", kinds[i], kt_err_kind_name(err.kind), err.message);
         assert_null(t.access_token);
+    }
+    /* The real token under a wrong Content-Type is still the token. */
+    assert_int_equal(kt_mock_fault(&f->mock,
+                                   "{\"endpoint\":\"token\",\"kind\":\"wrong_content_type\","
+                                   "\"count\":1}"),
+                     0);
+    assert_int_equal(grant(f, KT_DEMO_USER, KT_DEMO_PASSWORD, &t, &err), 0);
+    assert_non_null(t.access_token);
+    kt_token_set_free(&t);
+}
+
+/* The bank's refusals through the real client, whatever their body: never an outage. */
+static void test_grant_refusal_bodies(void **state)
+{
+    fixture *f = *state;
+    const struct {
+        const char *spec;
+        kt_err_kind password, refresh;
+        const char *words;
+    } cases[] = {
+        {"\"status\":403,\"body\":{\"message\":\"Your account is locked\"}", KT_ERR_BAD_CREDENTIALS,
+         KT_ERR_LOGIN_REQUIRED, "Your account is locked"},
+        {"\"status\":401,\"body\":{\"error\":\"invalid_client\"}", KT_ERR_CONFIG, KT_ERR_CONFIG,
+         "invalid_client"},
+        {"\"status\":410,\"body\":\"<html>gone</html>\"", KT_ERR_BAD_CREDENTIALS,
+         KT_ERR_LOGIN_REQUIRED, NULL},
+        {"\"status\":422,\"body\":{}", KT_ERR_BAD_CREDENTIALS, KT_ERR_LOGIN_REQUIRED, NULL},
+        {"\"status\":429,\"retry_after\":12,\"body\":{\"message\":\"slow down\"}",
+         KT_ERR_RATE_LIMITED, KT_ERR_RATE_LIMITED, "retry after 12 s: slow down"},
+        {"\"status\":503,\"body\":{\"error\":\"invalid_grant\"}", KT_ERR_UNAVAILABLE,
+         KT_ERR_UNAVAILABLE, NULL},
+    };
+    kt_token_set t;
+    kt_error err;
+    char spec[256];
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(spec, sizeof(spec), "{\"endpoint\":\"token\",\"kind\":\"status\",%s,\"count\":2}",
+                 cases[i].spec);
+        assert_int_equal(kt_mock_fault(&f->mock, spec), 0);
+        if (grant(f, KT_DEMO_USER, KT_DEMO_PASSWORD, &t, &err) != -1 ||
+            err.kind != cases[i].password)
+            fail_msg("%s: password grant got %s (%s)", cases[i].spec, kt_err_kind_name(err.kind),
+                     err.message);
+        if (cases[i].words != NULL)
+            assert_non_null(strstr(err.message, cases[i].words));
+        assert_null(strchr(err.message, '<'));
+        kt_error_clear(&err);
+        if (kt_oauth_refresh_grant(f->ctx, "some-refresh-token", &t, &err) != -1 ||
+            err.kind != cases[i].refresh)
+            fail_msg("%s: refresh grant got %s (%s)", cases[i].spec, kt_err_kind_name(err.kind),
+                     err.message);
     }
 }
 
@@ -737,6 +935,8 @@ int main(void)
         cmocka_unit_test(test_parse_jwt_confirmed),
         cmocka_unit_test(test_parse_bad_fields),
         cmocka_unit_test(test_parse_bad_documents),
+        cmocka_unit_test(test_parse_success_leniency),
+        cmocka_unit_test(test_token_status_by_body_shape),
         cmocka_unit_test(test_parse_oauth_errors),
         cmocka_unit_test(test_ctx_conversation),
         cmocka_unit_test(test_ctx_without_conversation),
@@ -749,6 +949,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_grant_bad_scope, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_grant_outages, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_grant_broken_answers, mock_up, mock_down),
+        cmocka_unit_test_setup_teardown(test_grant_refusal_bodies, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_grant_deadline_from_ctx, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_refresh_keeps_token, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_refresh_rotates, mock_up_rotating, mock_down),
