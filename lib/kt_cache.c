@@ -16,6 +16,7 @@
 #include "kt_device.h"
 #include "kt_file.h"
 #include "kt_flow.h"
+#include "kt_json.h"
 #include "kt_secret.h"
 
 #define KT_CACHE_VERSION 1
@@ -130,10 +131,9 @@ int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err)
         return kt_error_set(err, KT_ERR_PROTOCOL, "token cache is empty");
     if (len > KT_FILE_MAX_SIZE || memchr(text, '\0', len) != NULL)
         return kt_error_set(err, KT_ERR_PROTOCOL, "token cache is not a JSON text");
-    tok = json_tokener_new_ex(KT_CACHE_JSON_DEPTH);
+    tok = kt_json_tokener_new(KT_CACHE_JSON_DEPTH, JSON_TOKENER_STRICT);
     if (tok == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     obj = json_tokener_parse_ex(tok, text, (int)len);
     jerr = json_tokener_get_error(tok);
     if (jerr == json_tokener_continue) {
@@ -159,8 +159,10 @@ int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err)
     }
     ret = 0;
 out:
-    kt_json_put_wiped(obj); /* json-c's copies of the tokens */
-    json_tokener_free(tok);
+    /* json-c's copies of the tokens: in the values, and in the tokener's buffer (and in the
+     * values a failed parse left half-built). */
+    kt_json_put_wiped(obj);
+    kt_json_tokener_free_wiped(tok);
     return ret;
 }
 

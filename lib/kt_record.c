@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "kt_file.h"
+#include "kt_json.h"
 #include "kt_record.h"
 #include "kt_secret.h"
 
@@ -84,14 +85,14 @@ static json_object *parse_json(const char *text, size_t len, kt_error *err)
         kt_error_set(err, KT_ERR_CONFIG, "device record contains a NUL byte");
         return NULL;
     }
-    tok = json_tokener_new_ex(KT_RECORD_MAX_DEPTH);
+    /* Trailing data is allowed here only to be refused below with a clearer message. */
+    tok =
+        kt_json_tokener_new(KT_RECORD_MAX_DEPTH, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 |
+                                                     JSON_TOKENER_ALLOW_TRAILING_CHARS);
     if (tok == NULL) {
         kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
         return NULL;
     }
-    /* Trailing data is allowed here only to be refused below with a clearer message. */
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8 |
-                                    JSON_TOKENER_ALLOW_TRAILING_CHARS);
     obj = json_tokener_parse_ex(tok, text, (int)len);
     end = json_tokener_get_parse_end(tok);
     if (json_tokener_get_error(tok) == json_tokener_continue && end == len) {
@@ -113,11 +114,11 @@ static json_object *parse_json(const char *text, size_t len, kt_error *err)
         kt_error_set(err, KT_ERR_CONFIG, "device record is not a JSON object");
         goto fail;
     }
-    json_tokener_free(tok);
+    kt_json_tokener_free_wiped(tok);
     return obj;
 fail:
-    json_object_put(obj);
-    json_tokener_free(tok);
+    kt_json_put_wiped(obj);
+    kt_json_tokener_free_wiped(tok);
     return NULL;
 }
 
@@ -151,7 +152,7 @@ int kt_record_parse(const char *text, size_t len, kt_device_record *rec, kt_erro
     rc = 0;
 out:
     kt_record_free(&r);
-    json_object_put(obj);
+    kt_json_put_wiped(obj);
     return rc;
 }
 
@@ -165,7 +166,7 @@ static int add_string(json_object *obj, const char *key, const char *value)
     if (v == NULL)
         return -1;
     if (json_object_object_add(obj, key, v) != 0) {
-        json_object_put(v);
+        kt_json_put_wiped(v);
         return -1;
     }
     return 0;
@@ -174,20 +175,27 @@ static int add_string(json_object *obj, const char *key, const char *value)
 char *kt_record_serialize(const kt_device_record *rec)
 {
     json_object *obj = json_object_new_object();
-    char *out = NULL;
+    char *text = NULL, *out = NULL;
+    size_t len;
 
     if (obj == NULL)
         return NULL;
     if (add_string(obj, "username", rec->username) == 0 &&
         add_string(obj, "device_id", rec->device_id) == 0 &&
-        add_string(obj, "key", rec->key_ref) == 0 && add_string(obj, "name", rec->name) == 0) {
-        const char *s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
-                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-
-        if (s != NULL && asprintf(&out, "%s\n", s) < 0)
-            out = NULL;
+        add_string(obj, "key", rec->key_ref) == 0 && add_string(obj, "name", rec->name) == 0)
+        text = kt_json_to_string(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+    /* The key reference may carry a PIN: no copy of the record is left unwiped. */
+    if (text != NULL) {
+        len = strlen(text);
+        out = malloc(len + 2);
+        if (out != NULL) {
+            memcpy(out, text, len);
+            out[len] = '\n';
+            out[len + 1] = '\0';
+        }
     }
-    json_object_put(obj);
+    kt_secret_free(text);
+    kt_json_put_wiped(obj);
     return out;
 }
 
@@ -253,7 +261,7 @@ int kt_record_save(const char *path, const kt_device_record *rec, kt_error *err)
     rc = kt_file_write_atomic(path, text, strlen(text), 0600, err);
 out:
     free(dir);
-    free(text);
+    kt_secret_free(text);
     return rc;
 }
 
@@ -263,7 +271,7 @@ void kt_record_free(kt_device_record *rec)
         return;
     free(rec->username);
     free(rec->device_id);
-    free(rec->key_ref);
+    kt_secret_free(rec->key_ref); /* a key URI may carry a PIN */
     free(rec->name);
     memset(rec, 0, sizeof(*rec));
 }

@@ -20,6 +20,8 @@ typedef struct kt_device_record {
 } kt_device_record;
 
 int kt_record_parse(const char *text, size_t len, kt_device_record *rec, kt_error *err);
+/* The record as pretty JSON with a final newline; free it with kt_secret_free (the key reference
+ * may carry a PIN). */
 char *kt_record_serialize(const kt_device_record *rec);
 /* Missing file: returns -1, KT_ERR_NOT_ENROLLED and *errno_out = ENOENT. Unsafe file: KT_ERR_IO.
  * Malformed: KT_ERR_CONFIG naming the file. */
