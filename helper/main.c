@@ -1,10 +1,13 @@
 #include <config.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -130,12 +133,45 @@ static int run_credential_helper(ka_app *app, int argc, char **argv)
     return ka_credential_run(app, argv[optind]);
 }
 
+/* No core file and no ptrace by other processes of the same user: this process holds the
+ * password, OTPs, tokens and the device key, and a core dump (a crash, or SIGABRT/SIGQUIT sent by
+ * anyone running as the user) would write them to disk, in the working directory or wherever
+ * core_pattern says. PR_SET_DUMPABLE 0 stops every dump, also one piped to a handler such as
+ * systemd-coredump, which ignores RLIMIT_CORE; the zero RLIMIT_CORE (hard limit too, so it cannot
+ * be raised again) is the second line.
+ *
+ * Neither call can fail on Linux as made here: prctl fails only for an argument other than 0 or
+ * 1, and setrlimit only when raising a hard limit or with soft > hard. They could fail only under
+ * a seccomp filter that denies them, and then it is better to refuse to run than to handle
+ * secrets without this protection: the failure is fatal, before any secret is read. */
+static int disable_core_dumps(void)
+{
+    const struct rlimit none = {0, 0};
+
+    if (prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L) != 0) {
+        fprintf(stderr, "%s: cannot disable core dumps (prctl: %s); refusing to handle secrets\n",
+                KA_PROG, strerror(errno));
+        return -1;
+    }
+    if (setrlimit(RLIMIT_CORE, &none) != 0) {
+        fprintf(stderr,
+                "%s: cannot disable core dumps (setrlimit: %s); refusing to handle secrets\n",
+                KA_PROG, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     ka_app app;
-    char *self = strdup(argc > 0 && argv[0] != NULL ? argv[0] : KA_PROG);
+    char *self;
     int rc;
 
+    /* First of all: nothing has been read yet that a core file could hold. */
+    if (disable_core_dumps() != 0)
+        return KA_EXIT_INTERNAL;
+    self = strdup(argc > 0 && argv[0] != NULL ? argv[0] : KA_PROG);
     /* Files are created with explicit modes anyway; this covers anything a library creates. */
     umask(077);
     memset(&app, 0, sizeof(app));
