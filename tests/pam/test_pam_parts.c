@@ -234,7 +234,8 @@ static void test_authfile_template_errors(void **state)
     expect_authfile_error("* %s@corp.example\n", "bob", "users:1: only %u and %% may follow");
     expect_authfile_error("* %u@x dev-1 /k.pem\n", "bob", "pins a template only");
     expect_authfile_error("* %u@x\n* %u@y\n", "bob", "users:2: second * line");
-    expect_authfile_error("root - dev-1 /k.pem\n", "bob", "users:1: a user marked - has no device");
+    expect_authfile_error("root - dev-1 /k.pem\n", "root",
+                          "users:1: a user marked - has no device");
 }
 
 static void test_authfile_nul(void **state)
