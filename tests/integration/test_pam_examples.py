@@ -129,7 +129,10 @@ def test_rate_limit_does_not_open_the_local_password(world, mock, example, endpo
     a 429 must end the login (default=die), so the local password alone never gets in."""
     mock.set_fault(endpoint=endpoint, kind="status", status=429, retry_after=60)
     install(world, example, world.config)
-    run = world.run(example, "alice", password=LOCAL_PASSWORD)
+    # At the token endpoint the local password is what an attacker would type; to reach the
+    # device challenge the Kontist password must pass the grant first.
+    password = LOCAL_PASSWORD if endpoint == "token" else KONTIST_PASSWORD
+    run = world.run(example, "alice", password=password)
     fields = run.attempt()
     assert fields["error"] == "rate_limited" and fields["pam"] == "PAM_AUTH_ERR", run
     assert run.code == "PAM_AUTH_ERR", run
