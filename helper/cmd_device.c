@@ -19,8 +19,9 @@ static const char device_help[] =
     "(or uses the given one), registers its public key, asks for the one-time code the bank sends\n"
     "by SMS, signs it and verifies the device. The device record (user, device id, key, name) is\n"
     "written to ~/.config/kontist/device.json. Log in first ('kontist-auth login'); log in again\n"
-    "afterwards for a confirmed token. The code is asked on the terminal; with no terminal, or\n"
-    "with --otp-stdin, it is one line of standard input.\n"
+    "afterwards for a confirmed token. The code is asked on the terminal without echo; with\n"
+    "--otp-stdin it is one line of standard input instead. Without a terminal and without\n"
+    "--otp-stdin it refuses before anything is read or sent.\n"
     "\n"
     "Options:\n"
     "  -n, --name NAME   device name shown in the bank's list (default: kontist-auth on HOST)\n"
@@ -213,9 +214,14 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
     kt_conv conv;
     char key[512];
 
+    app->term.stdin_only = o->otp_stdin;
+    app->term.stdin_option = "--otp-stdin";
+    /* Refused before the bank sends an SMS: without a terminal the code could only be read from
+     * standard input, which may be a terminal that echoes it (su -c). */
+    if (!o->otp_stdin && ka_term_check(app->term.stdin_option, err) != 0)
+        return -1;
     if (ka_app_setup(app, err) != 0 || check_existing(app, o, &s->old, err) != 0)
         return -1;
-    app->term.stdin_only = o->otp_stdin;
     conv = ka_term_conv(&app->term);
     s->ctx = kt_ctx_new(&app->cfg, &conv, err);
     if (s->ctx == NULL ||

@@ -17,7 +17,8 @@ static const char login_help[] =
     "Logs in with username and password (OAuth2 password grant). When this machine holds a device\n"
     "bound to that user ('kontist-auth device enroll'), its key then passes device MFA and the\n"
     "token set stored in the cache is confirmed. The password is asked on the terminal without\n"
-    "echo; with no terminal, or with --password-stdin, it is one line of standard input.\n"
+    "echo; with --password-stdin it is one line of standard input instead. Without a terminal\n"
+    "(cron, 'su USER -c', a pipe) and without --password-stdin, nothing is read: it refuses.\n"
     "\n"
     "Options:\n"
     "  -u, --user USERNAME  Kontist username (default: 'username' in the configuration, then the\n"
@@ -161,6 +162,11 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
     memset(&rec, 0, sizeof(rec));
     memset(&params, 0, sizeof(params));
     memset(&t, 0, sizeof(t));
+    app->term.stdin_option = "--password-stdin";
+    /* Without a terminal the password could only come from standard input, which may be a
+     * terminal that echoes it (su -c): refuse before anything is read or sent. */
+    if (!o.password_stdin && ka_term_check(app->term.stdin_option, &err) != 0)
+        goto out;
     if (ka_app_setup(app, &err) != 0 || load_record(app, &rec, &have_rec, &err) != 0)
         goto out;
     params.username = pick_username(app, &o, &rec, have_rec);

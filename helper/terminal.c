@@ -19,8 +19,11 @@ static volatile sig_atomic_t tty_echo_off;
 static int tty_fd = -1;
 static struct termios tty_saved;
 
-static const int tty_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGALRM,
-                                  SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU};
+/* Every signal whose default action ends or stops the process and that arrives from outside
+ * (not the synchronous faults, SIGSEGV and the like, whose handler could never return). */
+static const int tty_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,   SIGALRM,
+                                  SIGPIPE, SIGUSR1, SIGUSR2, SIGVTALRM, SIGPROF,
+                                  SIGXCPU, SIGXFSZ, SIGTSTP, SIGTTIN,   SIGTTOU};
 #define TTY_NSIGNALS (sizeof(tty_signals) / sizeof(tty_signals[0]))
 
 static void tty_on_signal(int signo)
@@ -137,7 +140,13 @@ static void write_all(int fd, const char *s)
     }
 }
 
-/* One attempt at a prompt; a signal that arrived is left in tty_signo for the caller. */
+/* One attempt at a prompt; a signal that arrived is left in tty_signo for the caller.
+ *
+ * For a secret, echo goes off before the prompt is written: whatever the person types once they
+ * see the prompt (fast typing, a paste) is never echoed. TCSANOW, not TCSAFLUSH: what was typed
+ * ahead stays in the input queue and is read as the answer, instead of being thrown away so that
+ * the next line counts as the password. Restoring uses TCSADRAIN for the same reason: lines typed
+ * after the answer are left for whoever reads the terminal next. */
 static int tty_ask_once(int fd, const char *prompt, bool echo, char **answer, kt_error *err)
 {
     struct sigaction old[TTY_NSIGNALS];
@@ -147,7 +156,6 @@ static int tty_ask_once(int fd, const char *prompt, bool echo, char **answer, kt
     tty_signo = 0;
     tty_fd = fd;
     tty_catch(old);
-    write_all(fd, prompt);
     if (!echo) {
         if (tcgetattr(fd, &tty_saved) != 0) {
             tty_release(old);
@@ -158,19 +166,22 @@ static int tty_ask_once(int fd, const char *prompt, bool echo, char **answer, kt
         quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
         quiet.c_lflag |= ICANON;
         tty_echo_off = 1;
-        if (tcsetattr(fd, TCSAFLUSH, &quiet) != 0) {
+        if (tcsetattr(fd, TCSANOW, &quiet) != 0) {
             tty_echo_off = 0;
             tty_release(old);
             return kt_error_set(err, KT_ERR_CONV, "cannot turn off echo: %s", strerror(errno));
         }
     }
+    if (tty_signo == 0)
+        write_all(fd, prompt);
     rc = tty_signo != 0 ? kt_error_set(err, KT_ERR_CONV, "interrupted")
                         : read_line_until(fd, KA_ANSWER_MAX, answer, true, err);
     if (!echo) {
+        tcsetattr(fd, TCSADRAIN, &tty_saved);
         tty_echo_off = 0;
-        tcsetattr(fd, TCSAFLUSH, &tty_saved);
         /* The Enter key was not echoed either. */
-        write_all(fd, "\n");
+        if (tty_signo == 0)
+            write_all(fd, "\n");
     }
     tty_release(old);
     return rc;
@@ -219,6 +230,29 @@ int ka_tty_ask(const char *prompt, bool echo, char **answer, kt_error *err)
     return rc;
 }
 
+int ka_term_check(const char *option, kt_error *err)
+{
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    /* `su USER -c CMD` runs CMD in a new session: standard input is still the terminal, but it
+     * is no longer the process's controlling terminal, so /dev/tty cannot be opened and reading
+     * standard input would show the secret as it is typed. */
+    if (isatty(STDIN_FILENO))
+        return kt_error_set(err, KT_ERR_CONV,
+                            "standard input is a terminal, but not this process's controlling "
+                            "terminal (as under 'su USER -c ...'), so typing could not be hidden: "
+                            "use 'su - USER' and run the command in that shell, or pass %s",
+                            option);
+    return kt_error_set(err, KT_ERR_CONV,
+                        "no terminal to ask on, and %s was not given: run this on a terminal, or "
+                        "pass %s and give the answer as one line of standard input",
+                        option, option);
+}
+
 int ka_ask(const ka_term *t, const char *prompt, bool echo, char **answer, kt_error *err)
 {
     int rc;
@@ -228,13 +262,15 @@ int ka_ask(const ka_term *t, const char *prompt, bool echo, char **answer, kt_er
         return kt_error_set(err, KT_ERR_CONV, "cannot ask for input here: %s", prompt);
     if (!t->stdin_only) {
         rc = ka_tty_ask(prompt, echo, answer, err);
-        if (rc <= 0)
-            return rc == 0 && *answer == NULL ? kt_error_set(err, KT_ERR_CONV, "no answer") : rc;
+        if (rc == 1)
+            /* Never standard input in its place: it may be a terminal echoing what is typed. */
+            return ka_term_check(t->stdin_option != NULL ? t->stdin_option : "the --*-stdin option",
+                                 err);
+        return rc == 0 && *answer == NULL ? kt_error_set(err, KT_ERR_CONV, "no answer") : rc;
     }
     rc = ka_read_line(STDIN_FILENO, KA_ANSWER_MAX, answer, err);
     if (rc == 1)
-        return kt_error_set(err, KT_ERR_CONV, "no terminal and nothing on standard input (%s)",
-                            prompt);
+        return kt_error_set(err, KT_ERR_CONV, "nothing on standard input (%s)", prompt);
     return rc;
 }
 

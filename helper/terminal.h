@@ -1,5 +1,6 @@
 /* Talking to the person: prompts on the controlling terminal (echo off for secrets), one line from
- * standard input when there is no terminal, messages on stderr. */
+ * standard input only when the command was told so (--password-stdin, --otp-stdin), messages on
+ * stderr. */
 #ifndef KA_TERMINAL_H
 #define KA_TERMINAL_H
 
@@ -13,9 +14,11 @@
 #define KA_ANSWER_MAX 1024
 
 typedef struct ka_term {
-    const char *prog; /* prefix of messages on stderr */
-    bool stdin_only;  /* answers come from standard input even when a terminal exists */
-    bool no_prompt;   /* nobody may be asked (credential mode): prompts fail at once */
+    const char *prog;         /* prefix of messages on stderr */
+    bool stdin_only;          /* answers come from standard input (--password-stdin and such) */
+    bool no_prompt;           /* nobody may be asked (credential mode): prompts fail at once */
+    const char *stdin_option; /* the option that makes answers come from standard input, for
+                                 messages ("--otp-stdin") */
 } ka_term;
 
 /* Reads one line from fd, at most max bytes before the newline; the newline (and a CR before it)
@@ -28,8 +31,15 @@ int ka_read_line(int fd, size_t max, char **out, kt_error *err);
  * err set. */
 int ka_tty_ask(const char *prompt, bool echo, char **answer, kt_error *err);
 
-/* Asks the way the helper does: the terminal when there is one (and !stdin_only), otherwise one
- * line from standard input. No answer at all is KT_ERR_CONV. */
+/* Whether secrets can be asked for: 0 when the process has a controlling terminal, else -1 with
+ * KT_ERR_CONV and a message that names `option` (the way to give the answer on standard input
+ * instead) and, when standard input is a terminal that is not the controlling one (su -c), says
+ * so. Commands call it before they read or send anything, so that they refuse at once. */
+int ka_term_check(const char *option, kt_error *err);
+
+/* Asks the way the helper does: with stdin_only, one line from standard input; otherwise on the
+ * terminal, and without one it refuses as ka_term_check does (standard input is never read in
+ * its place: it may be a terminal that would echo the secret). No answer is KT_ERR_CONV. */
 int ka_ask(const ka_term *t, const char *prompt, bool echo, char **answer, kt_error *err);
 
 /* A conversation for the core on top of ka_ask, with info and errors on stderr. */

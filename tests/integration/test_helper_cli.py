@@ -162,10 +162,14 @@ def test_login_without_device_stores_an_unconfirmed_token(kenv):
     assert_no_secret(kenv, r.stdout, r.stderr)
 
 
-def test_password_from_stdin_without_a_terminal(kenv):
+def test_no_terminal_without_password_stdin_refuses(kenv):
+    """Standard input is read only when --password-stdin says so (test_helper_terminal checks
+    that nothing of it is consumed)."""
     r = kenv.run("login", input=DEMO_PASSWORD + "\n")
-    assert r.returncode == EXIT_OK, r.stderr
-    assert kenv.cache()["username"] == DEMO_USER
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert "--password-stdin" in r.stderr
+    assert not kenv.cache_file.exists()
+    assert kenv.token_requests() == []
 
 
 def test_password_with_crlf_line_ending(kenv):

@@ -1,4 +1,6 @@
-"""kontist-auth on a terminal: prompts on /dev/tty with echo off, restored on every path."""
+"""kontist-auth on a terminal: prompts on /dev/tty with echo off before the prompt appears,
+type-ahead kept, echo restored on every path; without a terminal, secrets are not read at all
+unless an option says they come from standard input."""
 
 import fcntl
 import os
@@ -13,7 +15,7 @@ import time
 import pytest
 
 from conftest import DEMO_PASSWORD
-from test_helper_env import EXIT_OK, kenv  # noqa: F401 (fixture)
+from test_helper_env import EXIT_OK, EXIT_USAGE, kenv  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -63,6 +65,25 @@ class Terminal:
 
     def echo(self):
         return bool(termios.tcgetattr(self.slave)[3] & termios.ECHO)
+
+    def pending_input(self, timeout=1):
+        """What is left unread in the terminal's input queue (read through the slave side)."""
+        data = b""
+        flags = fcntl.fcntl(self.slave, fcntl.F_GETFL)
+        fcntl.fcntl(self.slave, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        try:
+            while select.select([self.slave], [], [], timeout)[0]:
+                try:
+                    chunk = os.read(self.slave, 4096)
+                except BlockingIOError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+                timeout = 0.2
+        finally:
+            fcntl.fcntl(self.slave, fcntl.F_SETFL, flags)
+        return data
 
     def wait_for_echo(self, state, timeout=5):
         deadline = time.monotonic() + timeout
@@ -114,7 +135,53 @@ def test_sms_code_is_read_from_the_terminal_without_echo(kenv, terminal):
     assert kenv.record_file.exists()
 
 
-@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
+def test_echo_is_off_before_the_prompt_appears(kenv, terminal):
+    """Typed the moment the prompt shows (fast typing, a paste): nothing of it is echoed."""
+    proc = terminal.run(kenv, "login")
+    terminal.read_until(b"Kontist password for demo@example.com: ")
+    # No waiting: echo must already be off when the prompt can be seen.
+    assert not terminal.echo(), "the prompt was printed while echo was still on"
+    terminal.type(DEMO_PASSWORD + "\n")
+    out, err = proc.communicate(timeout=30)
+    terminal.drain()
+    assert proc.returncode == EXIT_OK, err
+    assert DEMO_PASSWORD.encode() not in terminal.output
+    assert terminal.echo()
+    assert kenv.cache()["username"] == "demo@example.com"
+
+
+def test_sms_code_prompt_echo_is_off_before_the_prompt(kenv, terminal):
+    assert kenv.login().returncode == EXIT_OK
+    proc = terminal.run(kenv, "device", "enroll")
+    terminal.read_until(b"SMS code: ")
+    assert not terminal.echo()
+    otp = kenv.mock.last_otp()
+    terminal.type(otp + "\n")
+    _, err = proc.communicate(timeout=30)
+    terminal.drain()
+    assert proc.returncode == EXIT_OK, err
+    assert otp.encode() not in terminal.output
+    assert terminal.echo()
+
+
+def test_type_ahead_is_kept(kenv, terminal):
+    """The password and the next line typed in one go: the first line is the password (nothing
+    was flushed before it was read) and the second stays in the terminal's input queue for the
+    shell (nothing was flushed when echo came back)."""
+    proc = terminal.run(kenv, "login")
+    terminal.read_until(b"password for")
+    terminal.type(DEMO_PASSWORD + "\nnext-command\n")
+    _, err = proc.communicate(timeout=30)
+    terminal.drain()
+    assert proc.returncode == EXIT_OK, err
+    assert terminal.pending_input() == b"next-command\n"
+    assert DEMO_PASSWORD.encode() not in terminal.output
+    assert b"next-command" not in terminal.output
+    assert terminal.echo()
+
+
+@pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                                   signal.SIGUSR1, signal.SIGALRM])
 def test_a_signal_during_the_prompt_restores_echo(kenv, terminal, signo):
     proc = terminal.run(kenv, "login")
     terminal.read_until(b"password for")
@@ -286,3 +353,80 @@ def test_password_stdin_does_not_touch_the_terminal(kenv, terminal):
     terminal.drain()
     assert proc.returncode == EXIT_OK, err
     assert terminal.output == b""
+
+
+# -- without a terminal ---------------------------------------------------------------------------
+#
+# `su - user -c CMD` (and cron, and a pipe) give CMD no controlling terminal. Reading the secret
+# from standard input there would show it (su -c: standard input is still the terminal, with echo
+# on): the commands refuse at once, before reading anything or asking the bank for an SMS.
+
+
+def run_without_terminal(kenv, args, stdin):
+    """Runs kontist-auth in a new session (setsid: no controlling terminal) with stdin as given."""
+    return subprocess.run([str(kenv.auth), *args], stdin=stdin, capture_output=True, text=True,
+                          env=kenv.env, start_new_session=True, timeout=30, cwd=kenv.root)
+
+
+def filled_pipe(data):
+    """A pipe holding data; returns the read end (the write end is closed)."""
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
+def test_login_without_terminal_refuses_without_reading_stdin(kenv):
+    r = filled_pipe((DEMO_PASSWORD + "\n").encode())
+    try:
+        proc = run_without_terminal(kenv, ["login"], r)
+        left = os.read(r, 4096)
+    finally:
+        os.close(r)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "--password-stdin" in proc.stderr
+    assert left == (DEMO_PASSWORD + "\n").encode(), "standard input was read"
+    assert DEMO_PASSWORD not in proc.stdout + proc.stderr
+    assert kenv.token_requests() == []
+    assert not kenv.cache_file.exists()
+
+
+def test_enroll_without_terminal_refuses_before_any_sms(kenv):
+    assert kenv.login().returncode == EXIT_OK
+    r = filled_pipe(b"123456\n")
+    try:
+        proc = run_without_terminal(kenv, ["device", "enroll"], r)
+        left = os.read(r, 4096)
+    finally:
+        os.close(r)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "--otp-stdin" in proc.stderr
+    assert left == b"123456\n", "standard input was read"
+    assert kenv.mock.sms() == [], "the bank was asked for an SMS anyway"
+    assert not kenv.record_file.exists() and not kenv.key_file.exists()
+
+
+@pytest.mark.parametrize("args, option", [(["login"], "--password-stdin"),
+                                          (["device", "enroll"], "--otp-stdin")])
+def test_su_c_terminal_that_is_not_controlling_refuses(kenv, terminal, args, option):
+    """su USER -c: standard input is a terminal, but not the controlling one of the command
+    (new session), so echo could not be switched off: refuse, say how to do it instead."""
+    if args[0] == "device":
+        assert kenv.login().returncode == EXIT_OK
+    terminal.type("typed-ahead\n")
+    proc = run_without_terminal(kenv, args, terminal.slave)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "su - " in proc.stderr and option in proc.stderr, proc.stderr
+    assert terminal.pending_input() == b"typed-ahead\n", "the terminal was read"
+    assert kenv.mock.sms() == []
+    assert not kenv.cache_file.exists() or args[0] == "device"
+
+
+def test_stdin_options_still_read_stdin_without_terminal(kenv):
+    r = filled_pipe((DEMO_PASSWORD + "\n").encode())
+    try:
+        proc = run_without_terminal(kenv, ["login", "--password-stdin"], r)
+    finally:
+        os.close(r)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert kenv.cache()["username"] == "demo@example.com"
