@@ -28,9 +28,10 @@ Fixtures
     json=None, form=None, token=None, basic=None, headers=None, body=None,
     timeout=10, conn=None) -> (status, headers, body)``; ``connect()``,
     ``ssl_context()``; control: ``set_fault(**spec)``, ``clear_faults()``,
-    ``mfa(id, status)``, ``state()``; logs: ``sms()``, ``last_otp()``,
-    ``requests(endpoint=None)``, ``stderr()``; flows: ``password_grant()``,
-    ``enroll_device()``, ``confirm()``; ``stop()``.
+    ``mfa(id, status)``, ``answer_binding(id, status)``, ``state()``; logs:
+    ``sms()``, ``last_otp()``, ``requests(endpoint=None)``, ``stderr()``; flows:
+    ``password_grant()``, ``request_binding()``, ``enroll_device()``,
+    ``confirm()``; ``stop()``.
 
 Constants for test modules (``from conftest import ...``): DEMO_USER,
 DEMO_PASSWORD, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, PUBLIC_CLIENT_ID,
@@ -229,14 +230,37 @@ class Mock:
             raise MockError(f"password grant: {status} {body}")
         return body
 
+    def answer_binding(self, binding_id, status="CONFIRMED"):
+        """The person confirms ("CONFIRMED") or rejects ("REJECTED") a device binding request."""
+        return self.control("POST", f"binding-requests/{quote(binding_id, safe='')}",
+                            {"status": status})
+
+    def request_binding(self, token, name="test device", confirm=True):
+        """createDeviceBindingRequest for *token*'s user, confirmed through the control
+        endpoint unless *confirm* is false (or the mock confirmed it itself); returns the
+        request as GraphQL shows it."""
+        status, _, body = self.api("POST", "/api/graphql", token=token, json={
+            "query": "mutation Bind($name: String!) { createDeviceBindingRequest("
+                     "deviceName: $name) { id deviceName confirmedAt rejectedAt } }",
+            "variables": {"name": name}})
+        if status != 200 or not isinstance(body, dict) or body.get("errors"):
+            raise MockError(f"createDeviceBindingRequest: {status} {body}")
+        binding = body["data"]["createDeviceBindingRequest"]
+        if confirm and binding["confirmedAt"] is None:
+            self.answer_binding(binding["id"], "CONFIRMED")
+        return binding
+
     def enroll_device(self, key=None, name="test device", token=None):
-        """Create and verify a device for the demo user (or *token*'s user).
+        """Create and verify a device for the demo user (or *token*'s user), the way the
+        bank documents it: a device binding request, confirmed by the person (here through
+        the control endpoint), then the device.
 
         Returns ``(device_id, key)``; a key is made when none is given.  Write
         it with ``kt_crypto.write_key_pem`` for a binary under test to use.
         """
         key = key or make_key()
         token = token or self.password_grant()["access_token"]
+        self.request_binding(token, name)
         status, _, body = self.api("POST", "/api/user/devices", token=token,
                                    json={"name": name, "key": public_key_hex(key)})
         if status not in (200, 201):

@@ -58,7 +58,8 @@ def test_state(mock):
     state = mock.state()
     assert [(d["id"], d["name"], d["verified"]) for d in state["devices"]] == \
         [(device_id, "box", True)]
-    assert state["counts"] == {"token": 1, "devices_create": 1, "device_verify": 1, "user": 1}
+    assert state["counts"] == {"token": 1, "graphql": 1, "devices_create": 1, "device_verify": 1,
+                               "user": 1}
     assert [(r["username"], r["kid"]) for r in state["refresh_tokens"]] == \
         [("demo@example.com", None)]
     assert state["connections"] >= 5

@@ -16,6 +16,7 @@ def token(mock):
 
 
 def create_device(mock, token, key, name="device"):
+    mock.request_binding(token, name)
     status, _, body = mock.api("POST", "/api/user/devices", token=token,
                                json={"name": name, "key": public_key_hex(key)})
     assert status == 201, body
@@ -62,6 +63,7 @@ def test_create_device_rejects_bad_keys(mock, token):
 
 
 def test_create_device_accepts_upper_case_hex(mock, token):
+    mock.request_binding(token)
     status, _, _ = mock.api("POST", "/api/user/devices", token=token,
                             json={"name": "x", "key": VALID_KEY.upper()})
     assert status == 201

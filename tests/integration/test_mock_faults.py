@@ -81,6 +81,7 @@ def test_close_cuts_the_body(mock):
 def test_close_on_a_204_still_cuts_and_the_request_took_effect(mock):
     token = mock.password_grant()["access_token"]
     key = make_key()
+    mock.request_binding(token)
     _, _, created = mock.api("POST", "/api/user/devices", token=token,
                              json={"name": "x", "key": public_key_hex(key)})
     mock.set_fault(endpoint="device_verify", kind="close")
@@ -112,6 +113,60 @@ def test_status_with_custom_body_and_no_retry_after(mock):
     status, headers, body = login(mock)
     assert (status, body) == (400, {"error": "invalid_grant", "error_description": "locked"})
     assert headers["Retry-After"] is None
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422, 429, 500, 502, 503])
+def test_non_rfc_error_bodies(mock, status):
+    mock.set_fault(endpoint="token", kind="message_body", status=status, message="Go away",
+                   retry_after=3, count=1)
+    got, headers, body = login(mock)
+    assert (got, body) == (status, {"message": "Go away"})
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Retry-After"] == "3"
+
+    mock.set_fault(endpoint="token", kind="html_body", status=status, count=1)
+    got, headers, body = login(mock)
+    assert got == status
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert body.startswith("<!DOCTYPE html>") and str(status) in body
+    assert headers["Retry-After"] is None
+
+    mock.set_fault(endpoint="token", kind="empty_body", status=status, count=1)
+    got, headers, body = login(mock)
+    assert (got, body) == (status, None)
+    assert headers["Content-Length"] == "0" and headers["Content-Type"] is None
+    assert [r["faults"] for r in mock.requests("token")] == \
+        [["message_body"], ["html_body"], ["empty_body"]]
+    # none of them let the request do anything: no refresh token was issued
+    assert mock.state()["refresh_tokens"] == []
+
+
+def test_body_faults_on_every_endpoint(mock):
+    mock.set_fault(endpoint="*", kind="message_body", status=409, message="busy")
+    for method, path in (("POST", "/api/user/devices"), ("POST", "/api/graphql"),
+                         ("POST", "/api/user/devices/x/challenges"), ("GET", "/api/user")):
+        assert mock.api(method, path)[0:3:2] == (409, {"message": "busy"}), path
+
+
+def test_retry_after_decorates_the_real_answer(mock):
+    mock.set_fault(endpoint="token", kind="retry_after", seconds=2, count=1)
+    status, headers, body = login(mock)
+    assert status == 200 and body["access_token"] and headers["Retry-After"] == "2"
+    assert login(mock)[1]["Retry-After"] is None
+    with pytest.raises(AssertionError):
+        mock.set_fault(endpoint="token", kind="retry_after", seconds=1.5)
+
+
+def test_faults_for_one_graphql_operation(mock):
+    token = mock.password_grant()["access_token"]
+    mock.set_fault(endpoint="graphql", operation="listBoundDevices", kind="status",
+                   status=502)
+    assert mock.api("POST", "/api/graphql", token=token,
+                    json={"query": "{ listBoundDevices { id } }"})[0] == 502
+    binding = mock.request_binding(token, confirm=False)
+    assert binding["id"]
+    with pytest.raises(AssertionError):
+        mock.set_fault(endpoint="token", operation="listBoundDevices", kind="status")
 
 
 def test_status_fault_does_not_run_the_request(mock):

@@ -48,7 +48,14 @@ def test_whole_device_binding_flow(mock_factory, rotate):
     # the banking API wants a confirmed token
     assert mock.api("GET", "/api/accounts", token=access)[0] == 403
 
-    # 2. create a device with our key; the OTP arrives by "SMS"
+    # 2. a device binding request, which the person confirms (in the app, or by email)
+    binding = mock.request_binding(access, "laptop", confirm=False)
+    assert binding["confirmedAt"] is None
+    assert [b["id"] for b in mock.state()["binding_requests"]] == [binding["id"]]
+    mock.answer_binding(binding["id"], "CONFIRMED")
+    assert mock.state()["binding_requests"] == []
+
+    # 3. create a device with our key; the OTP arrives by "SMS"
     key = make_key()
     status, _, created = mock.api("POST", "/api/user/devices", token=access,
                                   json={"name": "laptop", "key": public_key_hex(key)})
@@ -61,7 +68,7 @@ def test_whole_device_binding_flow(mock_factory, rotate):
     assert re.fullmatch(r"\d{6}", sms["otp"])
     assert mock.last_otp() == sms["otp"]
 
-    # 3. verify the device with the signed OTP
+    # 4. verify the device with the signed OTP
     status, _, body = mock.api("POST", f"/api/user/devices/{device_id}/verify", token=access,
                                json={"challengeId": challenge_id,
                                      "signature": sign_hex(key, sms["otp"])})
@@ -70,7 +77,7 @@ def test_whole_device_binding_flow(mock_factory, rotate):
     assert device["id"] == device_id and device["verified"] is True
     assert device["key"] == public_key_hex(key)
 
-    # 4. device challenge, signed
+    # 5. device challenge, signed
     status, _, challenge = mock.api("POST", f"/api/user/devices/{device_id}/challenges",
                                     token=access)
     assert status == 201
@@ -83,14 +90,22 @@ def test_whole_device_binding_flow(mock_factory, rotate):
     assert status == 200
     assert set(confirmed) == {"token", "refresh_token"}
 
-    # 5. the confirmed token carries cnf and opens the banking API
+    # 6. the confirmed token carries cnf and opens the banking API; the refresh tokens are
+    # JWTs as well, with cnf once confirmed
     claims = jwt_claims(confirmed["token"])
     assert claims["cnf"] == {"kid": device_id}
+    refresh_claims = jwt_claims(confirmed["refresh_token"])
+    assert refresh_claims["cnf"] == {"kid": device_id}
+    assert {"sub", "scope", "client_id", "iat", "exp"} <= set(refresh_claims)
+    assert refresh_claims["sub"] == DEMO_USER and refresh_claims["client_id"] == DEMO_CLIENT_ID
+    assert "cnf" not in jwt_claims(grant["refresh_token"])
+    # a refresh token is no access token
+    assert mock.api("GET", "/api/user", token=confirmed["refresh_token"])[0] == 401
     assert claims["sub"] == DEMO_USER and claims["scope"] == DEFAULT_SCOPE
     status, _, accounts = mock.api("GET", "/api/accounts", token=confirmed["token"])
     assert status == 200 and accounts["accounts"][0]["iban"]
 
-    # 6. the confirmed refresh token renews confirmed access tokens
+    # 7. the confirmed refresh token renews confirmed access tokens
     first_refresh = confirmed["refresh_token"]
     status, _, renewed = refresh(mock, first_refresh)
     assert status == 200

@@ -77,6 +77,7 @@ def test_secrets_never_logged(mock):
     grant = mock.password_grant()
     token = grant["access_token"]
     key = make_key()
+    mock.request_binding(token)
     status, _, created = mock.api("POST", "/api/user/devices", token=token,
                                   json={"name": "laptop", "key": public_key_hex(key)})
     otp = mock.last_otp()
@@ -96,7 +97,7 @@ def test_secrets_never_logged(mock):
     mock.api("GET", "/api/user", headers={"Authorization": token})   # scheme forgotten
 
     text = (mock.state_dir / "requests.jsonl").read_text()
-    assert len(text.splitlines()) == 8
+    assert len(text.splitlines()) == 9
     for secret in (DEMO_PASSWORD, DEMO_CLIENT_SECRET, token, grant["refresh_token"],
                    confirmed["token"], confirmed["refresh_token"], otp_signature,
                    challenge_signature, challenge["stringToSign"]):

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import jwt
+from . import graphql, jwt
 from .users import ALL_SCOPES
 
 OAUTH_FORM = "application/x-www-form-urlencoded"
@@ -36,6 +36,7 @@ class Request:
     headers: object           # email.message.Message, case-insensitive get()
     body: bytes
     expire_tokens: bool = False
+    client_ip: str = ""
 
 
 @dataclass
@@ -93,6 +94,28 @@ class Device:
     verified: bool = False
     verification: Challenge = None
     challenges: dict = field(default_factory=dict)
+    binding: object = None    # the BindingRequest it was created under, or None
+
+
+@dataclass
+class BindingRequest:
+    """A device binding request: the person confirms it in the app or an email."""
+    id: str
+    username: str
+    device_name: str
+    device_id: str            # as given to createDeviceBindingRequest, or None
+    ip_address: str
+    address: str
+    created: float
+    confirmed: float = None
+    rejected: float = None
+    used_by: str = None       # id of the device created under it
+
+    @property
+    def status(self):
+        if self.rejected is not None:
+            return "REJECTED"
+        return "CONFIRMED" if self.confirmed is not None else "PENDING"
 
 
 @dataclass
@@ -113,12 +136,17 @@ class MfaChallenge:
     token_issued: bool = False
 
 
+BINDING_MODES = ("required", "auto", "off")
+
+
 @dataclass
 class Settings:
     token_lifetime: float = 3599
     refresh_lifetime: float = 30 * 86400
-    challenge_lifetime: float = 300
+    challenge_lifetime: float = 180
     rotate_refresh: bool = False
+    binding_requests: str = "required"   # one of BINDING_MODES
+    binding_window: float = 180          # create and verify within this after confirmation
 
 
 def _verify_signature(public_key, signature_hex, message):
@@ -155,9 +183,13 @@ class Api:
         self.settings = settings
         self.sms_sink = sms_sink          # callable(dict): the user's phone
         self.signer = jwt.Signer()
+        # Refresh tokens are JWTs too, signed with a key of their own: one can never pass
+        # for an access token.
+        self.refresh_signer = jwt.Signer()
         self.devices = {}
         self.refresh_tokens = {}
         self.mfa_challenges = {}
+        self.binding_requests = {}
         self._routes = [(m, re.compile(p), name) for m, p, name in self.ROUTES]
 
     # -- routing ----------------------------------------------------------
@@ -198,9 +230,16 @@ class Api:
         return self.signer.encode(claims), expires_in
 
     def _refresh_token(self, username, client_id, scope, kid, expires=None):
-        value = secrets.token_urlsafe(32)
+        """A JWT with the claims of the documentation's example; the mock still keeps a
+        record of each, to revoke them and to retire rotated ones."""
+        now = time.time()
         if expires is None:
-            expires = time.time() + self.settings.refresh_lifetime
+            expires = now + self.settings.refresh_lifetime
+        claims = {"sub": username, "scope": " ".join(scope), "client_id": client_id,
+                  "iat": int(now), "exp": int(expires), "jti": str(uuid.uuid4())}
+        if kid is not None:
+            claims["cnf"] = {"kid": kid}
+        value = self.refresh_signer.encode(claims)
         self.refresh_tokens[value] = RefreshToken(username, client_id, list(scope), kid, expires)
         return value
 
@@ -431,15 +470,78 @@ class Api:
                                                                       bytes.fromhex(key))
         except ValueError:
             raise ApiError(400, "invalid_key", "key is not a point on P-256") from None
+        binding = self._binding_for_device(claims["sub"])
         otp = f"{secrets.randbelow(10**6):06d}"
         device = Device(str(uuid.uuid4()), claims["sub"], name, key.lower(), public_key,
-                        time.time(), verification=self._new_challenge(otp))
+                        time.time(), verification=self._new_challenge(otp), binding=binding)
         self.devices[device.id] = device
+        if binding is not None:
+            binding.used_by = device.id
         user = self.users[claims["sub"].lower()]
         self.sms_sink({"username": user.username, "phone": user.phone,
                        "device_id": device.id, "challenge_id": device.verification.id,
                        "otp": otp})
         return Response(201, {"deviceId": device.id, "challengeId": device.verification.id})
+
+    # -- device binding requests --------------------------------------------
+
+    def _within_window(self, binding):
+        return time.time() - binding.confirmed < self.settings.binding_window
+
+    def _binding_for_device(self, username):
+        """The confirmed, unused binding request a new device is created under.
+
+        None when binding requests are off.  Each confirmation admits one device."""
+        if self.settings.binding_requests == "off":
+            return None
+        usable = [b for b in self.binding_requests.values()
+                  if b.username.lower() == username.lower() and b.status == "CONFIRMED"
+                  and b.used_by is None]
+        if not usable:
+            raise ApiError(403, "binding_request_required",
+                           "a device can only be created after a device binding request "
+                           "(createDeviceBindingRequest) was confirmed in the Kontist app "
+                           "or by email")
+        fresh = [b for b in usable if self._within_window(b)]
+        if not fresh:
+            raise ApiError(403, "binding_request_expired",
+                           f"the device binding request was confirmed more than "
+                           f"{self.settings.binding_window:g} s ago; start again with a new one")
+        return max(fresh, key=lambda b: b.confirmed)
+
+    @staticmethod
+    def binding_view(b):
+        """A DeviceBindingRequest as the GraphQL schema has it."""
+        return {"id": b.id, "ipAddress": b.ip_address, "deviceName": b.device_name,
+                "address": b.address, "createdAt": iso_time(b.created),
+                "confirmedAt": iso_time(b.confirmed) if b.confirmed is not None else None,
+                "rejectedAt": iso_time(b.rejected) if b.rejected is not None else None}
+
+    def _new_binding(self, claims, device_name, device_id, client_ip):
+        now = time.time()
+        binding = BindingRequest(str(uuid.uuid4()), claims["sub"], device_name, device_id,
+                                 client_ip or "unknown", "Unknown location", now)
+        if self.settings.binding_requests == "auto":
+            binding.confirmed = now
+        self.binding_requests[binding.id] = binding
+        return binding
+
+    def set_binding_status(self, binding_id, status):
+        """Control endpoint: the person confirms or rejects in the app or the email."""
+        binding = self.binding_requests.get(binding_id)
+        if binding is None:
+            raise ApiError(404, "not_found", "device binding request not found")
+        if status not in ("CONFIRMED", "REJECTED"):
+            raise ApiError(400, "invalid_request", "status must be CONFIRMED or REJECTED")
+        if binding.status != "PENDING":
+            raise ApiError(409, "already_answered",
+                           f"device binding request is {binding.status} already")
+        if status == "CONFIRMED":
+            binding.confirmed = time.time()
+        else:
+            binding.rejected = time.time()
+        return dict(self.binding_view(binding), username=binding.username,
+                    status=binding.status)
 
     def _device_verify(self, req):
         claims = self._bearer(req)
@@ -452,6 +554,10 @@ class Api:
             raise ApiError(400, "device_verified", "device already verified")
         if device.verification is None or device.verification.id != challenge_id:
             raise ApiError(400, "unknown_challenge", "no such challenge for this device")
+        if device.binding is not None and not self._within_window(device.binding):
+            raise ApiError(403, "binding_request_expired",
+                           f"the device binding request was confirmed more than "
+                           f"{self.settings.binding_window:g} s ago; start again with a new one")
         self._use_challenge(device.verification, device.public_key, signature)
         device.verified = True
         return Response(204)
@@ -527,55 +633,210 @@ class Api:
 
     # -- GraphQL ------------------------------------------------------------
 
-    _DELETE = re.compile(r'deleteBoundDevice\s*\(\s*deviceId\s*:\s*'
-                         r'(?:"((?:[^"\\]|\\.)*)"|\$(\w+))\s*\)')
-    _LIST = re.compile(r"listBoundDevices\s*\{([^{}]*)\}")
-    _DEVICE_FIELDS = {"id": lambda d: d.id, "name": lambda d: d.name,
-                      "createdAt": lambda d: iso_time(d.created)}
+    # The part of the schema the mock serves.  Field -> (arguments, result type); "!" is
+    # non-null, "[T!]!" a list.  Object types list their fields, and nothing else exists.
+    GQL_OBJECTS = {
+        "BoundDevice": ("id", "name"),
+        "DeviceBindingRequest": ("id", "ipAddress", "deviceName", "address", "confirmedAt",
+                                 "rejectedAt", "createdAt"),
+    }
+    GQL_ROOTS = {
+        "query": ("Query", {
+            "listBoundDevices": ({}, "[BoundDevice!]!"),
+            "getDeviceBindingRequest": ({"id": "String"}, "DeviceBindingRequest"),
+        }),
+        "mutation": ("Mutation", {
+            "createDeviceBindingRequest": ({"deviceName": "String!", "deviceId": "String"},
+                                           "DeviceBindingRequest!"),
+            "updateDeviceBindingRequest": ({"id": "String!", "isConfirmation": "Boolean!"},
+                                           "Boolean!"),
+            "deleteBoundDevice": ({"deviceId": "String!"}, "Boolean!"),
+        }),
+    }
+    # The documented limits: beyond them, expect 429.
+    GQL_MAX_QUERY = 10000
+    GQL_MAX_FIELDS = 500
+    GQL_MAX_ERRORS = 3
+
+    class FieldError(Exception):
+        def __init__(self, message, code):
+            super().__init__(message)
+            self.code = code
+
+    @classmethod
+    def _graphql_error(cls, messages, status=400, code="GRAPHQL_VALIDATION_FAILED"):
+        if isinstance(messages, str):
+            messages = [messages]
+        return Response(status, {"errors": [{"message": m, "extensions": {"code": code}}
+                                            for m in messages[:cls.GQL_MAX_ERRORS]]})
 
     @staticmethod
-    def _graphql_error(message, status=400):
-        return Response(status, {"errors": [{"message": message}]})
+    def _gql_base(type_text):
+        return type_text.strip("[]!")
+
+    @staticmethod
+    def _gql_value_ok(type_text, value):
+        """Whether a (variable or literal) value fits a scalar argument type."""
+        if value is None:
+            return not type_text.endswith("!")
+        base = type_text.rstrip("!")
+        if base == "String":
+            return isinstance(value, str)
+        if base == "Boolean":
+            return isinstance(value, bool)
+        return False
+
+    def _gql_validate(self, op, variables):
+        """Errors in the operation against the schema and the request's variables."""
+        root, fields = self.GQL_ROOTS[op.kind]
+        errors, used = [], set()
+        for f in op.selections:
+            if f.name not in fields:
+                errors.append(f'Cannot query field "{f.name}" on type "{root}".')
+                continue
+            arg_types, result = fields[f.name]
+            for name, value in f.arguments.items():
+                if name not in arg_types:
+                    errors.append(f'Unknown argument "{name}" on field "{root}.{f.name}".')
+                elif isinstance(value, graphql.Variable):
+                    used.add(value.name)
+                    declared = op.variables.get(value.name)
+                    if declared is None:
+                        errors.append(f'Variable "${value.name}" is not defined.')
+                    elif self._gql_base(declared[0]) != self._gql_base(arg_types[name]) or (
+                            arg_types[name].endswith("!") and not declared[0].endswith("!")
+                            and declared[1] is None):
+                        errors.append(f'Variable "${value.name}" of type "{declared[0]}" used '
+                                      f'in position expecting type "{arg_types[name]}".')
+                elif not self._gql_value_ok(arg_types[name], value):
+                    errors.append(f'Argument "{name}" of field "{f.name}" has an invalid value; '
+                                  f'expected type "{arg_types[name]}".')
+            for name, type_text in arg_types.items():
+                if type_text.endswith("!") and name not in f.arguments:
+                    errors.append(f'Field "{f.name}" argument "{name}" of type "{type_text}" '
+                                  f'is required, but it was not provided.')
+            obj = self._gql_base(result)
+            if obj in self.GQL_OBJECTS:
+                if not f.selections:
+                    errors.append(f'Field "{f.name}" of type "{result}" must have a selection '
+                                  f'of subfields.')
+                    continue
+                for sub in f.selections:
+                    if sub.name not in self.GQL_OBJECTS[obj]:
+                        errors.append(f'Cannot query field "{sub.name}" on type "{obj}".')
+                    elif sub.arguments or sub.selections:
+                        errors.append(f'Field "{sub.name}" on type "{obj}" takes no arguments '
+                                      f'and no subfields.')
+            elif f.selections:
+                errors.append(f'Field "{f.name}" must not have a selection since type '
+                              f'"{result}" has no subfields.')
+        for name, (type_text, default) in op.variables.items():
+            if name not in used:
+                errors.append(f'Variable "${name}" is never used.')
+            value = variables.get(name, default)
+            if not self._gql_value_ok(type_text, value):
+                errors.append(f'Variable "${name}" of type "{type_text}" got an invalid or no '
+                              f'value.')
+        return errors
 
     def _graphql(self, req):
         claims = self._bearer(req)
         data = self._json(req)
         query, variables = data.get("query"), data.get("variables") or {}
         if not isinstance(query, str) or not isinstance(variables, dict):
-            return self._graphql_error("query must be a string, variables an object")
-        if re.match(r"\s*mutation\b", query):
-            match = self._DELETE.search(query)
-            if not match:
-                return self._graphql_error("unsupported mutation")
-            if match.group(1) is not None:
-                try:
-                    device_id = json.loads(f'"{match.group(1)}"')
-                except ValueError:
-                    return self._graphql_error("bad string literal")
-            else:
-                device_id = variables.get(match.group(2))
-            if not isinstance(device_id, str):
-                return self._graphql_error("deviceId must be a string")
-            device = self.devices.get(device_id)
-            if device is None or device.username.lower() != claims["sub"].lower():
-                return Response(200, {"data": None,
-                                      "errors": [{"message": "Device not found",
-                                                  "path": ["deleteBoundDevice"]}]})
-            del self.devices[device_id]
-            self._revoke_device(device_id)
-            return Response(200, {"data": {"deleteBoundDevice": True}})
-        match = self._LIST.search(query)
-        if not match:
-            return self._graphql_error("unsupported query")
-        fields = match.group(1).split()
-        unknown = [f for f in fields if f not in self._DEVICE_FIELDS]
-        if not fields or unknown:
-            return self._graphql_error(f"unknown fields: {' '.join(unknown) or '(none)'}")
+            return self._graphql_error("query must be a string, variables an object",
+                                       code="BAD_REQUEST")
+        if len(query) >= self.GQL_MAX_QUERY:
+            return self._graphql_error(f"query longer than {self.GQL_MAX_QUERY} characters",
+                                       status=429, code="QUERY_TOO_COMPLEX")
+        try:
+            op = graphql.parse(query)
+        except (graphql.GraphQLError, ValueError, RecursionError) as e:
+            return self._graphql_error(str(e) or "Syntax Error", code="GRAPHQL_PARSE_FAILED")
+        if op.count_fields() > self.GQL_MAX_FIELDS:
+            return self._graphql_error(f"query selects more than {self.GQL_MAX_FIELDS} fields",
+                                       status=429, code="QUERY_TOO_COMPLEX")
+        errors = self._gql_validate(op, variables)
+        if errors:
+            return self._graphql_error(errors)
+
+        _, fields = self.GQL_ROOTS[op.kind]
+        result, errors = {}, []
+        for f in op.selections:
+            args = {name: (variables.get(v.name, op.variables[v.name][1])
+                           if isinstance(v, graphql.Variable) else v)
+                    for name, v in f.arguments.items()}
+            try:
+                value = getattr(self, "_gql_" + f.name)(claims, args, req)
+            except self.FieldError as e:
+                errors.append({"message": str(e), "path": [f.alias],
+                               "extensions": {"code": e.code}})
+                if fields[f.name][1].endswith("!"):
+                    result = None           # a non-null field failed: no data at all
+                    break
+                result[f.alias] = None
+                continue
+            result[f.alias] = self._gql_project(value, f.selections)
+        body = {"data": result}
+        if errors:
+            body["errors"] = errors[:self.GQL_MAX_ERRORS]
+        return Response(200, body)
+
+    @classmethod
+    def _gql_project(cls, value, selections):
+        if selections is None or value is None:
+            return value
+        if isinstance(value, list):
+            return [cls._gql_project(v, selections) for v in value]
+        return {s.alias: value[s.name] for s in selections}
+
+    def _gql_binding(self, claims, binding_id):
+        binding = self.binding_requests.get(binding_id) if binding_id else None
+        if binding is None or binding.username.lower() != claims["sub"].lower():
+            return None
+        return binding
+
+    def _gql_listBoundDevices(self, claims, args, req):
         devices = [d for d in self.devices.values()
                    if d.verified and d.username.lower() == claims["sub"].lower()]
         devices.sort(key=lambda d: d.created)
-        listed = [{f: self._DEVICE_FIELDS[f](d) for f in fields} for d in devices]
-        return Response(200, {"data": {"listBoundDevices": listed}})
+        return [{"id": d.id, "name": d.name} for d in devices]
+
+    def _gql_getDeviceBindingRequest(self, claims, args, req):
+        binding = self._gql_binding(claims, args.get("id"))
+        return self.binding_view(binding) if binding is not None else None
+
+    def _gql_createDeviceBindingRequest(self, claims, args, req):
+        name = args["deviceName"]
+        if not name.strip() or len(name) > 255:
+            raise self.FieldError("deviceName must be a non-empty string of at most 255 "
+                                  "characters", "BAD_USER_INPUT")
+        binding = self._new_binding(claims, name, args.get("deviceId"), req.client_ip)
+        return self.binding_view(binding)
+
+    def _gql_updateDeviceBindingRequest(self, claims, args, req):
+        # The confirming side is a device that is bound already (the Kontist app).
+        if "cnf" not in claims:
+            raise self.FieldError("only a bound device can answer a device binding request",
+                                  "FORBIDDEN")
+        binding = self._gql_binding(claims, args["id"])
+        if binding is None:
+            raise self.FieldError("Device binding request not found", "NOT_FOUND")
+        try:
+            self.set_binding_status(binding.id,
+                                    "CONFIRMED" if args["isConfirmation"] else "REJECTED")
+        except ApiError as e:
+            raise self.FieldError(e.message, "BAD_USER_INPUT") from None
+        return True
+
+    def _gql_deleteBoundDevice(self, claims, args, req):
+        device_id = args["deviceId"]
+        device = self.devices.get(device_id)
+        if device is None or device.username.lower() != claims["sub"].lower():
+            raise self.FieldError("Device not found", "NOT_FOUND")
+        del self.devices[device_id]
+        self._revoke_device(device_id)
+        return True
 
     # -- the rest -------------------------------------------------------------
 
@@ -615,4 +876,13 @@ class Api:
             "mfa_challenges": [dict(self._mfa_view(c), username=c.username,
                                     token_issued=c.token_issued)
                                for c in self.mfa_challenges.values()],
+            "settings": {"challenge_lifetime": self.settings.challenge_lifetime,
+                         "binding_window": self.settings.binding_window,
+                         "binding_requests": self.settings.binding_requests},
+            # pending ones only: what is waiting for the person's answer
+            "binding_requests": [dict(self.binding_view(b), username=b.username,
+                                      status=b.status)
+                                 for b in sorted(self.binding_requests.values(),
+                                                 key=lambda b: b.created)
+                                 if b.status == "PENDING"],
         }

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from . import faults, tlsfiles, users
-from .api import Api, Settings
+from .api import BINDING_MODES, Api, Settings
 from .server import App, MockServer
 
 
@@ -48,8 +48,17 @@ def parse_args(argv):
                    help="users and clients JSON (default: demo-users.json)")
     p.add_argument("--token-lifetime", type=_seconds, default=3599, metavar="SECONDS")
     p.add_argument("--refresh-lifetime", type=_seconds, default=30 * 86400, metavar="SECONDS")
-    p.add_argument("--challenge-lifetime", type=_seconds, default=300, metavar="SECONDS",
-                   help="lifetime of OTPs, device challenges and push MFA challenges")
+    p.add_argument("--challenge-lifetime", type=_seconds, default=180, metavar="SECONDS",
+                   help="lifetime of OTPs, device challenges and push MFA challenges "
+                        "(default 180)")
+    p.add_argument("--binding-requests", choices=BINDING_MODES, default="required",
+                   help="required: a device is only created after a device binding request "
+                        "was confirmed (the default, as the bank does); auto: every new "
+                        "binding request is confirmed at once (demos); off: no binding "
+                        "request needed (the API before December 2023)")
+    p.add_argument("--binding-window", type=_seconds, default=180, metavar="SECONDS",
+                   help="time after a binding request's confirmation to create and verify "
+                        "the device (default 180)")
     p.add_argument("--rotate-refresh", action="store_true",
                    help="answer every refresh with a new refresh token, retiring the old one")
     p.add_argument("--fault", type=_fault_arg, action="append", default=[], metavar="SPEC",
@@ -96,7 +105,8 @@ def main(argv=None):
     tls = tlsfiles.ensure(args.tls_dir or os.path.join(state_dir, "tls"))
 
     settings = Settings(args.token_lifetime, args.refresh_lifetime,
-                        args.challenge_lifetime, args.rotate_refresh)
+                        args.challenge_lifetime, args.rotate_refresh,
+                        args.binding_requests, args.binding_window)
     app = App(None, faults.Faults(args.fault), state_dir, args.rate_limit, args.verbose)
     app.api = Api(known_users, clients, settings, app.send_sms)
 

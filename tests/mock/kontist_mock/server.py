@@ -21,8 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from urllib.parse import parse_qsl, unquote
 
+from . import graphql
 from .api import ApiError, OAUTH_FORM, Request, Response, iso_time, media_type
-from .faults import FaultError
+from .faults import STATUS_KINDS, FaultError
 
 HANDSHAKE_TIMEOUT = 10
 IDLE_TIMEOUT = 120
@@ -137,6 +138,18 @@ def body_keys(message, body):
             return []
         return list(data) if isinstance(data, dict) else []
     return []
+
+
+def graphql_operation(message, body):
+    """The first top-level field of a GraphQL request's query, or None."""
+    if media_type(message.get("Content-Type")) != "application/json":
+        return None
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except ValueError:
+        return None
+    query = data.get("query") if isinstance(data, dict) else None
+    return graphql.first_field(query) if isinstance(query, str) else None
 
 
 def is_loopback(host):
@@ -284,8 +297,12 @@ class Handler(BaseHTTPRequestHandler):
                  "path": path, "status": None, "endpoint": endpoint, "faults": [],
                  "headers": masked_headers(self.headers),
                  "body_keys": body_keys(self.headers, body or b"")}
+        operation = None
         if endpoint == "token":
             entry["grant_type"] = dict(_form_pairs(body or b"")).get("grant_type")
+        elif endpoint == "graphql":
+            operation = graphql_operation(self.headers, body or b"")
+            entry["operation"] = operation
         self.app.count(endpoint)
 
         if body_error:
@@ -295,7 +312,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._respond(entry, Response(404, {"error": "not_found",
                                                        "message": f"no endpoint {path}"}))
 
-        delay, expire_tokens, fault = self.app.faults.take(endpoint)
+        delay, expire_tokens, retry_after, fault = self.app.faults.take(endpoint, operation)
         if delay is not None:
             entry["faults"].append("delay")
             if self.app.stopping.wait(delay):
@@ -303,6 +320,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
         if expire_tokens:
             entry["faults"].append("expire_tokens")
+        if retry_after is not None:
+            entry["faults"].append("retry_after")
         kind = fault["kind"] if fault else None
         if kind:
             entry["faults"].append(kind)
@@ -312,15 +331,16 @@ class Handler(BaseHTTPRequestHandler):
             self.app.stopping.wait(fault.get("seconds"))
             self.close_connection = True
             return
-        if kind == "status":
-            return self._respond(entry, self._status_fault(fault))
+        if kind in STATUS_KINDS:
+            return self._respond(entry, self._status_fault(fault), fault)
         retry = self.app.rate_limited()
         if retry:
             return self._respond(entry, Response(429, {
                 "error": "rate_limited", "message": "too many requests"},
                 [("Retry-After", str(retry))]))
 
-        request = Request(self.command, path, params, self.headers, body, expire_tokens)
+        request = Request(self.command, path, params, self.headers, body, expire_tokens,
+                          self.client_address[0])
         with self.app.api.lock:
             try:
                 response = handler(request)
@@ -331,12 +351,22 @@ class Handler(BaseHTTPRequestHandler):
                 traceback.print_exc()
                 response = Response(500, {"error": "internal_error",
                                           "message": "kontist-mock failed; see its stderr"})
+        if retry_after is not None:
+            response.headers = [(k, v) for k, v in response.headers if k != "Retry-After"]
+            response.headers.append(("Retry-After", str(retry_after)))
         self._respond(entry, response, fault)
+
+    HTML_PAGE = ("<!DOCTYPE html>\n<html><head><title>{status} {phrase}</title></head>"
+                 "<body><h1>{status} {phrase}</h1><p>kontist-mock</p></body></html>\n")
 
     @staticmethod
     def _status_fault(fault):
         status = fault["status"]
-        if "body" in fault:
+        if fault["kind"] == "message_body":
+            body = {"message": fault["message"]}
+        elif fault["kind"] in ("html_body", "empty_body"):
+            body = None
+        elif "body" in fault:
             body = fault["body"]
         else:
             try:
@@ -358,6 +388,15 @@ class Handler(BaseHTTPRequestHandler):
         elif kind == "wrong_content_type":
             content_type = "text/html; charset=utf-8"
         status, headers, payload = self._encode(response, content_type)
+        if kind == "html_body" and status >= 200 and status not in (204, 304):
+            try:
+                phrase = HTTPStatus(status).phrase
+            except ValueError:
+                phrase = "Status"
+            payload = self.HTML_PAGE.format(status=status, phrase=phrase).encode()
+            headers = [(k, v) for k, v in headers if k not in ("Content-Type", "Content-Length")]
+            headers += [("Content-Type", "text/html; charset=utf-8"),
+                        ("Content-Length", str(len(payload)))]
         if kind == "malformed_json":
             status = 200
             payload = (payload or b'{"ok":true}')
@@ -444,6 +483,13 @@ class Handler(BaseHTTPRequestHandler):
             with self.app.api.lock:
                 return Response(200, self.app.api.set_mfa_status(unquote(match.group(1)),
                                                                  status))
+        match = re.fullmatch(r"/__control/binding-requests/([^/]+)", path)
+        if match and method == "POST":
+            data = self._control_json(body)
+            status = data.get("status") if isinstance(data, dict) else None
+            with self.app.api.lock:
+                return Response(200, self.app.api.set_binding_status(
+                    unquote(match.group(1)), status))
         raise ApiError(404, "not_found", f"no control endpoint {method} {path}")
 
 
