@@ -1,7 +1,7 @@
 """Running pam_kontist.so in the real PAM hosts of this machine: OpenSSH's sshd, sudo and su.
 
-The tests that use this need root and change the machine for the time of a test, and undo every
-change afterwards, also when the test fails:
+The tests that use this need root and change the machine for the time of a test, and undo the
+changes afterwards, also when the test fails (all but the last one here):
 
 - real users (``useradd``, names ``ktrh-<random>``) with homes below a 0755 directory of their own
   (``/var/tmp/ktrh-<random>``: /tmp/pytest-of-root is 0700, so no other user could reach a home
@@ -9,7 +9,8 @@ change afterwards, also when the test fails:
 - PAM services ``/etc/pam.d/<host>-kt<random>``, sudoers drop-ins ``/etc/sudoers.d/ktrh-<random>``
   (checked with ``visudo -c`` before they are put in place); the real ``/etc/pam.d/sshd``,
   ``sudo`` and ``su`` are never touched (su only sees our stack in a private mount namespace);
-- ``/run/sshd`` (sshd's privilege separation directory) when it is missing.
+- ``/run/sshd`` (sshd's privilege separation directory, normally made at boot) is made when it
+  is missing, and left in place: another test's sshd may be using it.
 
 The test users run the build tree's kontist-auth when every directory up to it is searchable by
 others, else a copy in their 0755 base directory (a checkout below /root is not reachable).
@@ -393,9 +394,9 @@ class Sshd:
         return cfg
 
     def start(self):
-        if not PRIVSEP_DIR.exists():
-            PRIVSEP_DIR.mkdir(mode=0o755)
-            self.host.cleanups.append(lambda: _rmdir_if_empty(PRIVSEP_DIR))
+        # sshd's privilege separation directory, normally made at boot.  It stays: an sshd of
+        # another test running at the same time needs it for every connection.
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         for _ in range(5):
             port = free_port()
             cfg = self._config(port)
@@ -474,13 +475,6 @@ def _wait_port(port, proc, timeout):
         except OSError:
             time.sleep(0.05)
     return False
-
-
-def _rmdir_if_empty(path):
-    try:
-        path.rmdir()
-    except OSError:
-        pass
 
 
 class RealHost:
