@@ -85,15 +85,36 @@ int ka_app_setup_paths(ka_app *app, kt_error *err)
     return kt_paths_from_env(&app->paths, err);
 }
 
+/* A key that no file set has no line to name: the message names the files that were read, or,
+ * when there were none, where they were looked for. */
+static int validate(ka_app *app, kt_error *err)
+{
+    kt_error verr = {KT_OK, ""};
+
+    if (kt_config_validate(&app->cfg, &verr) == 0)
+        return 0;
+    if (app->config_used[0] == NULL)
+        return kt_error_set(err, verr.kind,
+                            "no configuration file: neither %s nor %s exists (--config FILE or "
+                            "KONTIST_CONFIG name another): %s",
+                            KT_SYSTEM_CONFIG, app->paths.user_config, verr.message);
+    if (app->config_used[1] != NULL)
+        return kt_error_set(err, verr.kind, "%s, %s: %s", app->config_used[0], app->config_used[1],
+                            verr.message);
+    return kt_error_set(err, verr.kind, "%s: %s", app->config_used[0], verr.message);
+}
+
 int ka_app_setup(ka_app *app, kt_error *err)
 {
     kt_config_init(&app->cfg);
     app->config_loaded = true;
     if (ka_app_setup_paths(app, err) != 0)
         return -1;
-    if (load_config(app, err) != 0)
+    if (load_config(app, err) != 0 || validate(app, err) != 0)
         return -1;
-    return kt_config_validate(&app->cfg, err);
+    /* Before anything is asked: a CA file this user cannot read is the configuration's problem,
+     * and it must say so before the password is typed, not as a TLS failure after it. */
+    return kt_config_check_files(&app->cfg, err);
 }
 
 void ka_app_free(ka_app *app)

@@ -3,10 +3,16 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "kt_config.h"
 #include "kt_file.h"
@@ -44,6 +50,8 @@ static const char *const key_names[K_COUNT] = {
     [K_TIMEOUT] = "timeout",
     [K_LOGIN_TIMEOUT] = "login_timeout",
 };
+
+_Static_assert(K_COUNT == KT_CONFIG_KEYS, "KT_CONFIG_KEYS must count the keys");
 
 static const char *const kontist_scopes[] = {
     "accounts",      "clients",      "offline",   "statements",
@@ -428,12 +436,88 @@ static char *trim(char *s)
     return s;
 }
 
+static int bad_escape(char next, why_buf *why)
+{
+    if (next == '\0')
+        return bad(why, "the value ends in a backslash: write a backslash as \\\\");
+    return bad(why,
+               "unknown escape '\\%c': only \\#, \\\" and \\\\ are escapes (a backslash is "
+               "written \\\\)",
+               next);
+}
+
+/* The value part of a line, after the '=': unquoted, or one double-quoted string; either may be
+ * followed by a comment that starts with '#' after a blank. Writes the value into out (at least
+ * strlen(raw) + 1 bytes). A '#' glued to a value is refused rather than guessed at: it is either
+ * a comment someone forgot the blank for or a character someone forgot to escape, and taking it
+ * either way silently would hand the wrong value to whoever reads the file next. */
+static int unquote_value(const char *raw, char *out, why_buf *why)
+{
+    const char *p = raw;
+    size_t n = 0;
+
+    if (*p == '"') {
+        for (p++;; p++) {
+            if (*p == '\0')
+                return bad(why, "a quoted value has no closing '\"'");
+            if (*p == '"')
+                break;
+            if (*p == '\\') {
+                if (p[1] != '"' && p[1] != '\\' && p[1] != '#')
+                    return bad_escape(p[1], why);
+                p++;
+            }
+            out[n++] = *p;
+        }
+        p++;
+        p += strspn(p, " \t");
+        if (*p != '\0' && *p != '#')
+            return bad(why, "text after the closing '\"' of a quoted value");
+        out[n] = '\0';
+        return SET_OK;
+    }
+    for (; *p != '\0'; p++) {
+        if (*p == '#') {
+            if (p == raw || p[-1] == ' ' || p[-1] == '\t')
+                break; /* a comment */
+            return bad(why, "'#' inside a value: put a blank before a comment; write a literal "
+                            "'#' as \\# or quote the whole value (\"...\")");
+        }
+        if (*p == '"')
+            return bad(why, "'\"' inside a value: quote the whole value (\"...\") and write the "
+                            "quote as \\\"");
+        if (*p == '\\') {
+            if (p[1] != '#' && p[1] != '\\' && p[1] != '"')
+                return bad_escape(p[1], why);
+            p++;
+        }
+        out[n++] = *p;
+    }
+    /* Blanks before a comment are not part of the value; escaped characters are never blank. */
+    while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == '\t'))
+        n--;
+    out[n] = '\0';
+    return SET_OK;
+}
+
+static int set_origin(kt_config *cfg, int id, const char *name, unsigned lineno)
+{
+    char *where = NULL;
+
+    if (asprintf(&where, "%s:%u", name, lineno) < 0)
+        return -1;
+    free(cfg->origin[id]);
+    cfg->origin[id] = where;
+    return 0;
+}
+
 static int parse_line(kt_config *cfg, const char *name, unsigned lineno, char *line, unsigned *seen,
                       kt_error *err)
 {
     char reason[200];
+    char value[KT_CONFIG_MAX_LINE + 1];
     why_buf why = {reason, sizeof(reason)};
-    char *eq, *key, *value;
+    char *eq, *key;
     int id, rc;
 
     line = trim(line);
@@ -444,7 +528,6 @@ static int parse_line(kt_config *cfg, const char *name, unsigned lineno, char *l
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%u: expected 'key = value'", name, lineno);
     *eq = '\0';
     key = trim(line);
-    value = trim(eq + 1);
     if (key[0] == '\0')
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%u: missing key before '='", name, lineno);
     id = key_lookup(key);
@@ -453,7 +536,12 @@ static int parse_line(kt_config *cfg, const char *name, unsigned lineno, char *l
     if (*seen & (1u << id))
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%u: duplicate key '%s'", name, lineno, key);
     *seen |= 1u << id;
+    if (unquote_value(trim(eq + 1), value, &why) != SET_OK)
+        return kt_error_set(err, KT_ERR_CONFIG, "%s:%u: %s: %s", name, lineno, key, reason);
     rc = apply_value(cfg, id, value, &why);
+    if (rc == SET_OK && set_origin(cfg, id, name, lineno) != 0)
+        rc = SET_NOMEM;
+    kt_wipe(value, sizeof(value));
     if (rc == SET_NOMEM)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     if (rc != SET_OK)
@@ -523,24 +611,132 @@ int kt_config_set(kt_config *cfg, const char *key, const char *value, kt_error *
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     if (rc != SET_OK)
         return kt_error_set(err, KT_ERR_CONFIG, "option '%s': %s", key, reason);
+    free(cfg->origin[id]);
+    cfg->origin[id] = NULL;
     return 0;
+}
+
+const char *kt_config_origin(const kt_config *cfg, const char *key)
+{
+    int id = key != NULL ? key_lookup(key) : -1;
+
+    return id >= 0 ? cfg->origin[id] : NULL;
+}
+
+/* "alice (uid 1000)" for the effective user. */
+static void describe_self(char *buf, size_t size)
+{
+    struct passwd pw, *res = NULL;
+    char pbuf[1024];
+    uid_t uid = geteuid();
+
+    if (getpwuid_r(uid, &pw, pbuf, sizeof(pbuf), &res) == 0 && res != NULL)
+        snprintf(buf, size, "%s (uid %lu)", res->pw_name, (unsigned long)uid);
+    else
+        snprintf(buf, size, "uid %lu", (unsigned long)uid);
+}
+
+/* "root:root, mode 0600" for a file's owner, group and permission bits. */
+static void describe_owner(const struct stat *st, char *buf, size_t size)
+{
+    struct passwd pw, *pres = NULL;
+    struct group gr, *gres = NULL;
+    char pbuf[1024], gbuf[1024], user[64], group[64];
+
+    if (getpwuid_r(st->st_uid, &pw, pbuf, sizeof(pbuf), &pres) == 0 && pres != NULL)
+        snprintf(user, sizeof(user), "%s", pres->pw_name);
+    else
+        snprintf(user, sizeof(user), "%lu", (unsigned long)st->st_uid);
+    if (getgrgid_r(st->st_gid, &gr, gbuf, sizeof(gbuf), &gres) == 0 && gres != NULL)
+        snprintf(group, sizeof(group), "%s", gres->gr_name);
+    else
+        snprintf(group, sizeof(group), "%lu", (unsigned long)st->st_gid);
+    snprintf(buf, size, "%s:%s, mode %04o", user, group, (unsigned)(st->st_mode & 07777));
+}
+
+/* Why this process cannot open `path` for reading (errno e): for a permission problem, the
+ * directory on the way it may not search or the file itself, with owner and mode. */
+static void explain_unreadable(const char *path, int e, char *buf, size_t size)
+{
+    char self[128], owner[160], dir[PATH_MAX];
+    struct stat st;
+
+    if (e == ENOENT) {
+        snprintf(buf, size, "does not exist");
+        return;
+    }
+    if (e != EACCES) {
+        snprintf(buf, size, "cannot be opened: %s", strerror(e));
+        return;
+    }
+    describe_self(self, sizeof(self));
+    /* Each directory on the way must be searchable (x) by whoever reads the file. */
+    for (const char *slash = strchr(path + 1, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+        size_t len = (size_t)(slash - path);
+
+        if (len >= sizeof(dir))
+            break;
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+        if (faccessat(AT_FDCWD, dir, X_OK, AT_EACCESS) != 0 && errno == EACCES &&
+            stat(dir, &st) == 0) {
+            describe_owner(&st, owner, sizeof(owner));
+            snprintf(buf, size,
+                     "cannot be read by %s: the directory %.200s (%s) cannot be searched by them",
+                     self, dir, owner);
+            return;
+        }
+    }
+    if (stat(path, &st) == 0) {
+        describe_owner(&st, owner, sizeof(owner));
+        snprintf(buf, size, "(%s) cannot be read by %s", owner, self);
+    } else {
+        snprintf(buf, size, "cannot be read by %s: %s", self, strerror(e));
+    }
+}
+
+/* "FILE:LINE: " for messages about the value of key `id`, or "" when it was not set by a file. */
+static void origin_prefix(const kt_config *cfg, int id, char *buf, size_t size)
+{
+    if (cfg->origin[id] != NULL)
+        snprintf(buf, size, "%s: ", cfg->origin[id]);
+    else
+        buf[0] = '\0';
 }
 
 int kt_config_load_secret(kt_config *cfg, const kt_owner_policy *owners, kt_error *err)
 {
     kt_file_policy policy = {.owners = *owners, .private_read = true, .max_size = 4096};
     kt_error ferr = {KT_OK, ""};
+    char where[PATH_MAX + 32], why[640];
+    const char *path = cfg->client_secret_file;
     char *data = NULL;
     size_t len = 0;
-    int rc = -1;
+    int e = 0, rc = -1;
 
-    if (cfg->client_secret_file == NULL)
+    if (path == NULL)
         return 0;
-    if (kt_file_read(cfg->client_secret_file, &policy, &data, &len, NULL, &ferr) != 0)
-        return kt_error_set(err, ferr.kind == KT_ERR_INTERNAL ? KT_ERR_INTERNAL : KT_ERR_CONFIG,
-                            "client_secret_file %s", ferr.message);
+    origin_prefix(cfg, K_CLIENT_SECRET_FILE, where, sizeof(where));
+    if (kt_file_read(path, &policy, &data, &len, &e, &ferr) != 0) {
+        if (ferr.kind == KT_ERR_INTERNAL)
+            return kt_error_set(err, KT_ERR_INTERNAL, "%s", ferr.message);
+        if (e == ENOENT)
+            return kt_error_set(err, KT_ERR_CONFIG, "%sclient_secret_file %s does not exist", where,
+                                path);
+        if (e == EACCES) {
+            explain_unreadable(path, e, why, sizeof(why));
+            return kt_error_set(err, KT_ERR_CONFIG,
+                                "%sclient_secret_file %s %s; everyone who uses this "
+                                "configuration needs to read it: give users a configuration "
+                                "without client_secret_file (a public client)",
+                                where, path, why);
+        }
+        /* kt_file's message starts with the path already. */
+        return kt_error_set(err, KT_ERR_CONFIG, "%sclient_secret_file %s", where, ferr.message);
+    }
     if (strlen(data) != len) {
-        kt_error_set(err, KT_ERR_CONFIG, "%s: NUL byte in client secret", cfg->client_secret_file);
+        kt_error_set(err, KT_ERR_CONFIG, "%sclient_secret_file %s: NUL byte in client secret",
+                     where, path);
         goto out;
     }
     if (len > 0 && data[len - 1] == '\n')
@@ -548,8 +744,9 @@ int kt_config_load_secret(kt_config *cfg, const kt_owner_policy *owners, kt_erro
     if (len > 0 && data[len - 1] == '\r')
         data[--len] = '\0';
     if (strpbrk(data, "\r\n") != NULL) {
-        kt_error_set(err, KT_ERR_CONFIG, "%s: the client secret must be a single line",
-                     cfg->client_secret_file);
+        kt_error_set(err, KT_ERR_CONFIG,
+                     "%sclient_secret_file %s: the client secret must be a single line", where,
+                     path);
         goto out;
     }
     kt_secret_free(cfg->client_secret);
@@ -562,6 +759,49 @@ out:
         free(data);
     }
     return rc;
+}
+
+/* One file the configuration names must be readable by this process. */
+static int check_readable(const kt_config *cfg, int id, const char *path, kt_error *err)
+{
+    char where[PATH_MAX + 32], why[640];
+    struct stat st;
+    int fd, e;
+
+    origin_prefix(cfg, id, where, sizeof(where));
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT)
+        return kt_error_set(err, KT_ERR_CONFIG, "%s%s %s does not exist", where, key_names[id],
+                            path);
+    if (fd < 0) {
+        e = errno;
+        explain_unreadable(path, e, why, sizeof(why));
+        return kt_error_set(err, KT_ERR_CONFIG,
+                            "%s%s %s %s; everyone who uses this configuration must be able to "
+                            "read it (and search the directories above it)",
+                            where, key_names[id], path, why);
+    }
+    e = fstat(fd, &st) == 0 ? 0 : errno;
+    close(fd);
+    if (e != 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "%s%s %s: %s", where, key_names[id], path,
+                            strerror(e));
+    if (!S_ISREG(st.st_mode))
+        return kt_error_set(err, KT_ERR_CONFIG, "%s%s %s is not a regular file", where,
+                            key_names[id], path);
+    return 0;
+}
+
+int kt_config_check_files(const kt_config *cfg, kt_error *err)
+{
+    if (cfg->ca_file != NULL && cfg->ca_file[0] != '\0' &&
+        check_readable(cfg, K_CA_FILE, cfg->ca_file, err) != 0)
+        return -1;
+    /* pinned_pubkey is a file only when it is a path; sha256// hashes name no file. */
+    if (cfg->pinned_pubkey != NULL && cfg->pinned_pubkey[0] == '/' &&
+        check_readable(cfg, K_PINNED_PUBKEY, cfg->pinned_pubkey, err) != 0)
+        return -1;
+    return 0;
 }
 
 int kt_config_load_file(kt_config *cfg, const char *path, const kt_owner_policy *owners,
@@ -632,5 +872,7 @@ void kt_config_free(kt_config *cfg)
     free(cfg->pinned_pubkey);
     free(cfg->proxy);
     free(cfg->username);
+    for (int i = 0; i < K_COUNT; i++)
+        free(cfg->origin[i]);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -1,5 +1,10 @@
-/* The configuration file: `key = value` lines, `#` comments, strict parsing.
- * An unknown key or a bad value is an error that names the file and the line. */
+/* The configuration file: `key = value` lines, strict parsing.
+ *
+ * `#` starts a comment: at the start of a line, or after a blank following a value
+ * (`key = value   # comment`). A `#` inside a value (`a#b`) is an error, never part of the value:
+ * a literal `#` is written `\#`, or the whole value is put in double quotes
+ * (`key = "a # b"`, where `\"` and `\\` stand for a quote and a backslash).
+ * Every error names the file and the line. */
 #ifndef KT_CONFIG_H
 #define KT_CONFIG_H
 
@@ -11,6 +16,8 @@
 #define KT_DEFAULT_BASE_URL "https://api.kontist.com"
 #define KT_DEFAULT_SCOPES "offline users accounts"
 #define KT_SYSTEM_CONFIG "/etc/kontist/kontist.conf"
+/* How many keys there are (base_url ... login_timeout). */
+#define KT_CONFIG_KEYS 11
 
 typedef struct kt_config {
     char *base_url; /* https:// only; no trailing slash after parsing */
@@ -26,6 +33,8 @@ typedef struct kt_config {
     long connect_timeout;     /* seconds, default 5 */
     long timeout;             /* seconds per request, default 10 */
     long login_timeout;       /* seconds for a whole flow, default 30 */
+    char *origin[KT_CONFIG_KEYS]; /* "FILE:LINE" where each key was set; NULL: default or
+                                     kt_config_set (see kt_config_origin) */
 } kt_config;
 
 /* Who may own a configuration file. The PAM module passes KT_OWNER_ROOT only; the helper also
@@ -57,6 +66,14 @@ int kt_config_parse(kt_config *cfg, const char *name, const char *text, size_t l
 int kt_config_set(kt_config *cfg, const char *key, const char *value, kt_error *err);
 /* Final check before use: base_url and client_id present. */
 int kt_config_validate(const kt_config *cfg, kt_error *err);
+/* "FILE:LINE" of the line that set `key` (a key name such as "ca_file"), or NULL. */
+const char *kt_config_origin(const kt_config *cfg, const char *key);
+/* Checks that this process can read the files the configuration names, ca_file and a
+ * pinned_pubkey file (the client secret was read when the file was loaded), so that a file a user
+ * cannot read is reported as what it is before anyone types a password, not as a TLS failure
+ * afterwards. A refusal is KT_ERR_CONFIG naming the line that set the key, the file, its owner and
+ * mode (or the directory on the way that cannot be searched), and who has to be able to read it. */
+int kt_config_check_files(const kt_config *cfg, kt_error *err);
 /* Host part of base_url ("api.kontist.com", "127.0.0.1:8443" keeps the port). Caller frees. */
 char *kt_config_host(const kt_config *cfg);
 void kt_config_free(kt_config *cfg);

@@ -25,7 +25,7 @@ typedef enum kt_err_kind {
 
 typedef struct kt_error {
     kt_err_kind kind;
-    char message[256];
+    char message[512];
 } kt_error;
 
 /* Records the first error only: a cleanup path cannot overwrite the cause. Always returns -1 so

@@ -137,12 +137,18 @@ static int load_config(const request *rq, kt_config *cfg, kt_error *err)
 
     kt_pam_trusted_owners(&owners);
     if (kt_config_load_file(cfg, rq->config, &owners, false, NULL, err) == 0) {
+        kt_error verr = {KT_OK, ""};
+
         if (rq->login_timeout > 0)
             cfg->login_timeout = rq->login_timeout;
         /* The module's own bound holds whatever the file says: sshd's LoginGraceTime is 120 s. */
         if (cfg->login_timeout > 110)
             cfg->login_timeout = 110;
-        if (kt_config_validate(cfg, err) == 0)
+        /* A file the configuration names that cannot be read (a CA file that is not there) is
+         * the configuration's fault, not an outage: it must not open a stack's fallback. */
+        if (kt_config_validate(cfg, &verr) != 0)
+            kt_error_set(err, verr.kind, "%s: %s", rq->config, verr.message);
+        else if (kt_config_check_files(cfg, err) == 0)
             return 0;
     }
     /* Whatever went wrong with the file (content, owner, mode, missing), the service is

@@ -443,6 +443,44 @@ def test_config_http_url(world, alice):
     assert run.code == "PAM_SERVICE_ERR", run
 
 
+def rewrite_config(path, key, value):
+    """Sets key in a configuration world.write_config wrote; returns its line number."""
+    lines = Path(path).read_text().splitlines()
+    for n, line in enumerate(lines):
+        if line.split("=", 1)[0].strip() == key:
+            lines[n] = f"{key} = {value}"
+            Path(path).write_text("\n".join(lines) + "\n")
+            return n + 1
+    raise AssertionError(key)
+
+
+@pytest.mark.parametrize("key", ["ca_file", "client_secret_file"])
+def test_config_names_a_missing_file(world, alice, mock, key):
+    """A file the configuration names that is not there is the configuration's fault, named with
+    file and line: never the PAM_AUTHINFO_UNAVAIL of an outage, which fallback stacks act on."""
+    config = world.write_config("missing-file.conf")
+    missing = world.etc / f"no-such-{key}"
+    line = rewrite_config(config, key, missing)
+    world.service("kontist", config=config)
+    since = len(mock.requests())
+    run = world.run("kontist", "alice")
+    assert run.code == "PAM_SERVICE_ERR", run
+    reason = attempt(run, "PAM_SERVICE_ERR", "config")["reason"]
+    assert f"missing-file.conf:{line}: {key} " in reason and "does not exist" in reason, reason
+    assert endpoints(mock, since) == []
+
+
+def test_config_trailing_comment(world, alice, mock):
+    """`value   # comment`: the comment is not part of the value (the secret file's name)."""
+    config = world.write_config("commented.conf")
+    secret = world.etc / "commented.conf.secret"
+    rewrite_config(config, "client_secret_file", f"{secret}   # root:root 0600; omit for a "
+                   "public client")
+    world.service("kontist", config=config)
+    run = world.run("kontist", "alice")
+    assert run.code == "PAM_SUCCESS", run
+
+
 def test_wrong_client_secret(world, alice, mock):
     """invalid_client: the installation is misconfigured, not the user's password wrong."""
     config = world.write_config("badsecret.conf", secret="not-the-secret")
@@ -706,3 +744,36 @@ def test_missing_default_pins_file_enrolls_nobody(world, mock, alice):
     assert run.code == "PAM_SUCCESS", run
     fields = attempt(run, "PAM_IGNORE", "not_enrolled")
     assert "/etc/kontist/users does not exist" in fields["reason"]
+
+
+@pytest.mark.parametrize("user", ["nosuchuser", "carol", "alice"])
+def test_failure_floor_hides_where_a_login_failed(world, alice, mock, user):
+    """An unknown user fails locally in milliseconds, a pinned one after the bank answered: with
+    the floor, every failure takes at least fail_floor_ms inside the module, whichever it was."""
+    world.add_user("carol")  # known, not pinned
+    world.service("floor", "fail_floor_ms=600")
+    run = world.run("floor", user, password="wrong-password")
+    assert run.code != "PAM_SUCCESS", run
+    assert int(run.attempt()["duration_ms"]) >= 600, run.attempt()
+    assert run.prompts == [{"style": 1, "msg": "Password: "}]
+
+
+def test_failure_floor_does_not_slow_a_success(world, alice, mock):
+    world.service("floor", "fail_floor_ms=3000")
+    run = world.run("floor", "alice")
+    assert run.code == "PAM_SUCCESS", run
+    assert run.elapsed < 3, run
+
+
+def test_login_uses_the_accounts_own_name_for_the_pin(world, mock):
+    """Two names for one entry (or a name service that ignores case): the pin of the account's
+    own name applies, so the other name cannot make a pinned user look unpinned."""
+    home = world.add_user("henry")
+    world.enroll(home)
+    passwd = world.passwd.read_text()
+    uid, gid, _ = world.users["henry"]
+    world.passwd.write_text(passwd + f"HENRY:x:{uid}:{gid}:alias:{home}:/bin/false\n")
+    service_with_next(world, "nouserok")
+    run = world.run("kontist", "HENRY", password="wrong-password")
+    # Not PAM_IGNORE (which would hand the login to the next module): henry is pinned.
+    assert run.code == "PAM_AUTH_ERR", run

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kt_config.h"
@@ -172,6 +173,81 @@ static void test_syntax_errors(void **state)
     expect_error("client_id a b\n", 1, "expected");
 }
 
+/* What an administrator writes after a value is a comment, never part of the value. */
+static void test_trailing_comments(void **state)
+{
+    kt_config cfg;
+
+    parse_one(&cfg, "client_secret_file = /etc/kontist/client-secret   # root:root 0600; omit "
+                    "for a public client\n"
+                    "scopes = offline users\t# and nothing else\n"
+                    "client_id = my-client #\n"
+                    "login_timeout = 20 # seconds\n"
+                    "proxy = # none at all\n");
+    assert_string_equal(cfg.client_secret_file, "/etc/kontist/client-secret");
+    assert_string_equal(cfg.scopes, "offline users");
+    assert_string_equal(cfg.client_id, "my-client");
+    assert_int_equal(cfg.login_timeout, 20);
+    assert_string_equal(cfg.proxy, "");
+    kt_config_free(&cfg);
+}
+
+/* A literal '#' (and '"', '\') is escaped or quoted. */
+static void test_quoted_and_escaped_values(void **state)
+{
+    kt_config cfg;
+
+    parse_one(&cfg, "ca_file = \"/etc/ssl/ca #1/ca.pem\"   # quoted\n"
+                    "client_id = a\\#b\n"
+                    "client_secret_file = /etc/kontist/back\\\\slash\n"
+                    "pinned_pubkey = \"/etc/kontist/a \\\"quoted\\\" \\\\ name\"\n"
+                    "username = \"demo@example.com\"\n"
+                    "proxy = \"\"\n");
+    assert_string_equal(cfg.ca_file, "/etc/ssl/ca #1/ca.pem");
+    assert_string_equal(cfg.client_id, "a#b");
+    assert_string_equal(cfg.client_secret_file, "/etc/kontist/back\\slash");
+    assert_string_equal(cfg.pinned_pubkey, "/etc/kontist/a \"quoted\" \\ name");
+    assert_string_equal(cfg.username, "demo@example.com");
+    assert_string_equal(cfg.proxy, "");
+    kt_config_free(&cfg);
+    /* Quotes keep blanks that would otherwise be trimmed; the checks still apply. */
+    expect_error("username = \" demo\"\n", 1, "spaces");
+    expect_error("client_id = \"\"\n", 1, "empty value");
+}
+
+static void test_hash_and_quote_errors(void **state)
+{
+    expect_error("# c\nclient_id = abc#def\n", 2, "'#' inside a value");
+    expect_error("ca_file = /etc/ssl/ca#1.pem\n", 1, "\\#");
+    expect_error("ca_file = \"/etc/ssl/ca.pem\n", 1, "no closing '\"'");
+    expect_error("ca_file = \"/etc/ssl/ca.pem\" extra\n", 1, "after the closing");
+    expect_error("ca_file = /etc/ssl/a\"b\n", 1, "quote the whole value");
+    expect_error("ca_file = /etc/ssl/a\\b\n", 1, "unknown escape '\\b'");
+    expect_error("ca_file = \"/etc/ssl/a\\b\"\n", 1, "unknown escape");
+    expect_error("ca_file = /etc/ssl/ca\\\n", 1, "ends in a backslash");
+    /* The message names the key as well as the file and line. */
+    expect_error("\n\nclient_id = a#b\n", 3, "client_id");
+}
+
+static void test_origin(void **state)
+{
+    kt_config cfg;
+    kt_error err = {KT_OK, ""};
+
+    kt_config_init(&cfg);
+    assert_null(kt_config_origin(&cfg, "ca_file"));
+    assert_int_equal(parse(&cfg, "# c\nclient_id = x\n\nca_file = /x.pem # c\n", &err), 0);
+    assert_string_equal(kt_config_origin(&cfg, "ca_file"), "test.conf:4");
+    assert_string_equal(kt_config_origin(&cfg, "client_id"), "test.conf:2");
+    assert_null(kt_config_origin(&cfg, "timeout"));
+    assert_null(kt_config_origin(&cfg, "no_such_key"));
+    assert_int_equal(kt_config_parse(&cfg, "user.conf", "ca_file = /y.pem\n", 16, &err), 0);
+    assert_string_equal(kt_config_origin(&cfg, "ca_file"), "user.conf:1");
+    assert_int_equal(kt_config_set(&cfg, "ca_file", "/z.pem", &err), 0);
+    assert_null(kt_config_origin(&cfg, "ca_file"));
+    kt_config_free(&cfg);
+}
+
 static void test_empty_values(void **state)
 {
     static const char *const keys[] = {
@@ -217,7 +293,8 @@ static void test_bad_base_url(void **state)
     expect_error("base_url = https://user@api.kontist.com\n", 1, "user information");
     expect_error("base_url = https://user:pw@api.kontist.com/\n", 1, "user information");
     expect_error("base_url = https://api.kontist.com/?x=1\n", 1, "query or fragment");
-    expect_error("base_url = https://api.kontist.com#frag\n", 1, "query or fragment");
+    expect_error("base_url = \"https://api.kontist.com#frag\"\n", 1, "query or fragment");
+    expect_error("base_url = https://api.kontist.com\\#frag\n", 1, "query or fragment");
     expect_error("base_url = https://\n", 1, "no host");
     expect_error("base_url = https:///path\n", 1, "no host");
     expect_error("base_url = https://api.kontist.com:0\n", 1, "port");
@@ -225,7 +302,7 @@ static void test_bad_base_url(void **state)
     expect_error("base_url = https://api.kontist.com:44x\n", 1, "port");
     expect_error("base_url = https://api.kontist.com:\n", 1, "port");
     expect_error("base_url = https://api kontist.com\n", 1, "invalid character");
-    expect_error("base_url = https://api.kontist.com\\x\n", 1, "invalid character");
+    expect_error("base_url = https://api.kontist.com\\\\x\n", 1, "invalid character");
     expect_error("base_url = https://[::1\n", 1, "IPv6");
     expect_error("base_url = https://[::1]x\n", 1, "host");
     expect_error("base_url = https://api!.kontist.com\n", 1, "invalid character");
@@ -537,10 +614,11 @@ static void expect_load_error(fixture *f, const kt_owner_policy *owners, const c
 static void test_load_secret_refusals(void **state)
 {
     fixture *f = *state;
-    char target[PATH_MAX];
+    char target[PATH_MAX], want[2 * PATH_MAX + 64];
 
     write_conf(f, "", 0644);
-    expect_load_error(f, &f->owners, "client_secret_file"); /* missing */
+    snprintf(want, sizeof(want), "%s:2: client_secret_file %s does not exist", f->conf, f->secret);
+    expect_load_error(f, &f->owners, want); /* missing: named with the line that set it */
     write_file(f->secret, "s\n", 2, 0644);
     expect_load_error(f, &f->owners, "readable by group or others");
     assert_int_equal(chmod(f->secret, 0640), 0);
@@ -548,6 +626,8 @@ static void test_load_secret_refusals(void **state)
     assert_int_equal(chmod(f->secret, 0620), 0);
     expect_load_error(f, &f->owners, "writable by group or others");
     write_file(f->secret, "one\ntwo\n", 8, 0600);
+    snprintf(want, sizeof(want), "%s:2: client_secret_file %s: ", f->conf, f->secret);
+    expect_load_error(f, &f->owners, want);
     expect_load_error(f, &f->owners, "single line");
     write_file(f->secret, "a\0b\n", 4, 0600);
     expect_load_error(f, &f->owners, "NUL");
@@ -678,6 +758,123 @@ static void test_load_secret_explicit(void **state)
     kt_config_free(&cfg);
 }
 
+static void expect_check_error(const kt_config *cfg, const char *what)
+{
+    kt_error err = {KT_OK, ""};
+
+    assert_int_equal(kt_config_check_files(cfg, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_CONFIG);
+    if (strstr(err.message, what) == NULL)
+        fail_msg("got \"%s\", want \"%s\"", err.message, what);
+}
+
+/* The files the configuration names are checked before anyone is asked for a password. */
+static void test_check_files(void **state)
+{
+    fixture *f = *state;
+    char text[3 * PATH_MAX], want[2 * PATH_MAX], ca[PATH_MAX], pin[PATH_MAX];
+    kt_config cfg;
+    kt_error err = {KT_OK, ""};
+
+    test_path(&f->dir, "ca.pem", ca, sizeof(ca));
+    test_path(&f->dir, "server.pub", pin, sizeof(pin));
+    snprintf(text, sizeof(text), "client_id = x\nca_file = %s\npinned_pubkey = %s\n", ca, pin);
+    kt_config_init(&cfg);
+    assert_int_equal(parse(&cfg, text, &err), 0);
+    snprintf(want, sizeof(want), "test.conf:2: ca_file %s does not exist", ca);
+    expect_check_error(&cfg, want);
+    write_file(ca, "x\n", 2, 0644);
+    snprintf(want, sizeof(want), "test.conf:3: pinned_pubkey %s does not exist", pin);
+    expect_check_error(&cfg, want);
+    write_file(pin, "x\n", 2, 0644);
+    assert_int_equal(kt_config_check_files(&cfg, &err), 0);
+    kt_config_free(&cfg);
+
+    /* A directory is no CA file. */
+    snprintf(text, sizeof(text), "ca_file = %s\n", f->dir.path);
+    kt_config_init(&cfg);
+    assert_int_equal(parse(&cfg, text, &err), 0);
+    expect_check_error(&cfg, "not a regular file");
+    kt_config_free(&cfg);
+
+    /* Hashes name no file; no ca_file is the system's trust store. */
+    parse_one(&cfg, "pinned_pubkey = " PIN_A);
+    assert_int_equal(kt_config_check_files(&cfg, &err), 0);
+    kt_config_free(&cfg);
+}
+
+/* The message another user gets for a CA file they cannot read, run in a child as that user. */
+static void check_as_other_user(const kt_config *cfg, char *msg, size_t size)
+{
+    int fds[2];
+    pid_t pid;
+    ssize_t n;
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        kt_error err = {KT_OK, ""};
+
+        close(fds[0]);
+        if (setgid(OTHER_UID) != 0 || setuid(OTHER_UID) != 0)
+            _exit(3);
+        if (kt_config_check_files(cfg, &err) == 0)
+            _exit(4);
+        if (write(fds[1], err.message, strlen(err.message)) < 0)
+            _exit(5);
+        _exit(err.kind == KT_ERR_CONFIG ? 0 : 6);
+    }
+    close(fds[1]);
+    n = read(fds[0], msg, size - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(fds[0]);
+    {
+        int status = 0;
+
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("child status %d: %s", status, msg);
+    }
+}
+
+/* Unreadable for the user: the message names the file or the directory in the way, its owner and
+ * mode, and who cannot read it. */
+static void test_check_files_unreadable(void **state)
+{
+    fixture *f = *state;
+    char text[3 * PATH_MAX], sub[PATH_MAX], ca[PATH_MAX + 16], want[2 * PATH_MAX], msg[1024];
+    kt_config cfg;
+    kt_error err = {KT_OK, ""};
+
+    if (geteuid() != 0)
+        skip();
+    /* The fixture's directory must let the other user in for the first case. */
+    assert_int_equal(chmod(f->dir.path, 0755), 0);
+    test_path(&f->dir, "private", sub, sizeof(sub));
+    assert_int_equal(mkdir(sub, 0700), 0);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", sub);
+    write_file(ca, "x\n", 2, 0644);
+    snprintf(text, sizeof(text), "# c\nca_file = %s\n", ca);
+    kt_config_init(&cfg);
+    assert_int_equal(parse(&cfg, text, &err), 0);
+    check_as_other_user(&cfg, msg, sizeof(msg));
+    snprintf(want, sizeof(want), "test.conf:2: ca_file %s cannot be read by ", ca);
+    if (strstr(msg, want) == NULL || strstr(msg, "uid 65534") == NULL || strstr(msg, sub) == NULL ||
+        strstr(msg, "mode 0700") == NULL ||
+        strstr(msg, "everyone who uses this configuration") == NULL)
+        fail_msg("got \"%s\"", msg);
+
+    /* The directory is open, the file is not. */
+    assert_int_equal(chmod(sub, 0755), 0);
+    assert_int_equal(chmod(ca, 0600), 0);
+    check_as_other_user(&cfg, msg, sizeof(msg));
+    if (strstr(msg, "(root:root, mode 0600) cannot be read by") == NULL ||
+        strstr(msg, "uid 65534") == NULL)
+        fail_msg("got \"%s\"", msg);
+    kt_config_free(&cfg);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -688,6 +885,10 @@ int main(void)
         cmocka_unit_test(test_parse_empty_and_comments_only),
         cmocka_unit_test(test_parse_data_file),
         cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_trailing_comments),
+        cmocka_unit_test(test_quoted_and_escaped_values),
+        cmocka_unit_test(test_hash_and_quote_errors),
+        cmocka_unit_test(test_origin),
         cmocka_unit_test(test_empty_values),
         cmocka_unit_test(test_nul_and_long_lines),
         cmocka_unit_test(test_bad_base_url),
@@ -710,6 +911,8 @@ int main(void)
         T(test_load_unsafe_config),
         T(test_load_names_file_and_line),
         T(test_load_secret_explicit),
+        T(test_check_files),
+        T(test_check_files_unreadable),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
