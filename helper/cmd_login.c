@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -193,7 +194,9 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
     ctx = kt_ctx_new(&app->cfg, &conv, &err);
     if (ctx == NULL || kt_flow_login(ctx, &params, &t, &err) != 0)
         goto out;
-    if (kt_cache_store(&app->paths, &t, &err) != 0)
+    /* Only this client can refresh the tokens: the cache says which one it was. */
+    if (kt_token_set_stamp(&t, app->cfg.client_id, time(NULL), &err) != 0 ||
+        kt_cache_store(&app->paths, &t, &err) != 0)
         goto out;
     say_result(app, &t, params.username);
     if (!t.confirmed && params.device_id == NULL)

@@ -13,9 +13,11 @@ static const char status_help[] =
     "Usage: kontist-auth status\n"
     "\n"
     "Shows the configuration in use, who is logged in, the access token's expiry and whether it\n"
-    "is confirmed by device MFA, whether a refresh token is held, and the device binding. Prints\n"
-    "no secret and makes no network request. Exits 0 when logged in (a usable access token or a\n"
-    "refresh token), 3 when not, 6 when the cache or record is unsafe.\n"
+    "is confirmed by device MFA, the client the tokens were issued to and by which login,\n"
+    "whether a refresh token is held (and whether this configuration's client can use it), and\n"
+    "the device binding. Prints no secret and makes no network request. Exits 0 when logged in\n"
+    "(a usable access token, or a refresh token this client can use), 3 when not, 6 when the\n"
+    "cache or record is unsafe.\n"
     "\n"
     "Options:\n"
     "      --config FILE  read only FILE as configuration\n"
@@ -48,6 +50,7 @@ static int show_tokens(const ka_app *app)
     kt_token_set t;
     time_t now = time(NULL);
     char when[64];
+    bool other_client;
     int st;
 
     memset(&t, 0, sizeof(t));
@@ -78,10 +81,29 @@ static int show_tokens(const ka_app *app)
                t.device_id != NULL ? t.device_id : "");
     else
         printf("confirmed:     no\n");
-    printf("refresh token: %s\n", t.refresh_token != NULL ? "present" : "none");
-    /* Logged in: a token can be had, now or by a refresh. */
+    other_client = t.client_id != NULL && app->cfg.client_id != NULL &&
+                   strcmp(t.client_id, app->cfg.client_id) != 0;
+    if (t.login_at > 0) {
+        ka_format_time(t.login_at, when, sizeof(when));
+        printf("issued to:     client %s by the login at %s\n",
+               t.client_id != NULL ? t.client_id : "(unknown)", when);
+    } else {
+        printf("issued to:     client %s\n",
+               t.client_id != NULL ? t.client_id : "unknown (the cache does not say)");
+    }
+    if (t.refresh_token == NULL)
+        printf("refresh token: none\n");
+    else if (!other_client)
+        printf("refresh token: present\n");
+    else
+        printf("refresh token: present, but only client %s can use it; this configuration's "
+               "client is %s: log in again with `kontist-auth login` to get tokens this client "
+               "can refresh\n",
+               t.client_id, app->cfg.client_id);
+    /* Logged in: a token can be had, now or by a refresh this configuration can make. */
     st = KA_EXIT_AUTH;
-    if (kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) || t.refresh_token != NULL)
+    if (kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) ||
+        (t.refresh_token != NULL && !other_client))
         st = KA_EXIT_OK;
     kt_token_set_free(&t);
     return st;

@@ -24,9 +24,11 @@
 /* How long a store or an erase waits for a concurrent refresh to finish. */
 #define KT_CACHE_LOCK_WAIT_MS 5000L
 
+/* client_id and login_at came later: a cache without them is still read (its client is then
+ * unknown). */
 static const char *const cache_members[] = {
-    "version",       "username",   "device_id", "access_token",
-    "refresh_token", "expires_at", "confirmed", "scope",
+    "version",    "username",  "device_id", "access_token", "refresh_token",
+    "expires_at", "confirmed", "scope",     "client_id",    "login_at",
 };
 
 /* --- parsing --------------------------------------------------------------------------------- */
@@ -110,8 +112,19 @@ static int fill_token_set(struct json_object *obj, kt_token_set *t, kt_error *er
         return kt_error_set(err, KT_ERR_PROTOCOL, "a token holds characters a token cannot have");
     if (get_string(obj, "username", &t->username, err) != 0 ||
         get_string(obj, "device_id", &t->device_id, err) != 0 ||
-        get_string(obj, "scope", &t->scope, err) != 0)
+        get_string(obj, "scope", &t->scope, err) != 0 ||
+        get_string(obj, "client_id", &t->client_id, err) != 0)
         return -1;
+    if (json_object_object_get_ex(obj, "login_at", &val)) {
+        int64_t login_at;
+
+        if (!json_object_is_type(val, json_type_int))
+            return kt_error_set(err, KT_ERR_PROTOCOL, "\"login_at\" is not an integer");
+        login_at = json_object_get_int64(val);
+        if (login_at < 0 || login_at == INT64_MAX)
+            return kt_error_set(err, KT_ERR_PROTOCOL, "\"login_at\" is out of range");
+        t->login_at = (time_t)login_at;
+    }
     /* Only an erased access token (kt_cache_erase with access_only) leaves a cache without one,
      * and that cache exists only for its refresh token. */
     if (t->access_token == NULL && t->refresh_token == NULL)
@@ -228,9 +241,9 @@ char *kt_cache_serialize(const kt_token_set *t)
 
     if (t == NULL || (t->access_token == NULL && t->refresh_token == NULL))
         return NULL;
-    o.cap = 256 + json_string_bound(t->username) + json_string_bound(t->device_id) +
+    o.cap = 320 + json_string_bound(t->username) + json_string_bound(t->device_id) +
             json_string_bound(t->access_token) + json_string_bound(t->refresh_token) +
-            json_string_bound(t->scope);
+            json_string_bound(t->scope) + json_string_bound(t->client_id);
     o.buf = malloc(o.cap);
     if (o.buf == NULL)
         return NULL;
@@ -243,6 +256,11 @@ char *kt_cache_serialize(const kt_token_set *t)
              (int64_t)(t->expires_at < 0 ? 0 : t->expires_at), t->confirmed ? "true" : "false");
     out_raw(&o, num);
     out_member(&o, "scope", t->scope);
+    out_member(&o, "client_id", t->client_id);
+    if (t->login_at > 0) {
+        snprintf(num, sizeof(num), ",\"login_at\":%" PRId64, (int64_t)t->login_at);
+        out_raw(&o, num);
+    }
     out_raw(&o, "}\n");
     o.buf[o.len] = '\0';
     return o.buf;
@@ -395,11 +413,19 @@ static int load_usable(const char *path, const kt_owner_policy *owners, kt_token
     return 0;
 }
 
-/* Carries over what a refresh response does not repeat. */
-static int merge_refreshed(kt_token_set *fresh, const kt_token_set *old, kt_error *err)
+/* Carries over what a refresh response does not repeat. A set from an older cache names no
+ * client: the one that just refreshed it is the one it belongs to. */
+static int merge_refreshed(kt_ctx *ctx, kt_token_set *fresh, const kt_token_set *old, kt_error *err)
 {
-    char **fields[] = {&fresh->refresh_token, &fresh->username, &fresh->device_id, &fresh->scope};
-    const char *olds[] = {old->refresh_token, old->username, old->device_id, old->scope};
+    const char *client = old->client_id != NULL ? old->client_id
+                         : ctx->cfg != NULL     ? ctx->cfg->client_id
+                                                : NULL;
+    char **fields[] = {&fresh->refresh_token, &fresh->username, &fresh->device_id, &fresh->scope,
+                       &fresh->client_id};
+    const char *olds[] = {old->refresh_token, old->username, old->device_id, old->scope, client};
+
+    if (fresh->login_at == 0)
+        fresh->login_at = old->login_at;
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         if (*fields[i] != NULL || olds[i] == NULL)
@@ -409,6 +435,25 @@ static int merge_refreshed(kt_token_set *fresh, const kt_token_set *old, kt_erro
             return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     }
     return 0;
+}
+
+/* A refresh token works only with the client it was issued to: with another one the bank
+ * refuses it, and the person would learn only that it was "rejected". Not tried; explained. */
+static int check_client(const kt_ctx *ctx, const kt_token_set *cur, kt_error *err)
+{
+    const char *mine = ctx->cfg != NULL ? ctx->cfg->client_id : NULL;
+    char when[64] = "an earlier login";
+    struct tm tm;
+
+    if (cur->client_id == NULL || mine == NULL || strcmp(cur->client_id, mine) == 0)
+        return 0;
+    if (cur->login_at > 0 && gmtime_r(&cur->login_at, &tm) != NULL)
+        strftime(when, sizeof(when), "the login at %Y-%m-%d %H:%M:%S UTC", &tm);
+    return kt_error_set(err, KT_ERR_LOGIN_REQUIRED,
+                        "these tokens were issued to client %s by %s; this configuration's "
+                        "client %s cannot refresh them: log in again with `kontist-auth login` "
+                        "to get tokens this client can refresh",
+                        cur->client_id, when, mine);
 }
 
 /* Refreshes under the lock and saves the result before anyone sees it: a rotated refresh token
@@ -421,6 +466,8 @@ static int refresh_locked(kt_ctx *ctx, const kt_paths *paths, const kt_token_set
     int ret = -1;
 
     memset(&fresh, 0, sizeof(fresh));
+    if (check_client(ctx, cur, err) != 0)
+        return -1;
     if (kt_flow_refresh(ctx, cur, &fresh, &rerr) != 0) {
         if (rerr.kind == KT_ERR_LOGIN_REQUIRED)
             kt_error_set(err, KT_ERR_LOGIN_REQUIRED,
@@ -434,7 +481,7 @@ static int refresh_locked(kt_ctx *ctx, const kt_paths *paths, const kt_token_set
         kt_error_set(err, KT_ERR_PROTOCOL, "the refresh gave no access token");
         goto out;
     }
-    if (merge_refreshed(&fresh, cur, err) != 0)
+    if (merge_refreshed(ctx, &fresh, cur, err) != 0)
         goto out;
     if (store_locked(paths, &fresh, err) != 0)
         goto out;

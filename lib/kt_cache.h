@@ -21,7 +21,9 @@ typedef enum kt_cache_status {
 
 /* Strict: one JSON object, known members only, types checked, "version" 1, "expires_at" and
  * "confirmed" required, tokens visible ASCII, and an access token may be missing only when a
- * refresh token is there. *t is overwritten (zeroed on failure). Errors are KT_ERR_PROTOCOL. */
+ * refresh token is there. "client_id" (the client the tokens were issued to) and "login_at" are
+ * optional: caches written before they existed are read as they are. *t is overwritten (zeroed on
+ * failure). Errors are KT_ERR_PROTOCOL. */
 int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err);
 /* NULL when t holds neither token (or out of memory). Wipe with kt_secret_free. */
 char *kt_cache_serialize(const kt_token_set *t);
@@ -42,10 +44,12 @@ int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err);
  * one of several concurrent processes calls the token endpoint). The lock is waited for at most
  * min(5 s, login_timeout). A refreshed set is saved before it is returned (a rotated refresh token
  * is never lost; a failed save is KT_ERR_IO), and is returned even when the server granted less
- * than KT_TOKEN_MIN_LEFT. A rejected refresh gives KT_ERR_LOGIN_REQUIRED and leaves the cache as
- * it was; so does a network failure (KT_ERR_UNAVAILABLE). No cache, a corrupt cache or an expired
- * token without a refresh token give KT_ERR_LOGIN_REQUIRED; messages tell the person to run
- * `kontist-auth login`. An unsafe cache file gives KT_ERR_IO. */
+ * than KT_TOKEN_MIN_LEFT. A set issued to another client than ctx's is not refreshed at all
+ * (KT_ERR_LOGIN_REQUIRED, naming both clients and the login that issued it); its access token is
+ * still handed out while it is valid. A rejected refresh gives KT_ERR_LOGIN_REQUIRED and leaves
+ * the cache as it was; so does a network failure (KT_ERR_UNAVAILABLE). No cache, a corrupt cache or
+ * an expired token without a refresh token give KT_ERR_LOGIN_REQUIRED; messages tell the person to
+ * run `kontist-auth login`. An unsafe cache file gives KT_ERR_IO. */
 int kt_cache_get_valid(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy *owners,
                        kt_token_set *out, kt_error *err);
 

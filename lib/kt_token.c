@@ -23,6 +23,7 @@ void kt_token_set_free(kt_token_set *t)
     free(t->scope);
     free(t->username);
     free(t->device_id);
+    free(t->client_id);
     memset(t, 0, sizeof(*t));
 }
 
@@ -45,14 +46,30 @@ int kt_token_set_copy(kt_token_set *dst, const kt_token_set *src, kt_error *err)
     memset(&t, 0, sizeof(t));
     t.expires_at = src->expires_at;
     t.confirmed = src->confirmed;
+    t.login_at = src->login_at;
     if (kt_dup_field(&t.access_token, src->access_token) != 0 ||
         kt_dup_field(&t.refresh_token, src->refresh_token) != 0 ||
         kt_dup_field(&t.scope, src->scope) != 0 || kt_dup_field(&t.username, src->username) != 0 ||
-        kt_dup_field(&t.device_id, src->device_id) != 0) {
+        kt_dup_field(&t.device_id, src->device_id) != 0 ||
+        kt_dup_field(&t.client_id, src->client_id) != 0) {
         kt_token_set_free(&t);
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     }
     *dst = t;
+    return 0;
+}
+
+int kt_token_set_stamp(kt_token_set *t, const char *client_id, time_t login_at, kt_error *err)
+{
+    char *copy = NULL;
+
+    if (t == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "no token set");
+    if (client_id != NULL && kt_dup_field(&copy, client_id) != 0)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    free(t->client_id);
+    t->client_id = copy;
+    t->login_at = login_at;
     return 0;
 }
 

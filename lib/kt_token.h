@@ -15,6 +15,9 @@ typedef struct kt_token_set {
     char *scope;         /* may be NULL */
     char *username;      /* Kontist username the set belongs to, may be NULL */
     char *device_id;     /* device that confirmed it, may be NULL */
+    char *client_id;     /* the OAuth client the tokens were issued to (only that client can
+                            refresh them); NULL when unknown (a cache from an older version) */
+    time_t login_at;     /* when the login that issued the set ran; 0 when unknown */
 } kt_token_set;
 
 void kt_token_set_free(kt_token_set *t); /* wipes secrets; leaves *t zeroed */
@@ -22,6 +25,9 @@ void kt_token_set_free(kt_token_set *t); /* wipes secrets; leaves *t zeroed */
 int kt_token_set_copy(kt_token_set *dst, const kt_token_set *src, kt_error *err);
 /* True when the access token is present and still valid for at least min_left seconds at now. */
 bool kt_token_set_usable(const kt_token_set *t, time_t now, long min_left);
+/* Records which client a fresh login's set was issued to, and when: every front end that stores
+ * a login calls it, so that the cache can tell later whether its client may refresh the tokens. */
+int kt_token_set_stamp(kt_token_set *t, const char *client_id, time_t login_at, kt_error *err);
 
 /* True for a token that can travel in an Authorization header: 1 to KT_TOKEN_MAX visible ASCII
  * characters. */

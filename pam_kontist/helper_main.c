@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pam_helper.h"
@@ -232,6 +233,10 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
         goto out;
     if (rq->nocache)
         ans->cache = "skipped";
+    /* The cache records the client, so that the user's kontist-auth can tell whether its own
+     * client may refresh these tokens. */
+    else if (kt_token_set_stamp(&tokens, cfg.client_id, time(NULL), &ans->cache_err) != 0)
+        ans->cache = "failed";
     else
         ans->cache =
             kt_pam_as_user(u, store_tokens, &tokens, &ans->cache_err) == 0 ? "written" : "failed";

@@ -104,7 +104,9 @@ static void assert_sets_equal(const kt_token_set *a, const kt_token_set *b)
     STR_EQ(username);
     STR_EQ(device_id);
     STR_EQ(scope);
+    STR_EQ(client_id);
 #undef STR_EQ
+    assert_int_equal(a->login_at, b->login_at);
     assert_int_equal(a->expires_at, b->expires_at);
     assert_int_equal(a->confirmed, b->confirmed);
 }
@@ -175,6 +177,50 @@ static void test_parse_minimal_and_refresh_only(void **state)
     assert_string_equal(t.refresh_token, "r");
     assert_int_equal(t.expires_at, 0);
     kt_token_set_free(&t);
+}
+
+/* The client that issued the tokens and when its login ran; caches from before they were recorded
+ * are read as they are. */
+static void test_parse_client_and_login_time(void **state)
+{
+    static const char text[] =
+        "{\"version\":1,\"access_token\":\"a\",\"refresh_token\":\"r\",\"expires_at\":5,"
+        "\"confirmed\":true,\"client_id\":\"kontist-auth-demo\",\"login_at\":1700000000}";
+    static const char old[] = "{\"version\":1,\"refresh_token\":\"r\",\"expires_at\":5,"
+                              "\"confirmed\":false}";
+    kt_token_set t;
+    kt_error err = {KT_OK, ""};
+    char *json;
+
+    (void)state;
+    assert_int_equal(kt_cache_parse(text, strlen(text), &t, &err), 0);
+    assert_string_equal(t.client_id, "kontist-auth-demo");
+    assert_int_equal(t.login_at, 1700000000);
+    json = kt_cache_serialize(&t);
+    assert_non_null(strstr(json, "\"client_id\":\"kontist-auth-demo\""));
+    assert_non_null(strstr(json, "\"login_at\":1700000000"));
+    kt_secret_free(json);
+    kt_token_set_free(&t);
+    assert_int_equal(kt_cache_parse(old, strlen(old), &t, &err), 0);
+    assert_null(t.client_id);
+    assert_int_equal(t.login_at, 0);
+    json = kt_cache_serialize(&t);
+    assert_null(strstr(json, "client_id"));
+    assert_null(strstr(json, "login_at"));
+    kt_secret_free(json);
+    kt_token_set_free(&t);
+
+#define BAD(members, why)                                                                          \
+    assert_parse_fails("{\"version\":1,\"refresh_token\":\"r\",\"expires_at\":5,"                  \
+                       "\"confirmed\":false," members "}",                                         \
+                       strlen("{\"version\":1,\"refresh_token\":\"r\",\"expires_at\":5,"           \
+                              "\"confirmed\":false," members "}"),                                 \
+                       why)
+    BAD("\"client_id\":5", "client_id not a string");
+    BAD("\"client_id\":\"\"", "empty client_id");
+    BAD("\"login_at\":\"yesterday\"", "login_at not an integer");
+    BAD("\"login_at\":-1", "negative login_at");
+#undef BAD
 }
 
 static void test_parse_bad(void **state)
@@ -614,6 +660,46 @@ static void test_get_valid_expired_without_refresh_token(void **state)
     offline_ctx_free(&o);
 }
 
+/* Tokens another client was issued (the PAM module's confidential client, say) are never sent
+ * to the token endpoint with this one: the person is told why and what to do. */
+static void test_get_valid_other_client_is_explained(void **state)
+{
+    cache_fixture *f = *state;
+    offline_ctx o;
+    kt_token_set t, out;
+    kt_error err = {KT_OK, ""};
+
+    offline_ctx_new(&o); /* client "test-client" */
+    sample_set(&t, time(NULL) + KT_TOKEN_MIN_LEFT - 5);
+    t.client_id = strdup("kontist-auth-demo");
+    t.login_at = 1700000000;
+    assert_int_equal(kt_cache_store(&f->paths, &t, &err), 0);
+    assert_int_equal(kt_cache_get_valid(o.ctx, &f->paths, &f->owners, &out, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_LOGIN_REQUIRED);
+    assert_msg_has(&err, "these tokens were issued to client kontist-auth-demo by the login at "
+                         "2023-11-14 22:13:20 UTC");
+    assert_msg_has(&err, "test-client");
+    assert_msg_has(&err, "log in again with `kontist-auth login` to get tokens this client can "
+                         "refresh");
+    assert_int_equal(kt_http_connections(o.ctx->http), 0);
+    /* Without the time of the login. */
+    t.login_at = 0;
+    assert_int_equal(kt_cache_store(&f->paths, &t, &err), 0);
+    kt_error_clear(&err);
+    assert_int_equal(kt_cache_get_valid(o.ctx, &f->paths, &f->owners, &out, &err), -1);
+    assert_msg_has(&err, "issued to client kontist-auth-demo by an earlier login");
+    /* A valid access token is a bearer token: it is handed out whichever client it came from. */
+    t.expires_at = time(NULL) + KT_TOKEN_MIN_LEFT + 60;
+    assert_int_equal(kt_cache_store(&f->paths, &t, &err), 0);
+    if (kt_cache_get_valid(o.ctx, &f->paths, &f->owners, &out, &err) != 0)
+        fail_msg("get_valid: %s", err.message);
+    assert_sets_equal(&t, &out);
+    assert_int_equal(kt_http_connections(o.ctx->http), 0);
+    kt_token_set_free(&out);
+    kt_token_set_free(&t);
+    offline_ctx_free(&o);
+}
+
 static void test_get_valid_unreachable_keeps_cache(void **state)
 {
     cache_fixture *f = *state;
@@ -877,6 +963,9 @@ static void test_mock_refresh(void **state)
     assert_string_equal(out.refresh_token, cached.refresh_token); /* no rotation: kept */
     assert_string_equal(out.username, MOCK_USER);
     assert_string_equal(out.device_id, "device-kept");
+    /* A cache that named no client now names the one that could refresh it. */
+    assert_null(cached.client_id);
+    assert_string_equal(out.client_id, MOCK_CLIENT);
     assert_true(kt_token_set_usable(&out, time(NULL), KT_TOKEN_MIN_LEFT));
     /* The cache holds exactly what was handed out. */
     assert_int_equal(kt_cache_load(f->cache_file, &f->owners, &stored, &err), KT_CACHE_LOADED);
@@ -888,6 +977,27 @@ static void test_mock_refresh(void **state)
     assert_int_equal(mock_refresh_count(&o.m), 1);
     kt_token_set_free(&stored);
     kt_token_set_free(&again);
+    kt_token_set_free(&out);
+    kt_token_set_free(&cached);
+    online_stop(&o);
+}
+
+/* The same client refreshes, and the record of the login survives the refresh. */
+static void test_mock_refresh_same_client(void **state)
+{
+    cache_fixture *f = *state;
+    online o;
+    kt_token_set cached, out;
+    kt_error err = {KT_OK, ""};
+
+    online_start(&o, f, NULL, &cached);
+    assert_int_equal(kt_token_set_stamp(&cached, MOCK_CLIENT, 1700000000, &err), 0);
+    assert_int_equal(kt_cache_store(&f->paths, &cached, &err), 0);
+    if (kt_cache_get_valid(o.ctx, &f->paths, &f->owners, &out, &err) != 0)
+        fail_msg("get_valid: %s", err.message);
+    assert_int_equal(mock_refresh_count(&o.m), 1);
+    assert_string_equal(out.client_id, MOCK_CLIENT);
+    assert_int_equal(out.login_at, 1700000000);
     kt_token_set_free(&out);
     kt_token_set_free(&cached);
     online_stop(&o);
@@ -1005,6 +1115,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_good),
         cmocka_unit_test(test_parse_minimal_and_refresh_only),
+        cmocka_unit_test(test_parse_client_and_login_time),
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_parse_wrong_types),
         cmocka_unit_test(test_parse_truncated_and_empty),
@@ -1020,11 +1131,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_valid_absent_or_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_valid_expired_without_refresh_token, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_get_valid_other_client_is_explained, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_valid_unreachable_keeps_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_valid_unsafe_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_valid_waits_for_lock_only_to_refresh, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_mock_refresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mock_refresh_same_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mock_refresh_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mock_refresh_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mock_concurrent_refresh_once, setup, teardown),
