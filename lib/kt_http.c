@@ -542,6 +542,16 @@ static void kt_http_reset_request(kt_http *http)
     curl_easy_setopt(http->curl, CURLOPT_HTTPGET, 1L);
 }
 
+/* Whether the operating system refused the transfer a local resource (CURLINFO_OS_ERRNO). */
+static bool kt_http_local_failure(kt_http *http)
+{
+    long os_errno = 0;
+
+    if (curl_easy_getinfo(http->curl, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK)
+        return false;
+    return os_errno == EMFILE || os_errno == ENFILE || os_errno == ENOMEM || os_errno == ENOBUFS;
+}
+
 static int kt_http_curl_error(kt_http *http, CURLcode rc, const kt_xfer *x, bool deadline_cut,
                               kt_error *err)
 {
@@ -550,10 +560,19 @@ static int kt_http_curl_error(kt_http *http, CURLcode rc, const kt_xfer *x, bool
     if (x->too_large)
         return kt_error_set(err, KT_ERR_PROTOCOL, "response too large (over %d bytes)",
                             KT_HTTP_MAX_BODY);
+    /* Only the network may count as unavailable. A failure of this machine (no descriptors, no
+     * memory: limits a local user may have set on the process) is not an outage, or whoever set
+     * them could open a stack's fallback. */
+    if (kt_http_local_failure(http))
+        return kt_error_set(err, KT_ERR_INTERNAL, "local failure: %s", detail);
     switch (rc) {
     case CURLE_OUT_OF_MEMORY:
     case CURLE_WRITE_ERROR:
+    case CURLE_FAILED_INIT:
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory reading the response");
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+        return kt_error_set(err, KT_ERR_CONFIG, "ca_file cannot be used: %s", detail);
     case CURLE_OPERATION_TIMEDOUT:
         if (deadline_cut)
             return kt_error_set(err, KT_ERR_UNAVAILABLE, "login deadline reached: %s", detail);
@@ -637,14 +656,14 @@ int kt_http_answer_error(long status, const char *body, size_t body_len, long re
     sep = words[0] != '\0' ? ": " : "";
     if (status == 429)
         return kt_error_set_rate_limited(err, what, retry_after, words);
-    if (status >= 500 && status <= 599) {
-        if (retry_after >= 0)
-            return kt_error_set(err, KT_ERR_UNAVAILABLE,
-                                "%s: server unavailable (HTTP %ld), retry after %ld s%s%s", what,
-                                status, retry_after, sep, words);
+    /* Many rate limiters answer 503 (or another 5xx) with Retry-After rather than 429: a server
+     * error that says when to come back is a rate limit, which anyone can provoke, not an outage
+     * that could open a fallback. */
+    if (status >= 500 && status <= 599 && retry_after >= 0)
+        return kt_error_set_rate_limited(err, what, retry_after, words);
+    if (status >= 500 && status <= 599)
         return kt_error_set(err, KT_ERR_UNAVAILABLE, "%s: server unavailable (HTTP %ld)%s%s", what,
                             status, sep, words);
-    }
     /* Every other 4xx is the bank answering on purpose: a refusal, never an outage. */
     if (status >= 400 && status <= 499)
         return kt_error_set(err, refused_kind, "%s: refused (HTTP %ld)%s%s", what, status, sep,

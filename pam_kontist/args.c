@@ -52,6 +52,22 @@ static int set_timeout(kt_pam_args *args, const char *value, kt_error *err)
     return 0;
 }
 
+static int set_fail_floor(kt_pam_args *args, const char *value, kt_error *err)
+{
+    char *end = NULL;
+    long v;
+
+    errno = 0;
+    v = strtol(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0' || value[0] == '-' || value[0] == '+' || v < 0 ||
+        v > KT_PAM_FAIL_FLOOR_MAX_MS)
+        return kt_error_set(err, KT_ERR_CONFIG,
+                            "module argument fail_floor_ms= must be 0 to %d milliseconds",
+                            KT_PAM_FAIL_FLOOR_MAX_MS);
+    args->fail_floor_ms = v;
+    return 0;
+}
+
 /* Sets the flag named arg; false when arg is no flag. */
 static bool parse_flag(kt_pam_args *args, const char *arg)
 {
@@ -94,6 +110,8 @@ static int parse_one(kt_pam_args *args, const char *arg, kt_error *err)
         return set_mfa(args, v, err);
     if ((v = arg_value(arg, "login_timeout=")) != NULL)
         return set_timeout(args, v, err);
+    if ((v = arg_value(arg, "fail_floor_ms=")) != NULL)
+        return set_fail_floor(args, v, err);
     /* An unknown argument is most likely a typo of a security setting: refuse to guess. */
     return kt_error_set(err, KT_ERR_CONFIG, "unknown module argument '%.64s'", arg);
 }
@@ -102,6 +120,7 @@ int kt_pam_args_parse(kt_pam_args *args, int argc, const char **argv, kt_error *
 {
     memset(args, 0, sizeof(*args));
     args->mfa = KT_PAM_MFA_DEVICE;
+    args->fail_floor_ms = KT_PAM_FAIL_FLOOR_MS;
     for (int i = 0; i < argc; i++) {
         if (argv[i] == NULL || argv[i][0] == '\0')
             return kt_error_set(err, KT_ERR_CONFIG, "empty module argument");

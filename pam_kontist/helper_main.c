@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,13 +104,17 @@ static int parse_request(request *rq, kt_error *err)
     const char *sep = strstr(rq->buf, "\n" KT_WIRE_PASSWORD_LINE);
     size_t head;
     long uid, gid, flag = 0;
-    char given[4] = "", nocache[4] = "";
+    char given[4] = "", nocache[4] = "", version[8] = "";
     bool ok;
 
     if (sep == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "malformed request");
     head = (size_t)(sep - rq->buf) + 1;
     rq->password = sep + 1 + strlen(KT_WIRE_PASSWORD_LINE);
+    /* A module from another build may mean something else by the same lines: refuse it. */
+    if (!kt_wire_get(rq->buf, head, "version", version, sizeof(version)) ||
+        strcmp(version, KT_WIRE_VERSION) != 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "the module and kontist-pam-helper do not match");
     ok = kt_wire_get(rq->buf, head, "op", rq->op, sizeof(rq->op)) &&
          kt_wire_get(rq->buf, head, "user", rq->user, sizeof(rq->user)) &&
          kt_wire_get(rq->buf, head, "home", rq->home, sizeof(rq->home)) &&
@@ -118,8 +123,9 @@ static int parse_request(request *rq, kt_error *err)
          kt_wire_get(rq->buf, head, "authfile_given", given, sizeof(given)) &&
          kt_wire_get(rq->buf, head, "mfa", rq->mfa, sizeof(rq->mfa)) &&
          kt_wire_get(rq->buf, head, "nocache", nocache, sizeof(nocache)) &&
-         get_number(rq->buf, head, "uid", 0, (long)INT_MAX, &uid) &&
-         get_number(rq->buf, head, "gid", 0, (long)INT_MAX, &gid) &&
+         /* (uid_t)-1 and (gid_t)-1 mean "unchanged" to setresuid: never a user. */
+         get_number(rq->buf, head, "uid", 0, (long)UINT32_MAX - 1, &uid) &&
+         get_number(rq->buf, head, "gid", 0, (long)UINT32_MAX - 1, &gid) &&
          get_number(rq->buf, head, "login_timeout", 0, 3600, &flag);
     if (!ok || rq->user[0] == '\0' || rq->home[0] != '/' || rq->config[0] != '/' ||
         rq->authfile[0] != '/')

@@ -11,10 +11,12 @@
  * writes it. */
 #include <config.h>
 
+#include <errno.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #define PAM_SM_AUTH
 #define PAM_SM_ACCOUNT
@@ -80,9 +82,11 @@ static int lookup_user(pam_handle_t *pamh, const char *name, kt_pam_local_user *
 {
     struct passwd *pw = name[0] != '\0' ? pam_modutil_getpwnam(pamh, name) : NULL;
 
-    if (pw == NULL || pw->pw_dir == NULL || pw->pw_dir[0] != '/')
+    /* The account's own name, not what was typed: with a name service that ignores case (sssd),
+     * "ALICE" finds alice's entry, and alice's pin must apply. */
+    if (pw == NULL || pw->pw_dir == NULL || pw->pw_dir[0] != '/' || pw->pw_name == NULL)
         return kt_error_set(err, KT_ERR_NOT_ENROLLED, "no such local user");
-    u->name = name;
+    u->name = pw->pw_name;
     u->uid = pw->pw_uid;
     u->gid = pw->pw_gid;
     u->home = pw->pw_dir;
@@ -123,6 +127,21 @@ static int authenticate(pam_handle_t *pamh, auth_run *r)
     return kt_pam_code_for_error(r->res.err.kind, r->args.nouserok && !r->res.pinned);
 }
 
+/* Sleeps until floor_ms after start_ms: see KT_PAM_FAIL_FLOOR_MS. */
+static void wait_for_floor(uint64_t start_ms, long floor_ms)
+{
+    uint64_t until = start_ms + (uint64_t)floor_ms;
+    uint64_t now;
+
+    while ((now = kt_pam_now_ms()) < until) {
+        struct timespec ts = {(time_t)((until - now) / 1000),
+                              (long)((until - now) % 1000) * 1000000};
+
+        if (nanosleep(&ts, NULL) != 0 && errno != EINTR)
+            break;
+    }
+}
+
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
     auth_run r;
@@ -139,6 +158,8 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
         code = PAM_SERVICE_ERR;
     else
         code = authenticate(pamh, &r);
+    if (code != PAM_SUCCESS)
+        wait_for_floor(attempt.start_ms, r.args.fail_floor_ms);
     attempt.mfa = r.args.mfa;
     attempt.user = r.pam_user;
     if (attempt.user == NULL) {

@@ -19,6 +19,12 @@
 /* Delay requested from libpam on every failure, in microseconds. The application may handle it
  * itself through the PAM_FAIL_DELAY item. */
 #define KT_PAM_FAIL_DELAY_USEC 2000000u
+/* A failed authentication returns no sooner than this many milliseconds after it began, so that
+ * a failure found locally (unknown or unpinned user) takes as long as one the bank answered;
+ * libpam's own delay (pam_fail_delay) is random and added after, so it does not hide the
+ * difference by itself. fail_floor_ms= changes it. */
+#define KT_PAM_FAIL_FLOOR_MS 1000
+#define KT_PAM_FAIL_FLOOR_MAX_MS 10000
 /* Bounds of login_timeout=: a flow must end well before sshd's LoginGraceTime (120 s). */
 #define KT_PAM_LOGIN_TIMEOUT_MAX 110
 /* Passwords longer than this are refused before any network call. */
@@ -54,6 +60,7 @@ typedef struct kt_pam_args {
     bool nocache;
     kt_pam_mfa mfa;
     long login_timeout; /* 0: the configuration's */
+    long fail_floor_ms; /* a failure returns no sooner than this after the call began */
 } kt_pam_args;
 
 /* Parses the module arguments strictly: an unknown or malformed argument is KT_ERR_CONFIG. */

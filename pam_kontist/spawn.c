@@ -5,19 +5,27 @@
  * address space those copies outlive pam_end (a core dump of sshd would show them); in a
  * short-lived helper they die with it, and the host's own libraries and global state stay as they
  * were. It is the model of pam_unix's unix_chkpwd: fork, exec a fixed binary with an empty
- * environment, talk over a private channel, wait with a deadline. */
+ * environment, talk over a private channel, wait with a deadline.
+ *
+ * sudo and su are started by the user they authenticate, so everything the helper could inherit
+ * from them is reset first (reset_process_state): nothing the user controls may make a request
+ * fail, since a failure that looked like an outage would open a stack's fallback. */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pam_kontist.h"
@@ -26,31 +34,49 @@
 /* Seconds the module waits beyond login_timeout before it kills the helper: the helper ends its
  * own flow at login_timeout and needs a moment to write the cache and answer. */
 #define HELPER_GRACE_SECONDS 10
+/* How long a helper that has answered may take to exit before it is killed. */
+#define HELPER_EXIT_MS 2000
 
-/* The helper is run as root by every login: only root (or, in a process that is not root, its
- * own user) may be able to change it. */
-static int check_helper(const char *path, kt_error *err)
+static int check_helper_stat(const char *path, const struct stat *st, kt_error *err)
 {
-    struct stat st;
     uid_t euid = geteuid();
 
-    if (stat(path, &st) != 0)
-        return kt_error_set(err, KT_ERR_CONFIG, "helper %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
+    if (!S_ISREG(st->st_mode))
         return kt_error_set(err, KT_ERR_CONFIG, "helper %s is not a regular file", path);
-    if (st.st_uid != 0 && st.st_uid != euid)
+    if (st->st_uid != 0 && st->st_uid != euid)
         return kt_error_set(err, KT_ERR_CONFIG, "helper %s is owned by uid %u, not root", path,
-                            (unsigned)st.st_uid);
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+                            (unsigned)st->st_uid);
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0)
         return kt_error_set(err, KT_ERR_CONFIG, "helper %s is writable by group or others", path);
     return 0;
 }
 
-static bool add_number(char *buf, size_t size, size_t *len, const char *key, long value)
+/* The helper is run as root by every login: only root (or, in a process that is not root, its
+ * own user) may be able to change it. The checks are made on the open file that is then
+ * executed, so it cannot be swapped between check and exec. Returns the descriptor or -1. */
+static int open_helper(const char *path, kt_error *err)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        kt_error_set(err, KT_ERR_CONFIG, "helper %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (check_helper_stat(path, &st, err) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static bool add_number(char *buf, size_t size, size_t *len, const char *key, unsigned long value)
 {
     char num[32];
 
-    snprintf(num, sizeof(num), "%ld", value);
+    snprintf(num, sizeof(num), "%lu", value);
     return kt_wire_add(buf, size, len, key, num);
 }
 
@@ -59,25 +85,24 @@ static int build_request(const kt_pam_args *args, kt_pam_op op, const kt_pam_loc
 {
     bool ok = true;
 
+    /* Values are cut at a newline by kt_wire_add; a name or path with one is refused instead of
+     * being passed on as something else. */
+    if (strchr(user->name, '\n') != NULL || strchr(user->home, '\n') != NULL)
+        return kt_error_set(err, KT_ERR_CONFIG, "user name or home directory with a newline");
     *len = 0;
+    ok = ok && kt_wire_add(buf, size, len, "version", KT_WIRE_VERSION);
     ok = ok && kt_wire_add(buf, size, len, "op", op == KT_PAM_OP_LOGIN ? "login" : "logout");
     ok = ok && kt_wire_add(buf, size, len, "user", user->name);
-    ok = ok && add_number(buf, size, len, "uid", (long)user->uid);
-    ok = ok && add_number(buf, size, len, "gid", (long)user->gid);
+    ok = ok && add_number(buf, size, len, "uid", (unsigned long)user->uid);
+    ok = ok && add_number(buf, size, len, "gid", (unsigned long)user->gid);
     ok = ok && kt_wire_add(buf, size, len, "home", user->home);
     ok = ok && kt_wire_add(buf, size, len, "config", args->config);
     ok = ok && kt_wire_add(buf, size, len, "authfile", args->authfile);
     ok = ok && kt_wire_add(buf, size, len, "authfile_given", args->authfile_given ? "1" : "0");
     ok = ok && kt_wire_add(buf, size, len, "mfa", kt_pam_mfa_name(args->mfa));
-    ok = ok && add_number(buf, size, len, "login_timeout", args->login_timeout);
+    ok = ok && add_number(buf, size, len, "login_timeout", (unsigned long)args->login_timeout);
     ok = ok && kt_wire_add(buf, size, len, "nocache", args->nocache ? "1" : "0");
-    if (!ok)
-        return kt_error_set(err, KT_ERR_INTERNAL, "request for the helper too long");
-    /* Values are cut at a newline by kt_wire_add; a name or path with one is refused instead of
-     * being passed on as something else. */
-    if (strchr(user->name, '\n') != NULL || strchr(user->home, '\n') != NULL)
-        return kt_error_set(err, KT_ERR_CONFIG, "user name or home directory with a newline");
-    if (*len + strlen(KT_WIRE_PASSWORD_LINE) >= size)
+    if (!ok || *len + strlen(KT_WIRE_PASSWORD_LINE) >= size)
         return kt_error_set(err, KT_ERR_INTERNAL, "request for the helper too long");
     memcpy(buf + *len, KT_WIRE_PASSWORD_LINE, strlen(KT_WIRE_PASSWORD_LINE));
     *len += strlen(KT_WIRE_PASSWORD_LINE);
@@ -112,9 +137,9 @@ static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms)
         int rc;
         ssize_t n;
 
-        if (now >= deadline_ms)
-            return -2;
-        rc = poll(&pfd, 1, (int)(deadline_ms - now));
+        /* Past the deadline, what has already arrived still counts (a zero timeout only looks):
+         * a host that was stopped for a while must not throw away an answer it has. */
+        rc = poll(&pfd, 1, now >= deadline_ms ? 0 : (int)(deadline_ms - now));
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc < 0)
@@ -123,8 +148,8 @@ static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms)
             return -2;
         if (len + 1 >= size)
             return -1;
-        n = recv(fd, buf + len, size - 1 - len, 0);
-        if (n < 0 && errno == EINTR)
+        n = recv(fd, buf + len, size - 1 - len, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0)
             return -1;
@@ -136,34 +161,91 @@ static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms)
     return (ssize_t)len;
 }
 
+/* Everything of the calling process that a user could have set (sudo and su are started by the
+ * user) goes back to a known state: resource limits low enough to make a request fail, a working
+ * directory the user owns (OpenSSL tries a key URI as a relative file name first), the umask,
+ * supplementary groups, the nice value, signal dispositions (an ignored SIGALRM would disable the
+ * helper's own deadline) and the controlling terminal (^Z on it would stop the helper). */
+static void reset_process_state(void)
+{
+    static const struct {
+        int resource;
+        rlim_t soft, hard;
+    } limits[] = {
+        {RLIMIT_CORE, 0, 0},
+        {RLIMIT_NOFILE, 1024, 1024},
+        {RLIMIT_AS, RLIM_INFINITY, RLIM_INFINITY},
+        {RLIMIT_DATA, RLIM_INFINITY, RLIM_INFINITY},
+        {RLIMIT_STACK, 8u << 20, RLIM_INFINITY},
+        {RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY},
+        {RLIMIT_CPU, RLIM_INFINITY, RLIM_INFINITY},
+        {RLIMIT_RSS, RLIM_INFINITY, RLIM_INFINITY},
+        {RLIMIT_MEMLOCK, 8u << 20, 8u << 20},
+    };
+    struct sigaction dfl;
+    sigset_t none;
+
+    /* Only root may raise limits; a host that is not root keeps its own, and then its own user is
+     * all the helper can act for anyway. */
+    if (geteuid() == 0) {
+        for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+            struct rlimit rl = {limits[i].soft, limits[i].hard};
+
+            setrlimit(limits[i].resource, &rl);
+        }
+        if (setgroups(0, NULL) != 0)
+            _exit(127);
+        setpriority(PRIO_PROCESS, 0, 0);
+    }
+    umask(077);
+    if (chdir("/") != 0)
+        _exit(127);
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* A session of its own: no controlling terminal, out of the terminal's process group. */
+    setsid();
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls (the host may have threads). */
-static void exec_child(int sock, const char *path)
+static void exec_child(int sock, int exe, pid_t parent)
 {
     char name[] = "kontist-pam-helper";
     char *const argv[] = {name, NULL};
     char *const envp[] = {NULL};
-    sigset_t none;
     int devnull;
 
-    /* A setuid host (sudo, su) runs with the invoking user as real uid: the helper gets root
-     * as its only identity, so that what it does never depends on who called sudo. */
+    /* A setuid host (sudo, su) runs with the invoking user as real uid: the helper gets root as
+     * its only identity, so that what it does never depends on who called sudo, and that user can
+     * neither signal nor trace it. */
     if (geteuid() == 0 && (setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0))
         _exit(127);
-    /* A host that closed its standard descriptors may have been given one of them for the
-     * socket: move it out of the way before they are set up. */
+    reset_process_state();
+    /* A helper whose module is gone (a host killed at sshd's LoginGraceTime) has nobody to answer
+     * and must not go on to write a cache for a login that was given up. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(127);
+    /* A host that closed its standard descriptors may have been given one of them for the socket
+     * or the executable: move them out of the way before those are set up. */
     if (sock <= STDERR_FILENO && (sock = fcntl(sock, F_DUPFD, STDERR_FILENO + 1)) < 0)
+        _exit(127);
+    if (exe <= STDERR_FILENO && (exe = fcntl(exe, F_DUPFD_CLOEXEC, STDERR_FILENO + 1)) < 0)
         _exit(127);
     if (dup2(sock, STDIN_FILENO) < 0 || dup2(sock, STDOUT_FILENO) < 0)
         _exit(127);
     devnull = open("/dev/null", O_WRONLY);
     if (devnull < 0 || dup2(devnull, STDERR_FILENO) < 0)
         _exit(127);
-    /* Nothing of the host's (its sockets, its files) leaks into the helper. */
-    for (int fd = STDERR_FILENO + 1; fd < 1024; fd++)
-        close(fd);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(path, argv, envp);
+    /* Nothing of the host's (its sockets, its files) leaks into the helper. The executable's
+     * descriptor is close-on-exec and must stay open until the exec itself. */
+    if (exe > STDERR_FILENO + 1)
+        close_range(STDERR_FILENO + 1, (unsigned)exe - 1, 0);
+    close_range((unsigned)exe + 1, ~0u, 0);
+    fexecve(exe, argv, envp);
     _exit(127);
 }
 
@@ -191,18 +273,31 @@ static void parse_answer(const char *buf, size_t len, kt_pam_result *res)
     }
 }
 
-/* Waits for the child; kills it first when it overran. Returns its wait status. */
+/* Waits for the child, at most HELPER_EXIT_MS unless kill_it; kills it when it overran or does
+ * not exit in that time. Returns its wait status, or -1. */
 static int reap(pid_t pid, bool kill_it)
 {
+    uint64_t until = kt_pam_now_ms() + HELPER_EXIT_MS;
     int status = 0;
 
     if (kill_it)
         kill(pid, SIGKILL);
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
+    for (;;) {
+        pid_t rc = waitpid(pid, &status, kill_it ? 0 : WNOHANG);
+
+        if (rc == pid)
+            return status;
+        if (rc < 0 && errno != EINTR)
             return -1;
+        if (rc == 0 && kt_pam_now_ms() >= until) {
+            kill_it = true;
+            kill(pid, SIGKILL);
+        } else if (rc == 0) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+
+            nanosleep(&ts, NULL);
+        }
     }
-    return status;
 }
 
 static void talk(int sock, pid_t pid, const char *request, size_t request_len, const char *password,
@@ -221,12 +316,14 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len, c
     }
     n = read_answer(sock, answer, sizeof(answer), deadline_ms);
     status = reap(pid, n < 0);
+    /* The helper bounds every network wait itself and says "unavailable" when the bank does not
+     * answer in time. A helper still silent after that is stuck on something else, which the
+     * user may have caused (a stopped or starved host): never a reason to fall back. */
     if (n == -2) {
-        kt_error_set(&res->err, KT_ERR_UNAVAILABLE, "no answer within the login timeout");
+        kt_error_set(&res->err, KT_ERR_INTERNAL, "the helper did not answer in time");
         return;
     }
-    /* A helper that crashed (a hostile answer could make it) is not an outage: nothing here
-     * may turn into a fallback to a weaker factor. */
+    /* A helper that crashed (a hostile answer could make it) is not an outage either. */
     if (n < 0 || status == -1 || !WIFEXITED(status)) {
         if (status != -1 && WIFSIGNALED(status))
             kt_error_set(&res->err, KT_ERR_INTERNAL, "the helper died of signal %d",
@@ -253,15 +350,18 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     long timeout = args->login_timeout > 0 ? args->login_timeout : KT_PAM_LOGIN_TIMEOUT_MAX;
     uint64_t deadline_ms = kt_pam_now_ms() + (uint64_t)(timeout + HELPER_GRACE_SECONDS) * 1000u;
     struct sigaction dfl, saved;
-    int sv[2];
-    pid_t pid;
+    pid_t pid, parent = getpid();
+    int sv[2], exe;
 
     memset(res, 0, sizeof(*res));
-    if (check_helper(args->helper, &res->err) != 0 ||
-        build_request(args, op, user, request, sizeof(request), &request_len, &res->err) != 0)
+    if (build_request(args, op, user, request, sizeof(request), &request_len, &res->err) != 0)
+        return;
+    exe = open_helper(args->helper, &res->err);
+    if (exe < 0)
         return;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         kt_error_set(&res->err, KT_ERR_INTERNAL, "socketpair: %s", strerror(errno));
+        close(exe);
         return;
     }
     /* The host may reap children in a SIGCHLD handler; ours must be waited for here (pam_unix
@@ -273,9 +373,10 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     pid = fork();
     if (pid == 0) {
         close(sv[0]);
-        exec_child(sv[1], args->helper);
+        exec_child(sv[1], exe, parent);
     }
     close(sv[1]);
+    close(exe);
     if (pid < 0)
         kt_error_set(&res->err, KT_ERR_INTERNAL, "fork: %s", strerror(errno));
     else

@@ -86,6 +86,10 @@ static int load_own_device(kt_pam_user *u, bool need_key, kt_error *err)
                           "the device record names another Kontist user than root's pin");
     } else if (need_key && d.rec.device_id == NULL) {
         rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the device record names no bound device");
+    } else if (need_key && !kt_device_id_ok(d.rec.device_id)) {
+        /* Checked here, before the password goes anywhere: later, the same id would be refused
+         * on the way to the bank, after the password grant. */
+        rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the device record's device id is malformed");
     } else if (need_key) {
         u->rec.device_id = d.rec.device_id;
         u->rec.key_ref = d.rec.key_ref;

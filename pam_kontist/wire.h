@@ -12,6 +12,9 @@
 
 /* The largest request or result either side accepts (the password is capped lower). */
 #define KT_WIRE_MAX 16384
+/* The request format's version: the first field of every request; the helper refuses others, so
+ * a module and a helper from different builds fail closed instead of misreading each other. */
+#define KT_WIRE_VERSION "1"
 /* The line that separates the request's fields from the password. */
 #define KT_WIRE_PASSWORD_LINE "password\n"
 

@@ -184,6 +184,10 @@ class PamWorld:
             argv += f" authfile={self.pins}"
         if "helper=" not in args:
             argv += f" helper={self.helper}"
+        # The failure floor (a second by default) only slows the suite down; tests of it ask
+        # for it.
+        if "fail_floor_ms=" not in args:
+            argv += " fail_floor_ms=0"
         lines = list(before)
         for kind in module_types or ("auth", "account", "session", "password"):
             lines.append(f"{kind} {control} {self.module} {argv}".rstrip())

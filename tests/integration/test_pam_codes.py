@@ -744,3 +744,22 @@ def test_missing_default_pins_file_enrolls_nobody(world, mock, alice):
     assert run.code == "PAM_SUCCESS", run
     fields = attempt(run, "PAM_IGNORE", "not_enrolled")
     assert "/etc/kontist/users does not exist" in fields["reason"]
+
+
+@pytest.mark.parametrize("user", ["nosuchuser", "carol", "alice"])
+def test_failure_floor_hides_where_a_login_failed(world, alice, mock, user):
+    """An unknown user fails locally in milliseconds, a pinned one after the bank answered: with
+    the floor, every failure takes at least fail_floor_ms inside the module, whichever it was."""
+    world.add_user("carol")  # known, not pinned
+    world.service("floor", "fail_floor_ms=600")
+    run = world.run("floor", user, password="wrong-password")
+    assert run.code != "PAM_SUCCESS", run
+    assert int(run.attempt()["duration_ms"]) >= 600, run.attempt()
+    assert run.prompts == [{"style": 1, "msg": "Password: "}]
+
+
+def test_failure_floor_does_not_slow_a_success(world, alice, mock):
+    world.service("floor", "fail_floor_ms=3000")
+    run = world.run("floor", "alice")
+    assert run.code == "PAM_SUCCESS", run
+    assert run.elapsed < 3, run

@@ -38,7 +38,7 @@ def install(world, example, config):
         if module == "pam_kontist.so":
             # The examples' own login_timeout is kept; only the configuration is the test's.
             out.append(f"auth {control} {world.module} config={config} authfile={world.pins} "
-                       f"helper={world.helper} {args}")
+                       f"helper={world.helper} fail_floor_ms=0 {args}")
         else:
             out.append(f"auth {control} {PAM_MATRIX} passdb={passdb}")
     (world.services / example).write_text("\n".join(out) + "\n")
@@ -53,7 +53,7 @@ def world(tmp_path, build_dir, mock):
     return w
 
 
-EXAMPLE_NAMES = ["sshd", "sudo", "login"]
+EXAMPLE_NAMES = ["sshd", "sudo", "login", "su"]
 
 
 @pytest.mark.parametrize("example", EXAMPLE_NAMES)

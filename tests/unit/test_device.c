@@ -657,12 +657,19 @@ static void test_device_status_details(void **state)
     assert_int_equal(kt_device_check_status(KT_DEVICE_CHALLENGE_VERIFY, &r, "d", &err), -1);
     assert_int_equal(err.kind, KT_ERR_RATE_LIMITED);
     assert_int_equal(kt_error_retry_after(&err), 42);
+    /* A 5xx with Retry-After is a rate limiter's answer too: never an outage. */
     r.status = 503;
     kt_error_clear(&err);
     assert_int_equal(kt_device_check_status(KT_DEVICE_CHALLENGE, &r, "d", &err), -1);
-    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
+    assert_int_equal(err.kind, KT_ERR_RATE_LIMITED);
     assert_non_null(strstr(err.message, "retry after 42 s"));
+    assert_int_equal(kt_error_retry_after(&err), 42);
+    r.retry_after = -1;
+    kt_error_clear(&err);
+    assert_int_equal(kt_device_check_status(KT_DEVICE_CHALLENGE, &r, "d", &err), -1);
+    assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
     assert_int_equal(kt_error_retry_after(&err), -1);
+    r.retry_after = 42;
     /* The unknown device is named, but only if it is a valid id. */
     r.status = 404;
     kt_error_clear(&err);
