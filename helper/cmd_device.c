@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,41 +14,57 @@
 #include "exit_codes.h"
 
 static const char device_help[] =
-    "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI] [--otp-stdin] [--force]\n"
+    "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI] [--otp-stdin]\n"
+    "                                  [--confirm-timeout SECONDS] [--force]\n"
     "\n"
-    "Binds this machine to the logged-in Kontist user as a device: generates an ECDSA P-256 key\n"
-    "(or uses the given one), registers its public key, asks for the one-time code the bank sends\n"
-    "by SMS, signs it and verifies the device. The device record (user, device id, key, name) is\n"
-    "written to ~/.config/kontist/device.json. Log in first ('kontist-auth login'); log in again\n"
+    "Binds this machine to the logged-in Kontist user as a device, the way the bank asks for it:\n"
+    "  1. A device binding request for NAME goes to Kontist. Confirm it in the Kontist app on\n"
+    "     your phone, or with the link in the email Kontist sends you. Meanwhile the request is\n"
+    "     checked every 3 seconds (on a terminal a spinner shows the time waited); it ends when\n"
+    "     you confirm or reject it, after --confirm-timeout, or with Ctrl-C.\n"
+    "  2. Once it is confirmed, within 3 minutes: an ECDSA P-256 key is generated (or the --key\n"
+    "     one used), its public key registered, and the code the bank sends by SMS asked for\n"
+    "     (the prompt shows the time left), signed and verified.\n"
+    "The device record (user, device id, key, name) then goes to ~/.config/kontist/device.json\n"
+    "and a generated key to ~/.config/kontist/device-key.pem. A rejection, a timeout, Ctrl-C or\n"
+    "any other failure leaves neither behind. Log in first ('kontist-auth login'); log in again\n"
     "afterwards for a confirmed token. The code is asked on the terminal without echo; with\n"
     "--otp-stdin it is one line of standard input instead. Without a terminal and without\n"
     "--otp-stdin it refuses before anything is read or sent.\n"
     "\n"
     "Options:\n"
-    "  -n, --name NAME   device name shown in the bank's list (default: kontist-auth on HOST)\n"
+    "  -n, --name NAME   device name shown in the bank's list and in the binding request\n"
+    "                    (default: kontist-auth on HOST)\n"
     "  -k, --key REF     use this key instead of generating one: a PEM file (mode 0600) or an\n"
     "                    OpenSSL store URI served by a provider (handle:0x81000001)\n"
     "      --otp-stdin   read the SMS code from standard input\n"
+    "      --confirm-timeout SECONDS\n"
+    "                    how long to wait for the binding request to be confirmed, 1 to 3600\n"
+    "                    (default 300)\n"
     "      --force       enroll even though a device is already enrolled (replaces the record)\n"
     "      --config FILE read only FILE as configuration\n"
     "  -h, --help        show this help\n"
     "\n";
 
 #define KA_DEVICE_NAME_MAX 100
+#define KA_CONFIRM_TIMEOUT_DEFAULT 300
+#define KA_CONFIRM_TIMEOUT_MAX 3600
 
 struct enroll_opts {
     const char *name;
     const char *key;
     bool otp_stdin;
     bool force;
+    long confirm_timeout;
 };
 
-enum { OPT_OTP_STDIN = 0x200, OPT_FORCE };
+enum { OPT_OTP_STDIN = 0x200, OPT_FORCE, OPT_CONFIRM_TIMEOUT };
 
 static const struct option enroll_options[] = {
     {"name", required_argument, NULL, 'n'},
     {"key", required_argument, NULL, 'k'},
     {"otp-stdin", no_argument, NULL, OPT_OTP_STDIN},
+    {"confirm-timeout", required_argument, NULL, OPT_CONFIRM_TIMEOUT},
     {"force", no_argument, NULL, OPT_FORCE},
     {"config", required_argument, NULL, KA_OPT_CONFIG},
     {"help", no_argument, NULL, 'h'},
@@ -81,6 +98,18 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
         case OPT_FORCE:
             o->force = true;
             break;
+        case OPT_CONFIRM_TIMEOUT: {
+            char *end = NULL;
+
+            errno = 0;
+            o->confirm_timeout = strtol(optarg, &end, 10);
+            if (errno != 0 || end == optarg || *end != '\0' || !isdigit((unsigned char)*optarg) ||
+                o->confirm_timeout < 1 || o->confirm_timeout > KA_CONFIRM_TIMEOUT_MAX)
+                return ka_usage_error(app, "device enroll",
+                                      "--confirm-timeout must be a number of seconds from 1 to %d",
+                                      KA_CONFIRM_TIMEOUT_MAX);
+            break;
+        }
         case KA_OPT_CONFIG:
             app->config_path = optarg;
             break;
@@ -183,35 +212,110 @@ static int check_existing(ka_app *app, const struct enroll_opts *o, kt_device_re
     return 0;
 }
 
+/* Where enrollment stopped, for the advice after a failure. */
+enum enroll_phase { PHASE_SETUP, PHASE_BINDING, PHASE_DEVICE, PHASE_SAVE };
+
 struct enroll_state {
     kt_device_record old;
     kt_device_record rec;
     kt_token_set t;
     EVP_PKEY *key;
-    bool generated;
+    kt_binding binding;
     kt_ctx *ctx;
+    enum enroll_phase phase;
 };
 
-static int prepare_key(ka_app *app, const struct enroll_opts *o, struct enroll_state *s,
-                       kt_error *err)
+/* A given key is loaded (and so checked) before the bank is asked anything. */
+static int load_key(ka_app *app, const struct enroll_opts *o, struct enroll_state *s, kt_error *err)
 {
-    s->rec.key_ref = o->key != NULL ? key_reference(o->key, err) : new_key_path(app, &s->old, err);
+    s->rec.key_ref = key_reference(o->key, err);
     if (s->rec.key_ref == NULL)
         return -1;
-    if (o->key != NULL) {
-        s->key = kt_key_load(s->rec.key_ref, &app->user_owners, err);
-        return s->key == NULL ? -1 : 0;
-    }
-    s->key = kt_key_generate(err);
-    if (s->key == NULL || kt_key_save_pem(s->key, s->rec.key_ref, err) != 0)
-        return -1;
-    s->generated = true;
-    return 0;
+    s->key = kt_key_load(s->rec.key_ref, &app->user_owners, err);
+    return s->key == NULL ? -1 : 0;
 }
 
-static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state *s, kt_error *err)
+/* A new key exists only once the binding request is confirmed, and only in memory until the bank
+ * has verified the device: no failure, Ctrl-C or kill leaves a key behind. */
+static int generate_key(ka_app *app, struct enroll_state *s, kt_error *err)
+{
+    s->rec.key_ref = new_key_path(app, &s->old, err);
+    if (s->rec.key_ref == NULL)
+        return -1;
+    s->key = kt_key_generate(err);
+    return s->key == NULL ? -1 : 0;
+}
+
+/* Ctrl-C and the other ways to end a process, while enrolling: noted here and acted on by the core
+ * at its next step (a sleep or a prompt is cut short); once everything is cleaned up the signal is
+ * delivered again, so that the process ends the way the signal says. */
+static volatile sig_atomic_t enroll_signo;
+static const int enroll_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+#define ENROLL_NSIGNALS (sizeof(enroll_signals) / sizeof(enroll_signals[0]))
+
+static void on_enroll_signal(int signo)
+{
+    enroll_signo = signo;
+}
+
+static void catch_signals(struct sigaction *old)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_enroll_signal;
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: a sleep between checks must end at once. */
+    for (size_t i = 0; i < ENROLL_NSIGNALS; i++) {
+        sigaction(enroll_signals[i], NULL, &old[i]);
+        if (old[i].sa_handler != SIG_IGN)
+            sigaction(enroll_signals[i], &sa, NULL);
+    }
+}
+
+static void release_signals(const struct sigaction *old)
+{
+    for (size_t i = 0; i < ENROLL_NSIGNALS; i++)
+        sigaction(enroll_signals[i], &old[i], NULL);
+}
+
+static bool enroll_cancelled(void *data)
+{
+    (void)data;
+    return enroll_signo != 0;
+}
+
+struct waiting_line {
+    const char *prog;
+    bool tty; /* standard error is a terminal: show the spinner there */
+    bool shown;
+    unsigned tick;
+};
+
+static void show_waiting(void *data, const char *message, long elapsed_s)
+{
+    static const char spin[] = "|/-\\";
+    struct waiting_line *w = data;
+
+    if (!w->tty)
+        return;
+    if (message == NULL) {
+        if (w->shown)
+            fputs("\r\033[K", stderr);
+        w->shown = false;
+    } else {
+        fprintf(stderr, "\r\033[K%s: %c %s... %ld:%02ld (Ctrl-C to stop)", w->prog,
+                spin[w->tick++ % 4], message, elapsed_s / 60, elapsed_s % 60);
+        w->shown = true;
+    }
+    fflush(stderr);
+}
+
+static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state *s,
+                  struct waiting_line *line, kt_error *err)
 {
     kt_conv conv;
+    kt_conv_progress progress = {show_waiting, enroll_cancelled, line};
     char key[512];
 
     app->term.stdin_only = o->otp_stdin;
@@ -235,9 +339,23 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
     s->rec.name = o->name != NULL ? strdup(o->name) : default_name(err);
     if (s->rec.name == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    if (kt_dir_ensure_private(app->paths.config_dir, err) != 0 || prepare_key(app, o, s, err) != 0)
+    if (kt_dir_ensure_private(app->paths.config_dir, err) != 0 ||
+        (o->key != NULL && load_key(app, o, s, err) != 0))
         return -1;
-    if (kt_flow_enroll(s->ctx, s->t.access_token, s->rec.name, s->key, &s->rec.device_id, err) != 0)
+    kt_ctx_set_progress(s->ctx, &progress);
+
+    s->phase = PHASE_BINDING;
+    if (kt_flow_bind(s->ctx, s->t.access_token, s->rec.name, o->confirm_timeout, &s->binding,
+                     err) != 0)
+        return -1;
+    s->phase = PHASE_DEVICE;
+    if (o->key == NULL && generate_key(app, s, err) != 0)
+        return -1;
+    if (kt_flow_enroll(s->ctx, s->t.access_token, s->rec.name, s->key, &s->binding,
+                       &s->rec.device_id, err) != 0)
+        return -1;
+    s->phase = PHASE_SAVE;
+    if (o->key == NULL && kt_key_save_pem(s->key, s->rec.key_ref, err) != 0)
         return -1;
     if (kt_record_save(app->paths.record_file, &s->rec, err) != 0)
         return -1;
@@ -249,26 +367,68 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
     return 0;
 }
 
+/* The message, and what to do next for the step that failed. */
+static int enroll_report(const ka_app *app, const struct enroll_state *s, const kt_error *err)
+{
+    const char *advice = NULL;
+
+    if (err->kind == KT_ERR_RATE_LIMITED || s->phase == PHASE_SETUP ||
+        (s->phase == PHASE_DEVICE && err->kind != KT_ERR_MFA_FAILED))
+        return ka_report(app->prog, err);
+    fprintf(stderr, "%s: %s\n", app->prog, err->message);
+    if (s->phase == PHASE_BINDING && err->kind == KT_ERR_CONV)
+        advice = "run 'kontist-auth device enroll' again and confirm the request in the Kontist "
+                 "app or the email; --confirm-timeout SECONDS allows more time";
+    else if (s->phase == PHASE_BINDING && err->kind == KT_ERR_MFA_FAILED)
+        advice = "if you did not reject it, run 'kontist-auth device enroll' again";
+    else if (s->phase == PHASE_DEVICE && err->kind == KT_ERR_MFA_FAILED)
+        advice = "nothing was enrolled: run 'kontist-auth device enroll' again";
+    else if (s->phase == PHASE_SAVE && s->rec.device_id != NULL)
+        fprintf(stderr,
+                "%s: device %s is verified at the bank but was not saved here: remove it in the "
+                "Kontist app and run 'kontist-auth device enroll' again\n",
+                app->prog, s->rec.device_id);
+    else
+        return ka_exit_code(err->kind);
+    if (advice != NULL)
+        fprintf(stderr, "%s: %s\n", app->prog, advice);
+    return ka_exit_code(err->kind);
+}
+
 static int cmd_enroll(ka_app *app, int argc, char **argv)
 {
-    struct enroll_opts o = {NULL, NULL, false, false};
+    struct enroll_opts o = {NULL, NULL, false, false, KA_CONFIRM_TIMEOUT_DEFAULT};
+    struct sigaction old[ENROLL_NSIGNALS];
+    struct waiting_line line = {app->prog, isatty(STDERR_FILENO) == 1, false, 0};
     struct enroll_state s;
     kt_error err = {KT_OK, ""};
-    int rc = parse_enroll(app, argc, argv, &o);
+    int rc = parse_enroll(app, argc, argv, &o), signo;
 
     if (rc >= 0)
         return rc;
     memset(&s, 0, sizeof(s));
-    if (enroll(app, &o, &s, &err) != 0 && s.generated && s.rec.device_id == NULL) {
-        /* A key no device was verified with is of no use; leave nothing private lying about. */
-        kt_file_remove(s.rec.key_ref, NULL);
-    }
+    enroll_signo = 0;
+    catch_signals(old);
+    rc = enroll(app, &o, &s, &line, &err);
+    release_signals(old);
+    signo = enroll_signo;
+    if (rc != 0 && signo != 0)
+        fprintf(stderr, "%s: stopped: nothing was enrolled\n", app->prog);
+    else if (rc != 0)
+        rc = enroll_report(app, &s, &err);
     kt_ctx_free(s.ctx);
     EVP_PKEY_free(s.key);
+    kt_binding_free(&s.binding);
     kt_token_set_free(&s.t);
     kt_record_free(&s.rec);
     kt_record_free(&s.old);
-    return err.kind == KT_OK ? KA_EXIT_OK : ka_report(app->prog, &err);
+    if (rc != 0 && signo != 0) {
+        /* Ends the process the way the signal would have (130 for Ctrl-C in a shell). */
+        fflush(stderr);
+        raise(signo);
+        return KA_EXIT_USAGE;
+    }
+    return rc == 0 ? KA_EXIT_OK : rc;
 }
 
 int ka_cmd_device(ka_app *app, int argc, char **argv)

@@ -2,6 +2,7 @@
 #ifndef KONTIST_H
 #define KONTIST_H
 
+#include "kt_binding.h"
 #include "kt_cache.h"
 #include "kt_config.h"
 #include "kt_conv.h"
@@ -10,6 +11,7 @@
 #include "kt_error.h"
 #include "kt_file.h"
 #include "kt_flow.h"
+#include "kt_graphql.h"
 #include "kt_hex.h"
 #include "kt_http.h"
 #include "kt_json.h"

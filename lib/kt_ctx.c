@@ -1,9 +1,11 @@
 #include <config.h>
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kt_ctx.h"
 #include "kt_secret.h"
@@ -101,4 +103,57 @@ void kt_ctx_errorf(kt_ctx *ctx, const char *fmt, ...)
     va_start(ap, fmt);
     kt_ctx_vsay(ctx->conv.error, ctx->conv.data, fmt, ap);
     va_end(ap);
+}
+
+void kt_ctx_set_progress(kt_ctx *ctx, const kt_conv_progress *progress)
+{
+    if (ctx == NULL)
+        return;
+    if (progress != NULL)
+        ctx->progress = *progress;
+    else
+        memset(&ctx->progress, 0, sizeof(ctx->progress));
+}
+
+bool kt_ctx_cancelled(const kt_ctx *ctx)
+{
+    return ctx != NULL && ctx->progress.cancelled != NULL &&
+           ctx->progress.cancelled(ctx->progress.data);
+}
+
+static long kt_ctx_elapsed_s(uint64_t started_ms)
+{
+    uint64_t now = kt_now_ms();
+
+    return now > started_ms ? (long)((now - started_ms) / 1000u) : 0;
+}
+
+#define KT_WAIT_SLICE_MS 250u
+
+int kt_ctx_wait(kt_ctx *ctx, uint64_t until_ms, const char *message, uint64_t started_ms,
+                kt_error *err)
+{
+    for (;;) {
+        uint64_t now = kt_now_ms(), slice;
+        struct timespec ts;
+
+        if (kt_ctx_cancelled(ctx))
+            return kt_error_set(err, KT_ERR_CONV, "cancelled");
+        if (ctx != NULL && ctx->progress.waiting != NULL && message != NULL)
+            ctx->progress.waiting(ctx->progress.data, message, kt_ctx_elapsed_s(started_ms));
+        if (now >= until_ms)
+            return 0;
+        slice = until_ms - now < KT_WAIT_SLICE_MS ? until_ms - now : KT_WAIT_SLICE_MS;
+        ts.tv_sec = (time_t)(slice / 1000u);
+        ts.tv_nsec = (long)(slice % 1000u) * 1000000L;
+        /* A signal (Ctrl-C) ends the slice early; the loop then asks whether to stop. */
+        if (nanosleep(&ts, NULL) != 0 && errno != EINTR)
+            return kt_error_set(err, KT_ERR_INTERNAL, "nanosleep: %s", strerror(errno));
+    }
+}
+
+void kt_ctx_wait_done(kt_ctx *ctx, uint64_t started_ms)
+{
+    if (ctx != NULL && ctx->progress.waiting != NULL)
+        ctx->progress.waiting(ctx->progress.data, NULL, kt_ctx_elapsed_s(started_ms));
 }

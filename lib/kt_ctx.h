@@ -3,6 +3,9 @@
 #ifndef KT_CTX_H
 #define KT_CTX_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "kt_config.h"
 #include "kt_conv.h"
 #include "kt_error.h"
@@ -12,6 +15,7 @@ typedef struct kt_ctx {
     const kt_config *cfg; /* borrowed */
     kt_conv conv;
     kt_http *http;
+    kt_conv_progress progress; /* all NULL unless kt_ctx_set_progress */
 } kt_ctx;
 
 /* conv may be NULL (no person to ask). */
@@ -25,5 +29,18 @@ void kt_ctx_start_deadline(kt_ctx *ctx);
 int kt_ctx_prompt(kt_ctx *ctx, const char *message, int echo, char **answer, kt_error *err);
 void kt_ctx_info(kt_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kt_ctx_errorf(kt_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Progress while waiting for the person (kt_conv_progress); progress may be NULL (none). */
+void kt_ctx_set_progress(kt_ctx *ctx, const kt_conv_progress *progress);
+/* Sleeps until the CLOCK_MONOTONIC time until_ms (kt_now_ms), in slices of at most 250 ms,
+ * reporting `message` and the seconds since started_ms to the waiting callback after each. Returns
+ * 0, or -1 with KT_ERR_CONV "cancelled" as soon as the cancelled callback says so (a signal that
+ * interrupts the sleep is noticed at once). */
+int kt_ctx_wait(kt_ctx *ctx, uint64_t until_ms, const char *message, uint64_t started_ms,
+                kt_error *err);
+/* Ends a wait for the front end (the waiting callback with message NULL). */
+void kt_ctx_wait_done(kt_ctx *ctx, uint64_t started_ms);
+/* True when the person asked to stop. */
+bool kt_ctx_cancelled(const kt_ctx *ctx);
 
 #endif

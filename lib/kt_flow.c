@@ -1,5 +1,6 @@
 #include <config.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,11 +151,155 @@ static int kt_otp_check(char *otp, kt_error *err)
     return 0;
 }
 
+void kt_binding_free(kt_binding *b)
+{
+    if (b == NULL)
+        return;
+    kt_binding_request_free(&b->request);
+    b->window_end_ms = 0;
+}
+
+/* What the person has to do, in plain words, with what the bank knows about the request. */
+static void kt_tell_person(kt_ctx *ctx, const kt_binding_request *r, const char *name,
+                           long timeout_s)
+{
+    char ip[KT_JSON_SERVER_TEXT_MAX + 1], where[KT_JSON_SERVER_TEXT_MAX + 1];
+
+    kt_json_sanitize(r->ip_address, ip, sizeof(ip));
+    kt_json_sanitize(r->address, where, sizeof(where));
+    kt_ctx_info(ctx,
+                "Kontist asks you to confirm the new device \"%s\": confirm it in the Kontist "
+                "app on your phone, or with the link in the email Kontist sent you",
+                name);
+    kt_ctx_info(ctx, "(device binding request %s%s%s%s%s; waiting up to %ld:%02ld)", r->id,
+                ip[0] != '\0' ? " from " : "", ip, where[0] != '\0' ? ", " : "", where,
+                timeout_s / 60, timeout_s % 60);
+}
+
+/* The pause before the next check: the bank's Retry-After when it sent one (within bounds), else
+ * KT_BINDING_POLL_S, doubled for each failure in a row. */
+static uint64_t kt_poll_interval_ms(long retry_after, int failures)
+{
+    long secs = KT_BINDING_POLL_S;
+
+    if (retry_after >= 0) {
+        secs = retry_after < KT_BINDING_POLL_MIN_S   ? KT_BINDING_POLL_MIN_S
+               : retry_after > KT_BINDING_POLL_MAX_S ? KT_BINDING_POLL_MAX_S
+                                                     : retry_after;
+    } else {
+        for (int i = 0; i < failures && secs < KT_BINDING_POLL_MAX_S; i++)
+            secs *= 2;
+        if (secs > KT_BINDING_POLL_MAX_S)
+            secs = KT_BINDING_POLL_MAX_S;
+    }
+    return (uint64_t)secs * 1000u;
+}
+
+/* Outages and rate limits while checking are waited out this many times in a row. */
+#define KT_BINDING_MAX_FAILURES 5
+
+int kt_flow_bind(kt_ctx *ctx, const char *access_token, const char *name, long timeout_s,
+                 kt_binding *out, kt_error *err)
+{
+    uint64_t started, give_up, sent, last_pending;
+    long retry_after = -1;
+    int failures = 0;
+
+    if (ctx == NULL || out == NULL || name == NULL || timeout_s <= 0)
+        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
+    memset(out, 0, sizeof(*out));
+    started = kt_now_ms();
+    give_up = started + (uint64_t)timeout_s * 1000u;
+    kt_ctx_start_deadline(ctx);
+    sent = kt_now_ms();
+    if (kt_binding_create(ctx, access_token, name, &out->request, &retry_after, err) != 0)
+        return -1;
+    last_pending = sent;
+    if (out->request.state == KT_BINDING_PENDING)
+        kt_tell_person(ctx, &out->request, name, timeout_s);
+    while (out->request.state == KT_BINDING_PENDING) {
+        kt_binding_request fresh;
+        kt_error local = {KT_OK, ""};
+        uint64_t next = kt_now_ms() + kt_poll_interval_ms(retry_after, failures);
+
+        if (next > give_up)
+            next = give_up;
+        if (kt_ctx_wait(ctx, next, "waiting for your confirmation", started, err) != 0)
+            goto fail;
+        kt_ctx_start_deadline(ctx);
+        sent = kt_now_ms();
+        if (kt_binding_get(ctx, access_token, out->request.id, &fresh, &retry_after, &local) != 0) {
+            /* The person may be confirming right now: a passing outage must not lose that. */
+            if ((local.kind == KT_ERR_UNAVAILABLE || local.kind == KT_ERR_RATE_LIMITED) &&
+                ++failures <= KT_BINDING_MAX_FAILURES && kt_now_ms() < give_up)
+                continue;
+            kt_error_set(err, local.kind, "%s", local.message);
+            goto fail;
+        }
+        failures = 0;
+        kt_binding_request_free(&out->request);
+        out->request = fresh;
+        if (out->request.state != KT_BINDING_PENDING)
+            break;
+        last_pending = sent;
+        if (kt_now_ms() >= give_up) {
+            kt_error_set(err, KT_ERR_CONV,
+                         "the device binding request was not confirmed within %ld:%02ld; nothing "
+                         "was enrolled",
+                         timeout_s / 60, timeout_s % 60);
+            goto fail;
+        }
+    }
+    kt_ctx_wait_done(ctx, started);
+    if (out->request.state == KT_BINDING_REJECTED) {
+        kt_error_set(err, KT_ERR_MFA_FAILED,
+                     "the device binding request was rejected (in the Kontist app or the email); "
+                     "nothing was enrolled");
+        kt_binding_free(out);
+        return -1;
+    }
+    out->window_end_ms = last_pending + (uint64_t)KT_BINDING_WINDOW_S * 1000u;
+    kt_ctx_info(ctx,
+                "confirmed: the device is created now and has to be verified within %d "
+                "minutes",
+                KT_BINDING_WINDOW_S / 60);
+    return 0;
+fail:
+    kt_ctx_wait_done(ctx, started);
+    kt_binding_free(out);
+    return -1;
+}
+
+/* Seconds of the binding's window left (negative once it is over). */
+static long kt_window_left_s(const kt_binding *binding)
+{
+    uint64_t now = kt_now_ms();
+
+    if (now >= binding->window_end_ms)
+        return -(long)((now - binding->window_end_ms) / 1000u) - 1;
+    return (long)((binding->window_end_ms - now) / 1000u);
+}
+
+/* A refusal once the window is (about to be) over is most likely the window: say so, so that the
+ * person starts again instead of hunting for another cause. */
+static int kt_window_refusal(const kt_binding *binding, kt_error *local, kt_error *err)
+{
+    if (binding != NULL && local->kind == KT_ERR_MFA_FAILED &&
+        kt_window_left_s(binding) < KT_BINDING_POLL_S + 2)
+        return kt_error_set(err, local->kind,
+                            "%s [more than %d minutes passed since the device binding request "
+                            "was confirmed: start the enrollment again]",
+                            local->message, KT_BINDING_WINDOW_S / 60);
+    return kt_error_set(err, local->kind, "%s", local->message);
+}
+
 int kt_flow_enroll(kt_ctx *ctx, const char *access_token, const char *name, EVP_PKEY *key,
-                   char **device_id, kt_error *err)
+                   const kt_binding *binding, char **device_id, kt_error *err)
 {
     char pub[KT_PUBKEY_HEX_LEN + 1];
+    char prompt[64];
     char *dev = NULL, *challenge_id = NULL, *otp = NULL, *sig = NULL;
+    kt_error local = {KT_OK, ""};
     int rc = -1;
 
     if (ctx == NULL || device_id == NULL)
@@ -165,9 +310,24 @@ int kt_flow_enroll(kt_ctx *ctx, const char *access_token, const char *name, EVP_
     kt_ctx_start_deadline(ctx);
     if (kt_key_public_hex(key, pub, err) != 0)
         goto out;
-    if (kt_device_create(ctx, access_token, name, pub, &dev, &challenge_id, err) != 0)
+    if (kt_device_create(ctx, access_token, name, pub, &dev, &challenge_id, &local) != 0) {
+        kt_window_refusal(binding, &local, err);
         goto out;
-    if (kt_ctx_prompt(ctx, "SMS code: ", 1, &otp, err) != 0)
+    }
+    if (kt_ctx_cancelled(ctx)) {
+        kt_error_set(err, KT_ERR_CONV, "cancelled");
+        goto out;
+    }
+    if (binding != NULL) {
+        long left = kt_window_left_s(binding);
+
+        if (left < 0)
+            left = 0;
+        snprintf(prompt, sizeof(prompt), "SMS code (%ld:%02ld left): ", left / 60, left % 60);
+    } else {
+        snprintf(prompt, sizeof(prompt), "SMS code: ");
+    }
+    if (kt_ctx_prompt(ctx, prompt, 1, &otp, err) != 0)
         goto out;
     if (kt_otp_check(otp, err) != 0)
         goto out;
@@ -175,8 +335,10 @@ int kt_flow_enroll(kt_ctx *ctx, const char *access_token, const char *name, EVP_
     kt_ctx_start_deadline(ctx);
     if (kt_key_sign_hex(key, otp, strlen(otp), &sig, err) != 0)
         goto out;
-    if (kt_device_verify(ctx, access_token, dev, challenge_id, sig, err) != 0)
+    if (kt_device_verify(ctx, access_token, dev, challenge_id, sig, &local) != 0) {
+        kt_window_refusal(binding, &local, err);
         goto out;
+    }
     *device_id = dev;
     dev = NULL;
     rc = 0;

@@ -3,8 +3,11 @@
 #ifndef KT_FLOW_H
 #define KT_FLOW_H
 
+#include <stdint.h>
+
 #include <openssl/evp.h>
 
+#include "kt_binding.h"
 #include "kt_ctx.h"
 #include "kt_token.h"
 
@@ -24,9 +27,35 @@ int kt_flow_confirm(kt_ctx *ctx, const char *access_token, const char *device_id
                     kt_token_set *out, kt_error *err);
 /* Refresh grant; keeps the old refresh token when the response has none. */
 int kt_flow_refresh(kt_ctx *ctx, const kt_token_set *current, kt_token_set *out, kt_error *err);
-/* Enrollment: create device with the key's public point -> OTP asked through the conversation
- * (echo on) -> sign OTP -> verify device. *device_id is malloc'd. */
+/* A confirmed device binding request, the bank's consent to a new device. */
+typedef struct kt_binding {
+    kt_binding_request request;
+    /* CLOCK_MONOTONIC milliseconds (kt_now_ms) by which the device has to be created and
+     * verified: KT_BINDING_WINDOW_S after the last check that still found the request pending,
+     * so the bank's window cannot have started before it whatever the clocks say. */
+    uint64_t window_end_ms;
+} kt_binding;
+
+void kt_binding_free(kt_binding *b);
+
+/* Enrollment, step 1: createDeviceBindingRequest(NAME), then the person is told through the
+ * conversation (info) to confirm it in the Kontist app or in the email the bank sends, and the
+ * request is checked every KT_BINDING_POLL_S seconds (or as the Retry-After of the bank's last
+ * answer says) until it is
+ * answered, with the progress callbacks told while waiting. Returns 0 when confirmed. Rejected:
+ * KT_ERR_MFA_FAILED. No answer within timeout_s seconds: KT_ERR_CONV ("not confirmed within").
+ * Cancelled through the progress callbacks: KT_ERR_CONV "cancelled". An outage or a rate limit
+ * while checking is waited out (Retry-After honoured) up to five times in a row, within the
+ * timeout. Any other failure is the bank's answer classified as everywhere else. Nothing is
+ * created locally; out is to be freed with kt_binding_free. */
+int kt_flow_bind(kt_ctx *ctx, const char *access_token, const char *name, long timeout_s,
+                 kt_binding *out, kt_error *err);
+/* Enrollment, step 2, within the binding's window: create device with the key's public point ->
+ * SMS code asked through the conversation (the prompt says how much of the window is left) ->
+ * sign the code -> verify device. binding may be NULL for an API without binding requests (no
+ * window then). A refusal that comes after the window has passed says so. *device_id is
+ * malloc'd. */
 int kt_flow_enroll(kt_ctx *ctx, const char *access_token, const char *name, EVP_PKEY *key,
-                   char **device_id, kt_error *err);
+                   const kt_binding *binding, char **device_id, kt_error *err);
 
 #endif

@@ -342,6 +342,60 @@ static void kt_json_copy_member(json_object *obj, const char *key, char *out, si
                           size);
 }
 
+/* A GraphQL answer's words: the "message" of its first errors (a server sends at most 3), joined
+ * with "; ", and the extensions.code of the first as the code. */
+static void kt_json_graphql_errors(json_object *obj, char *code, size_t code_size, char *text,
+                                   size_t text_size)
+{
+    char joined[3 * KT_JSON_SERVER_TEXT_MAX + 8];
+    json_object *errors = NULL, *ext = NULL, *v = NULL;
+    size_t n, i, used = 0;
+
+    if (!json_object_object_get_ex(obj, "errors", &errors) ||
+        !json_object_is_type(errors, json_type_array))
+        return;
+    joined[0] = '\0';
+    n = json_object_array_length(errors);
+    for (i = 0; i < n && i < 3; i++) {
+        json_object *e = json_object_array_get_idx(errors, i);
+        const char *m;
+        size_t mlen;
+
+        if (!json_object_is_type(e, json_type_object))
+            continue;
+        if (code != NULL && json_object_object_get_ex(e, "extensions", &ext) &&
+            json_object_is_type(ext, json_type_object))
+            kt_json_copy_member(ext, "code", code, code_size);
+        if (!json_object_object_get_ex(e, "message", &v) ||
+            !json_object_is_type(v, json_type_string))
+            continue;
+        m = json_object_get_string(v);
+        mlen = strlen(m);
+        if (mlen > KT_JSON_SERVER_TEXT_MAX)
+            mlen = KT_JSON_SERVER_TEXT_MAX;
+        if (used > 0 && used + 2 < sizeof(joined)) {
+            memcpy(joined + used, "; ", 2);
+            used += 2;
+        }
+        if (used + mlen >= sizeof(joined))
+            mlen = sizeof(joined) - used - 1;
+        memcpy(joined + used, m, mlen);
+        used += mlen;
+        joined[used] = '\0';
+    }
+    if (text != NULL && text_size > 0 && text[0] == '\0' && used > 0)
+        kt_json_printable(joined, used, text, text_size);
+}
+
+void kt_json_sanitize(const char *in, char *out, size_t size)
+{
+    if (out == NULL || size == 0)
+        return;
+    out[0] = '\0';
+    if (in != NULL)
+        kt_json_printable(in, strlen(in), out, size);
+}
+
 void kt_json_server_text(const char *body, size_t len, char *code, size_t code_size, char *text,
                          size_t text_size)
 {
@@ -360,6 +414,7 @@ void kt_json_server_text(const char *body, size_t len, char *code, size_t code_s
     kt_json_copy_member(obj, "error", code, code_size);
     kt_json_copy_member(obj, "error_description", text, text_size);
     kt_json_copy_member(obj, "message", text, text_size);
+    kt_json_graphql_errors(obj, code, code_size, text, text_size);
     kt_json_put_wiped(obj);
 }
 

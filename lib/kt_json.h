@@ -39,12 +39,18 @@ int kt_json_get_string(struct json_object *obj, const char *key, char **out, con
 
 /* The server's own words in an error body, for a message: from a JSON object (whatever the
  * Content-Type says) the string members "error" into code and "error_description", else
- * "message", into text. Anything else (an HTML page, plain text, an empty body) gives "" in both:
+ * "message", into text; failing those, from a GraphQL "errors" array the messages of the first
+ * three errors (joined with "; ") into text and the first extensions.code into code. Anything
+ * else (an HTML page, plain text, an empty body) gives "" in both:
  * such bodies are never copied. Both come out as printable ASCII (other bytes, and the quote and
  * backslash that would confuse a log line, become '?'), cut to the size given, at most
  * KT_JSON_SERVER_TEXT_MAX characters, with "..." when cut. code or text may be NULL. */
 void kt_json_server_text(const char *body, size_t len, char *code, size_t code_size, char *text,
                          size_t text_size);
+/* Any text from the server (a device name, an address) made fit for a message the same way:
+ * printable ASCII, '?' for anything else and for quotes and backslashes, at most
+ * KT_JSON_SERVER_TEXT_MAX characters with "..." when cut. NULL gives "". */
+void kt_json_sanitize(const char *in, char *out, size_t size);
 /* "CODE: TEXT", "CODE" or "TEXT" from kt_json_server_text, at most KT_JSON_SERVER_TEXT_MAX
  * characters; "" when the body has no words for us. out needs KT_JSON_SERVER_TEXT_MAX + 1. */
 void kt_json_server_words(const char *body, size_t len, char *out, size_t size);

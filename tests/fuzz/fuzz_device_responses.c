@@ -1,9 +1,12 @@
-/* Fuzzes the device-binding response parsers and the JWT claim reader. */
+/* Fuzzes the device-binding response parsers (REST and the GraphQL binding requests), the
+ * server-words reader of error bodies and the JWT claim reader. */
 #include <config.h>
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <json-c/json.h>
 
 #include "kontist.h"
 
@@ -40,6 +43,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kt_token_set_free(&t);
     kt_error_clear(&err);
     (void)kt_jwt_peek(body, &exp, &confirmed, &err);
+    kt_error_clear(&err);
+
+    /* GraphQL answers: a success status and a refusal one. */
+    for (int i = 0; i < 2; i++) {
+        long status = i == 0 ? 200 : 403;
+        kt_binding_request r;
+        json_object *value = NULL;
+        char words[KT_JSON_SERVER_TEXT_MAX + 1];
+
+        if (kt_binding_parse_create(status, body, size, -1, &r, &err) == 0 &&
+            (r.id == NULL || !kt_device_id_ok(r.id)))
+            abort();
+        kt_binding_request_free(&r);
+        kt_error_clear(&err);
+        if (kt_binding_parse_get(status, body, size, 3, &r, &err) == 0 && r.id == NULL)
+            abort();
+        kt_binding_request_free(&r);
+        kt_error_clear(&err);
+        if (kt_graphql_answer(status, body, size, -1, "list", "listBoundDevices", KT_ERR_MFA_FAILED,
+                              &value, &err) == 0)
+            json_object_put(value);
+        else if (err.kind == KT_OK)
+            abort();
+        kt_error_clear(&err);
+        kt_json_server_words(body, size, words, sizeof(words));
+        if (strlen(words) > KT_JSON_SERVER_TEXT_MAX)
+            abort();
+    }
     free(body);
     return 0;
 }

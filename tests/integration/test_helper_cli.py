@@ -441,12 +441,8 @@ def test_enroll_key_reference_forms(kenv, form):
     key_path = write_key_pem(key, kenv.root / "my-key.pem")
     assert kenv.login().returncode == EXIT_OK
     ref = f"file:{key_path}" if form == "file-uri" else "my-key.pem"
-    proc = kenv.popen("device", "enroll", "--otp-stdin", "--key", ref, cwd=kenv.root)
-    deadline = time.monotonic() + 30
-    while not kenv.mock.sms() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    _, err = proc.communicate(input=kenv.mock.last_otp() + "\n", timeout=30)
-    assert proc.returncode == EXIT_OK, err
+    r = kenv.enroll("--key", ref, cwd=kenv.root)
+    assert r.returncode == EXIT_OK, r.stderr
     record = json.loads(kenv.record_file.read_text())
     # a relative path is stored absolute: the record is read from anywhere later
     assert record["key"] == (ref if form == "file-uri" else str(key_path))
@@ -487,10 +483,9 @@ def test_enroll_with_a_bad_code_exits_4_and_leaves_nothing(kenv, answer):
 
 def test_enroll_without_any_answer_exits_2(kenv):
     assert kenv.login().returncode == EXIT_OK
-    proc = kenv.popen("device", "enroll", "--otp-stdin", stdin=open(os.devnull))
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == EXIT_USAGE, err
-    assert "nothing on standard input" in err or "no answer" in err
+    r = kenv.enroll(otp=lambda code: None)      # standard input ends without a line
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert "nothing on standard input" in r.stderr or "no answer" in r.stderr
     assert not kenv.record_file.exists()
     assert not kenv.key_file.exists()
 

@@ -51,6 +51,10 @@ def test_demo_runs_end_to_end(build_dir):
                  "kontist-auth status", "kontist-auth token --json"):
         assert step in r.stdout
     assert "token confirmed by device" in r.stderr
+    # the demo plays the person who confirms the device binding request, and says so
+    assert 'the person taps "confirm"' in r.stdout
+    assert "/__control/binding-requests/" in r.stdout
+    assert "confirm it in the Kontist app" in r.stderr
     assert "confirmed:     yes" in r.stdout
     assert '"confirmed":true' in r.stdout
     # tokens only masked: eyJ + 5 characters and an ellipsis, never more

@@ -120,10 +120,22 @@ def test_password_is_read_from_the_terminal_without_echo(kenv, terminal):
     assert kenv.cache()["username"] == "demo@example.com"
 
 
+def confirm_binding_request(kenv, timeout=15):
+    """The person confirms the device binding request (in the app; here: the control endpoint)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for request in kenv.mock.state()["binding_requests"]:
+            kenv.mock.answer_binding(request["id"], "CONFIRMED")
+            return
+        time.sleep(0.05)
+    raise AssertionError("no device binding request")
+
+
 def test_sms_code_is_read_from_the_terminal_without_echo(kenv, terminal):
     assert kenv.login().returncode == EXIT_OK
     proc = terminal.run(kenv, "device", "enroll")
-    terminal.read_until(b"SMS code: ")
+    confirm_binding_request(kenv)
+    terminal.read_until(b" left): ")
     terminal.wait_for_echo(False)
     otp = kenv.mock.last_otp()
     terminal.type(otp + "\n")
@@ -153,7 +165,8 @@ def test_echo_is_off_before_the_prompt_appears(kenv, terminal):
 def test_sms_code_prompt_echo_is_off_before_the_prompt(kenv, terminal):
     assert kenv.login().returncode == EXIT_OK
     proc = terminal.run(kenv, "device", "enroll")
-    terminal.read_until(b"SMS code: ")
+    confirm_binding_request(kenv)
+    terminal.read_until(b" left): ")
     assert not terminal.echo()
     otp = kenv.mock.last_otp()
     terminal.type(otp + "\n")

@@ -226,33 +226,110 @@ void kt_test_config_free(kt_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
-int kt_mock_fault(const kt_mock *m, const char *spec)
+long kt_mock_control(const kt_mock *m, const char *method, const char *path, const char *body,
+                     char **out)
 {
     kt_config cfg;
     kt_http *http;
-    kt_http_request req = {.method = "POST",
-                           .path = "/__control/faults",
-                           .content_type = "application/json",
-                           .body = spec,
-                           .body_len = strlen(spec),
+    kt_http_request req = {.method = method,
+                           .path = path,
+                           .content_type = body != NULL ? "application/json" : NULL,
+                           .body = body,
+                           .body_len = body != NULL ? strlen(body) : 0,
                            .auth = KT_AUTH_NONE};
     kt_http_response resp;
     kt_error err = {0};
-    int rc = -1;
+    long status = -1;
 
+    if (out != NULL)
+        *out = NULL;
     kt_test_config(&cfg, m);
     http = kt_http_new(&cfg, &err);
     if (http != NULL && kt_http_send(http, &req, &resp, &err) == 0) {
-        rc = resp.status == 201 ? 0 : -1;
-        if (rc != 0)
-            fprintf(stderr, "fault %s: HTTP %ld %s\n", spec, resp.status, resp.body);
+        status = resp.status;
+        if (out != NULL && resp.body != NULL)
+            *out = strdup(resp.body);
         kt_http_response_free(&resp);
     } else {
-        fprintf(stderr, "fault %s: %s\n", spec, err.message);
+        fprintf(stderr, "control %s %s: %s\n", method, path, err.message);
     }
     kt_http_free(http);
     kt_test_config_free(&cfg);
+    return status;
+}
+
+int kt_mock_fault(const kt_mock *m, const char *spec)
+{
+    char *body = NULL;
+    long status = kt_mock_control(m, "POST", "/__control/faults", spec, &body);
+
+    if (status != 201)
+        fprintf(stderr, "fault %s: HTTP %ld %s\n", spec, status, body != NULL ? body : "");
+    free(body);
+    return status == 201 ? 0 : -1;
+}
+
+int kt_mock_answer_binding(const kt_mock *m, const char *status)
+{
+    char *state = NULL, path[512], body[64];
+    json_object *obj = NULL, *list = NULL, *first;
+    char *id = NULL;
+    int rc = -1;
+
+    if (kt_mock_control(m, "GET", "/__control/state", NULL, &state) != 200 || state == NULL)
+        goto out;
+    obj = json_tokener_parse(state);
+    if (obj == NULL || !json_object_object_get_ex(obj, "binding_requests", &list) ||
+        json_object_array_length(list) == 0)
+        goto out;
+    first = json_object_array_get_idx(list, 0);
+    id = kt_json_member(first, "id");
+    if (id == NULL)
+        goto out;
+    snprintf(path, sizeof(path), "/__control/binding-requests/%s", id);
+    snprintf(body, sizeof(body), "{\"status\": \"%s\"}", status);
+    rc = kt_mock_control(m, "POST", path, body, NULL) == 200 ? 0 : -1;
+out:
+    free(id);
+    json_object_put(obj);
+    free(state);
     return rc;
+}
+
+int kt_mock_pending_bindings(const kt_mock *m)
+{
+    char *state = NULL;
+    json_object *obj, *list = NULL;
+    int n = -1;
+
+    if (kt_mock_control(m, "GET", "/__control/state", NULL, &state) != 200 || state == NULL) {
+        free(state);
+        return -1;
+    }
+    obj = json_tokener_parse(state);
+    if (obj != NULL && json_object_object_get_ex(obj, "binding_requests", &list))
+        n = (int)json_object_array_length(list);
+    json_object_put(obj);
+    free(state);
+    return n;
+}
+
+int kt_mock_devices(const kt_mock *m)
+{
+    char *state = NULL;
+    json_object *obj, *list = NULL;
+    int n = -1;
+
+    if (kt_mock_control(m, "GET", "/__control/state", NULL, &state) != 200 || state == NULL) {
+        free(state);
+        return -1;
+    }
+    obj = json_tokener_parse(state);
+    if (obj != NULL && json_object_object_get_ex(obj, "devices", &list))
+        n = (int)json_object_array_length(list);
+    json_object_put(obj);
+    free(state);
+    return n;
 }
 
 /* Calls fn for every JSON line of STATE_DIR/name. */

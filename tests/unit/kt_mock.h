@@ -31,8 +31,18 @@ typedef struct kt_mock {
  * message on stderr). */
 int kt_mock_start(kt_mock *m, const char *const *extra_args);
 void kt_mock_stop(kt_mock *m);
+/* Sends METHOD PATH with a JSON body (may be NULL) to the mock; returns the HTTP status or -1,
+ * with the body in *out (malloc'd) when out is not NULL. */
+long kt_mock_control(const kt_mock *m, const char *method, const char *path, const char *body,
+                     char **out);
 /* Adds a fault through the control endpoint; spec is a JSON object. */
 int kt_mock_fault(const kt_mock *m, const char *spec);
+/* The person answers the oldest pending device binding request: "CONFIRMED" or "REJECTED".
+ * Returns 0, or -1 when none is pending. */
+int kt_mock_answer_binding(const kt_mock *m, const char *status);
+/* Pending device binding requests, and devices (verified or not) at the mock; -1 on failure. */
+int kt_mock_pending_bindings(const kt_mock *m);
+int kt_mock_devices(const kt_mock *m);
 /* The OTP of the last SMS the mock sent (malloc'd), or NULL. */
 char *kt_mock_last_otp(const kt_mock *m);
 /* Number of requests logged in requests.jsonl, and of distinct connections among them. */

@@ -89,14 +89,17 @@ static int mock_up_args(void **state, const char *const *args)
     return 0;
 }
 
+/* Enrollment is tested here from the device on: the bank confirms every binding request at once
+ * (test_binding waits for the person). */
 static int mock_up(void **state)
 {
-    return mock_up_args(state, NULL);
+    const char *const args[] = {"--binding-requests", "auto", NULL};
+    return mock_up_args(state, args);
 }
 
 static int mock_up_rotating(void **state)
 {
-    const char *const args[] = {"--rotate-refresh", NULL};
+    const char *const args[] = {"--rotate-refresh", "--binding-requests", "auto", NULL};
     return mock_up_args(state, args);
 }
 
@@ -126,14 +129,26 @@ static char *password_token(fixture *f)
     return access;
 }
 
+/* A device binding request, confirmed at once (the mock runs with --binding-requests auto). */
+static void bind(fixture *f, const char *access, kt_binding *b)
+{
+    kt_error err = {0};
+
+    if (kt_flow_bind(f->ctx, access, "unit test box", 10, b, &err) != 0)
+        fail_msg("bind: %s (%s)", kt_err_kind_name(err.kind), err.message);
+}
+
 /* Enrolls f->key through the flow; returns the device id. */
 static char *enroll(fixture *f)
 {
     kt_error err = {0};
+    kt_binding b;
     char *access = password_token(f), *dev = NULL;
 
-    if (kt_flow_enroll(f->ctx, access, "unit test box", f->key, &dev, &err) != 0)
+    bind(f, access, &b);
+    if (kt_flow_enroll(f->ctx, access, "unit test box", f->key, &b, &dev, &err) != 0)
         fail_msg("enroll: %s (%s)", kt_err_kind_name(err.kind), err.message);
+    kt_binding_free(&b);
     free(access);
     return dev;
 }
@@ -158,7 +173,9 @@ static void test_enroll_then_login(void **state)
 
     assert_true(kt_device_id_ok(dev));
     assert_int_equal(f->prompts, 1);
-    assert_string_equal(f->prompt, "SMS code: ");
+    /* The prompt says how much of the 3 minutes after the confirmation is left. */
+    assert_memory_equal(f->prompt, "SMS code (2:5", 13);
+    assert_string_equal(f->prompt + strlen(f->prompt) - 8, " left): ");
     assert_true(f->echo);
 
     /* A fresh context: the whole login (grant, challenge, verify) over one connection. */
@@ -353,6 +370,7 @@ static void test_enroll_bad_otp(void **state)
                          "123",    "1234567890123",
                          "12 34",  "\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93\xef\xbc\x94"};
     kt_error err;
+    kt_binding b;
     char *access = password_token(f), *dev = NULL;
     int before = 0, after = 0, conns = 0;
     size_t i;
@@ -361,19 +379,24 @@ static void test_enroll_bad_otp(void **state)
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         f->answer = bad[i];
         kt_error_clear(&err);
+        bind(f, access, &b);
         assert_int_equal(kt_mock_requests(&f->mock, &before, &conns), 0);
-        expect_kind(kt_flow_enroll(f->ctx, access, "box", f->key, &dev, &err), &err,
+        expect_kind(kt_flow_enroll(f->ctx, access, "box", f->key, &b, &dev, &err), &err,
                     KT_ERR_MFA_FAILED);
         assert_null(dev);
         /* Refused locally: only the device creation reached the server. */
         assert_int_equal(kt_mock_requests(&f->mock, &after, &conns), 0);
         assert_int_equal(after - before, 1);
+        kt_binding_free(&b);
     }
     /* Digits, but not the OTP the server sent. */
     f->mode = ANSWER_WRONG_OTP;
     kt_error_clear(&err);
-    expect_kind(kt_flow_enroll(f->ctx, access, "box", f->key, &dev, &err), &err, KT_ERR_MFA_FAILED);
+    bind(f, access, &b);
+    expect_kind(kt_flow_enroll(f->ctx, access, "box", f->key, &b, &dev, &err), &err,
+                KT_ERR_MFA_FAILED);
     assert_null(dev);
+    kt_binding_free(&b);
     free(access);
 }
 
@@ -382,10 +405,13 @@ static void test_enroll_padded_otp(void **state)
     fixture *f = *state;
     kt_token_set t;
     kt_error err = {0};
+    kt_binding b;
     char *access = password_token(f), *dev = NULL;
 
     f->mode = ANSWER_PADDED_OTP;
-    assert_int_equal(kt_flow_enroll(f->ctx, access, "box", f->key, &dev, &err), 0);
+    bind(f, access, &b);
+    assert_int_equal(kt_flow_enroll(f->ctx, access, "box", f->key, &b, &dev, &err), 0);
+    kt_binding_free(&b);
     assert_true(kt_device_id_ok(dev));
     /* And the device really is bound. */
     assert_int_equal(login(f, KT_DEMO_PASSWORD, dev, f->key, &t, &err), 0);
@@ -399,19 +425,23 @@ static void test_enroll_no_answer(void **state)
 {
     fixture *f = *state;
     kt_error err = {0};
+    kt_binding b;
     char *access = password_token(f), *dev = NULL;
     int requests = 0, conns = 0;
 
     f->mode = ANSWER_NONE;
-    expect_kind(kt_flow_enroll(f->ctx, access, "box", f->key, &dev, &err), &err, KT_ERR_CONV);
+    bind(f, access, &b);
+    expect_kind(kt_flow_enroll(f->ctx, access, "box", f->key, &b, &dev, &err), &err, KT_ERR_CONV);
     assert_null(dev);
-    /* token + create device; nothing was verified */
+    kt_binding_free(&b);
+    /* token + binding request + create device; nothing was verified */
     assert_int_equal(kt_mock_requests(&f->mock, &requests, &conns), 0);
-    assert_int_equal(requests, 2);
+    assert_int_equal(requests, 3);
     kt_error_clear(&err);
-    expect_kind(kt_flow_enroll(f->ctx, access, "box", NULL, &dev, &err), &err, KT_ERR_KEY_UNUSABLE);
+    expect_kind(kt_flow_enroll(f->ctx, access, "box", NULL, NULL, &dev, &err), &err,
+                KT_ERR_KEY_UNUSABLE);
     kt_error_clear(&err);
-    expect_kind(kt_flow_enroll(f->ctx, "bogus", "box", f->key, &dev, &err), &err,
+    expect_kind(kt_flow_enroll(f->ctx, "bogus", "box", f->key, NULL, &dev, &err), &err,
                 KT_ERR_LOGIN_REQUIRED);
     free(access);
 }
