@@ -54,6 +54,11 @@ def world(tmp_path, build_dir, mock):
 
 
 EXAMPLE_NAMES = ["sshd", "sudo", "login", "su"]
+# Stacks that hand an unavailable API to the local password, and those that do not: sudo and su
+# are started by the user they authenticate, so whatever that user's session can do to make the
+# API look unavailable must not leave only the local password.
+FALLBACK_EXAMPLES = ["sshd", "login"]
+NO_FALLBACK_EXAMPLES = ["sudo", "su"]
 
 
 @pytest.mark.parametrize("example", EXAMPLE_NAMES)
@@ -74,7 +79,7 @@ def test_wrong_kontist_password_does_not_fall_back(world, mock, example):
     assert len(run.prompts) == 1
 
 
-@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+@pytest.mark.parametrize("example", FALLBACK_EXAMPLES)
 def test_api_down_falls_back_to_local_password(world, mock, example):
     config = world.write_config("down.conf", base_url=f"https://127.0.0.1:{free_port()}")
     install(world, example, config)
@@ -91,7 +96,18 @@ def test_api_down_wrong_local_password(world, mock, example):
     assert run.code != "PAM_SUCCESS", run
 
 
-@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+@pytest.mark.parametrize("example", NO_FALLBACK_EXAMPLES)
+def test_api_down_refuses_the_local_password(world, mock, example):
+    config = world.write_config("down.conf", base_url=f"https://127.0.0.1:{free_port()}")
+    install(world, example, config)
+    run = world.run(example, "alice", password=LOCAL_PASSWORD)
+    assert run.code == "PAM_AUTHINFO_UNAVAIL", run
+    assert run.attempt()["pam"] == "PAM_AUTHINFO_UNAVAIL"
+    # pam_unix's stand-in was never asked.
+    assert len([p for p in run.prompts if p["style"] == 1]) == 1, run.prompts
+
+
+@pytest.mark.parametrize("example", FALLBACK_EXAMPLES)
 @pytest.mark.parametrize("fault", [{"kind": "status", "status": 503},
                                    {"kind": "malformed_json"}])
 def test_api_failing_falls_back(world, mock, example, fault):
