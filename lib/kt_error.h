@@ -23,6 +23,29 @@ typedef enum kt_err_kind {
     KT_ERR_IDENTITY_MISMATCH,
 } kt_err_kind;
 
+/* What the bank's answers mean, by endpoint and HTTP status, never by the shape of the body (an
+ * RFC 6749 object, {"message"}, an HTML page or nothing all mean the same). kt_http_answer_error
+ * and kt_http_status_error map the statuses, kt_oauth, kt_device and kt_graphql their
+ * endpoints; kontist-auth(1) and pam_kontist(8) show the same table to people.
+ *
+ *   answer                         token endpoint                 REST (devices), GraphQL
+ *   2xx with a usable answer       success                        success
+ *   2xx with GraphQL "errors"      -                              refused (UNAUTHENTICATED:
+ *                                                                 LOGIN_REQUIRED)
+ *   401                            as any other 4xx               LOGIN_REQUIRED
+ *   any other 4xx (400 403 404     BAD_CREDENTIALS (password      refused: MFA_FAILED (404 on
+ *   409 410 422 ...), or a 2xx     grant), LOGIN_REQUIRED         creating a device challenge:
+ *   with an OAuth "error"          (refresh grant); an RFC body   NOT_ENROLLED)
+ *                                  with invalid_client: CONFIG
+ *   429                            RATE_LIMITED                   RATE_LIMITED
+ *   5xx, network, TLS, timeout     UNAVAILABLE                    UNAVAILABLE
+ *   a 2xx that breaks the          PROTOCOL                       PROTOCOL
+ *   contract, 1xx, 3xx
+ *
+ * The message names the call and the status and carries the bank's own words from a JSON body
+ * (kt_json_server_words: "error" and "error_description", or "message", or the messages of a
+ * GraphQL "errors" array), printable ASCII, at most KT_JSON_SERVER_TEXT_MAX characters; an HTML
+ * or other non-JSON body is never copied. */
 typedef struct kt_error {
     kt_err_kind kind;
     char message[512];
