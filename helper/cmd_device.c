@@ -343,6 +343,9 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
         (o->key != NULL && load_key(app, o, s, err) != 0))
         return -1;
     kt_ctx_set_progress(s->ctx, &progress);
+    /* Stopped before the bank was asked anything. */
+    if (enroll_signo != 0)
+        return kt_error_set(err, KT_ERR_CONV, "cancelled");
 
     s->phase = PHASE_BINDING;
     if (kt_flow_bind(s->ctx, s->t.access_token, s->rec.name, o->confirm_timeout, &s->binding,
