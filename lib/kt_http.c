@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "kontist.h"
+#include "kt_curl.h"
 #include "kt_http.h"
 #include "kt_json.h"
 #include "kt_secret.h"
@@ -26,6 +26,8 @@
 
 struct kt_http {
     const kt_config *cfg;
+    /* Both NULL until the first request: a handle that is never used loads no libcurl. */
+    const kt_curl_api *api;
     CURL *curl;
     uint64_t deadline_ms;
     long connections;
@@ -40,17 +42,6 @@ typedef struct kt_xfer {
     size_t cap;
     bool too_large;
 } kt_xfer;
-
-static pthread_once_t kt_curl_once = PTHREAD_ONCE_INIT;
-static CURLcode kt_curl_init_result = CURLE_FAILED_INIT;
-
-/* curl_global_init is process-wide and not safe to race: run it exactly once, whichever thread of
- * a PAM host gets here first. It is never undone, because other code in the host process may use
- * libcurl too. */
-static void kt_curl_global_init(void)
-{
-    kt_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 uint64_t kt_now_ms(void)
 {
@@ -110,9 +101,11 @@ static int kt_http_check_base_url(const char *url, kt_error *err)
     return 0;
 }
 
+/* Sets an option through the libcurl that `http` loaded. curl_easy_setopt takes the value as a
+ * variadic argument: it must have the option's documented type (long, pointer, curl_off_t). */
 #define KT_SETOPT(h, opt, val)                                                                     \
     do {                                                                                           \
-        if (curl_easy_setopt((h), (opt), (val)) != CURLE_OK)                                       \
+        if (http->api->easy_setopt((h), (opt), (val)) != CURLE_OK)                                 \
             goto fail_opt;                                                                         \
     } while (0)
 
@@ -183,28 +176,35 @@ kt_http *kt_http_new(const kt_config *cfg, kt_error *err)
      * may have initialised libcurl already, and the key log is written per connection. */
     if (kt_http_check_environment(getauxval(AT_SECURE) != 0, err) != 0)
         return NULL;
-    if (pthread_once(&kt_curl_once, kt_curl_global_init) != 0 || kt_curl_init_result != CURLE_OK) {
-        kt_error_set(err, KT_ERR_INTERNAL, "libcurl initialisation failed");
-        return NULL;
-    }
     http = calloc(1, sizeof(*http));
     if (http == NULL) {
         kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
         return NULL;
     }
     http->cfg = cfg;
-    http->curl = curl_easy_init();
-    if (http->curl == NULL) {
-        kt_error_set(err, KT_ERR_INTERNAL, "libcurl handle creation failed");
-        goto fail;
-    }
-    if (kt_http_setup(http, err) != 0)
-        goto fail;
     return http;
+}
 
-fail:
-    kt_http_free(http);
-    return NULL;
+/* Loads libcurl and creates the handle on the first request (kt_curl.h says why). */
+static int kt_http_open(kt_http *http, kt_error *err)
+{
+    const kt_curl_api *api;
+
+    if (http->curl != NULL)
+        return 0;
+    api = kt_curl_get(err);
+    if (api == NULL)
+        return -1;
+    http->api = api;
+    http->curl = api->easy_init();
+    if (http->curl == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "libcurl handle creation failed");
+    if (kt_http_setup(http, err) != 0) {
+        api->easy_cleanup(http->curl);
+        http->curl = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 void kt_http_free(kt_http *http)
@@ -212,7 +212,7 @@ void kt_http_free(kt_http *http)
     if (http == NULL)
         return;
     if (http->curl != NULL)
-        curl_easy_cleanup(http->curl);
+        http->api->easy_cleanup(http->curl);
     free(http);
 }
 
@@ -355,14 +355,16 @@ static size_t kt_http_header_cb(char *line, size_t size, size_t nmemb, void *use
 }
 
 /* Wipes every header line curl copied (one may hold client credentials or a token). */
-static void kt_slist_free_wiped(struct curl_slist *list)
+static void kt_slist_free_wiped(const kt_curl_api *api, struct curl_slist *list)
 {
     struct curl_slist *l;
 
+    if (list == NULL)
+        return;
     for (l = list; l != NULL; l = l->next)
         if (l->data != NULL)
             kt_wipe(l->data, strlen(l->data));
-    curl_slist_free_all(list);
+    api->slist_free_all(list);
 }
 
 static bool kt_header_value_ok(const char *s)
@@ -376,8 +378,8 @@ static bool kt_header_value_ok(const char *s)
 }
 
 /* Appends a header whose text may be secret; the local copy is wiped. */
-static int kt_append_header(struct curl_slist **list, const char *name, const char *v1,
-                            const char *v2, kt_error *err)
+static int kt_append_header(const kt_curl_api *api, struct curl_slist **list, const char *name,
+                            const char *v1, const char *v2, kt_error *err)
 {
     size_t len = 0;
     char *line = kt_join(name, ": ", v1, v2, &len);
@@ -385,7 +387,7 @@ static int kt_append_header(struct curl_slist **list, const char *name, const ch
 
     if (line == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    n = curl_slist_append(*list, line);
+    n = api->slist_append(*list, line);
     kt_wipe(line, len);
     free(line);
     if (n == NULL)
@@ -395,7 +397,8 @@ static int kt_append_header(struct curl_slist **list, const char *name, const ch
 }
 
 /* Authorization: Basic base64(client_id ":" client_secret), as the Kontist SDK sends it. */
-static int kt_append_basic_auth(struct curl_slist **list, const kt_config *cfg, kt_error *err)
+static int kt_append_basic_auth(const kt_curl_api *api, struct curl_slist **list,
+                                const kt_config *cfg, kt_error *err)
 {
     const char *secret = cfg->client_secret != NULL ? cfg->client_secret : "";
     size_t plain_len, b64_len;
@@ -419,7 +422,7 @@ static int kt_append_basic_auth(struct curl_slist **list, const kt_config *cfg, 
         goto out;
     }
     EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)plain_len);
-    rc = kt_append_header(list, "Authorization", "Basic ", (const char *)b64, err);
+    rc = kt_append_header(api, list, "Authorization", "Basic ", (const char *)b64, err);
 out:
     if (plain != NULL)
         kt_wipe(plain, plain_len + 1);
@@ -433,30 +436,32 @@ out:
 static int kt_build_headers(const kt_http *http, const kt_http_request *req,
                             struct curl_slist **list, kt_error *err)
 {
-    if (kt_append_header(list, "Accept", "application/json", "", err) != 0)
+    const kt_curl_api *api = http->api;
+
+    if (kt_append_header(api, list, "Accept", "application/json", "", err) != 0)
         return -1;
     /* No "Expect: 100-continue" round trip; and no default form Content-Type on a bodiless POST. */
-    if (kt_append_header(list, "Expect", "", "", err) != 0)
+    if (kt_append_header(api, list, "Expect", "", "", err) != 0)
         return -1;
     if (req->content_type != NULL) {
         if (!kt_header_value_ok(req->content_type))
             return kt_error_set(err, KT_ERR_INTERNAL, "bad content type");
-        if (kt_append_header(list, "Content-Type", req->content_type, "", err) != 0)
+        if (kt_append_header(api, list, "Content-Type", req->content_type, "", err) != 0)
             return -1;
-    } else if (kt_append_header(list, "Content-Type", "", "", err) != 0) {
+    } else if (kt_append_header(api, list, "Content-Type", "", "", err) != 0) {
         return -1;
     }
     switch (req->auth) {
     case KT_AUTH_NONE:
         return 0;
     case KT_AUTH_BASIC_CLIENT:
-        return kt_append_basic_auth(list, http->cfg, err);
+        return kt_append_basic_auth(api, list, http->cfg, err);
     case KT_AUTH_BEARER:
         if (req->bearer == NULL || *req->bearer == '\0')
             return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "no access token");
         if (!kt_url_chars_ok(req->bearer))
             return kt_error_set(err, KT_ERR_PROTOCOL, "access token holds invalid characters");
-        return kt_append_header(list, "Authorization", "Bearer ", req->bearer, err);
+        return kt_append_header(api, list, "Authorization", "Bearer ", req->bearer, err);
     }
     return kt_error_set(err, KT_ERR_INTERNAL, "unknown authentication mode");
 }
@@ -535,11 +540,13 @@ fail_opt:
 /* Drops the per-request pointers so the handle never refers to freed memory. */
 static void kt_http_reset_request(kt_http *http)
 {
-    curl_easy_setopt(http->curl, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(http->curl, CURLOPT_POSTFIELDS, NULL);
-    curl_easy_setopt(http->curl, CURLOPT_WRITEDATA, NULL);
-    curl_easy_setopt(http->curl, CURLOPT_HEADERDATA, NULL);
-    curl_easy_setopt(http->curl, CURLOPT_HTTPGET, 1L);
+    if (http->curl == NULL)
+        return;
+    http->api->easy_setopt(http->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    http->api->easy_setopt(http->curl, CURLOPT_POSTFIELDS, (const char *)NULL);
+    http->api->easy_setopt(http->curl, CURLOPT_WRITEDATA, (void *)NULL);
+    http->api->easy_setopt(http->curl, CURLOPT_HEADERDATA, (void *)NULL);
+    http->api->easy_setopt(http->curl, CURLOPT_HTTPGET, 1L);
 }
 
 /* Whether the operating system refused the transfer a local resource (CURLINFO_OS_ERRNO). */
@@ -547,7 +554,7 @@ static bool kt_http_local_failure(kt_http *http)
 {
     long os_errno = 0;
 
-    if (curl_easy_getinfo(http->curl, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK)
+    if (http->api->easy_getinfo(http->curl, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK)
         return false;
     return os_errno == EMFILE || os_errno == ENFILE || os_errno == ENOMEM || os_errno == ENOBUFS;
 }
@@ -555,7 +562,7 @@ static bool kt_http_local_failure(kt_http *http)
 static int kt_http_curl_error(kt_http *http, CURLcode rc, const kt_xfer *x, bool deadline_cut,
                               kt_error *err)
 {
-    const char *detail = http->errbuf[0] != '\0' ? http->errbuf : curl_easy_strerror(rc);
+    const char *detail = http->errbuf[0] != '\0' ? http->errbuf : http->api->easy_strerror(rc);
 
     if (x->too_large)
         return kt_error_set(err, KT_ERR_PROTOCOL, "response too large (over %d bytes)",
@@ -605,6 +612,8 @@ int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *re
 
     if (kt_http_timeout(http, &timeout_ms, &by_deadline, err) != 0)
         goto out;
+    if (kt_http_open(http, err) != 0)
+        goto out;
     if ((url = kt_http_url(http, req->path, err)) == NULL)
         goto out;
     if (kt_build_headers(http, req, &headers, err) != 0)
@@ -612,14 +621,14 @@ int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *re
     if (kt_http_set_request(http, req, url, timeout_ms, headers, &x, err) != 0)
         goto out;
 
-    rc = curl_easy_perform(http->curl);
-    if (curl_easy_getinfo(http->curl, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
+    rc = http->api->easy_perform(http->curl);
+    if (http->api->easy_getinfo(http->curl, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
         http->connections += conns;
     if (rc != CURLE_OK) {
         kt_http_curl_error(http, rc, &x, by_deadline, err);
         goto out;
     }
-    curl_easy_getinfo(http->curl, CURLINFO_RESPONSE_CODE, &status);
+    http->api->easy_getinfo(http->curl, CURLINFO_RESPONSE_CODE, &status);
     if (x.buf == NULL && !kt_xfer_grow(&x, 1)) {
         kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
         goto out;
@@ -633,7 +642,7 @@ int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *re
 
 out:
     kt_http_reset_request(http);
-    kt_slist_free_wiped(headers);
+    kt_slist_free_wiped(http->api, headers);
     free(url);
     if (x.buf != NULL) {
         kt_wipe(x.buf, x.cap);

@@ -1,6 +1,7 @@
 /* HTTPS client on libcurl: HTTPS only, TLS >= 1.2, verification always on, no redirects, connect
  * and per-request timeouts bounded by the flow deadline, response size cap, one connection reused
- * for all requests made through the same kt_http. */
+ * for all requests made through the same kt_http. libcurl is loaded by the first request, not
+ * before (kt_curl.h): a kt_http that never sends costs nothing. */
 #ifndef KT_HTTP_H
 #define KT_HTTP_H
 
@@ -35,15 +36,15 @@ typedef struct kt_http_request {
     const char *bearer; /* with KT_AUTH_BEARER */
 } kt_http_request;
 
-/* The config must outlive the handle. Checks base_url is https. */
+/* The config must outlive the handle. Checks base_url is https; loads nothing. */
 kt_http *kt_http_new(const kt_config *cfg, kt_error *err);
 void kt_http_free(kt_http *http);
 /* Absolute CLOCK_MONOTONIC deadline in milliseconds for every later request (0: none beyond the
  * per-request timeout). */
 void kt_http_set_deadline(kt_http *http, uint64_t deadline_ms);
 /* Sends one request. Network/TLS failures, timeouts and a passed deadline give KT_ERR_UNAVAILABLE;
- * an oversized body gives KT_ERR_PROTOCOL. HTTP error statuses are NOT errors here: the caller
- * reads resp->status. */
+ * an oversized body gives KT_ERR_PROTOCOL; a libcurl that cannot be loaded (first request only)
+ * gives KT_ERR_INTERNAL. HTTP error statuses are NOT errors here: the caller reads resp->status. */
 int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *resp, kt_error *err);
 void kt_http_response_free(kt_http_response *resp);
 /* Number of TCP connections curl opened so far (for tests and debug logs). */
