@@ -37,8 +37,9 @@ typedef enum kt_err_kind {
  *   409 410 422 ...), or a 2xx     grant), LOGIN_REQUIRED         creating a device challenge:
  *   with an OAuth "error"          (refresh grant); an RFC body   NOT_ENROLLED)
  *                                  with invalid_client: CONFIG
- *   429                            RATE_LIMITED                   RATE_LIMITED
- *   5xx, network, TLS, timeout     UNAVAILABLE                    UNAVAILABLE
+ *   429, or 5xx with Retry-After   RATE_LIMITED                   RATE_LIMITED
+ *   other 5xx, network, TLS,       UNAVAILABLE                    UNAVAILABLE
+ *   timeout
  *   a 2xx that breaks the          PROTOCOL                       PROTOCOL
  *   contract, 1xx, 3xx
  *
