@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,6 +59,51 @@ static void harden(void)
     setrlimit(RLIMIT_CORE, &none);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* The module resets the resource limits before the exec, but where root lacks CAP_SYS_RESOURCE
+ * (some containers) a hard limit a user lowered stays lowered. A request that fails for want of
+ * descriptors or memory must not look like an outage (a stack's fallback): below these limits
+ * the helper does not try at all, and says it is a local failure. */
+static int check_limits(kt_error *err)
+{
+    static const struct {
+        int resource;
+        const char *name;
+        rlim_t min;
+    } mins[] = {
+        {RLIMIT_NOFILE, "open files", 64},
+        {RLIMIT_AS, "address space", (rlim_t)1 << 30},
+        {RLIMIT_DATA, "data size", (rlim_t)1 << 30},
+        {RLIMIT_STACK, "stack size", (rlim_t)1 << 20},
+        {RLIMIT_FSIZE, "file size", (rlim_t)1 << 20},
+        {RLIMIT_CPU, "CPU time", 300},
+    };
+
+    for (size_t i = 0; i < sizeof(mins) / sizeof(mins[0]); i++) {
+        struct rlimit rl;
+
+        if (getrlimit(mins[i].resource, &rl) != 0)
+            return kt_error_set(err, KT_ERR_INTERNAL, "cannot read the %s limit", mins[i].name);
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < mins[i].min &&
+            rl.rlim_max != rl.rlim_cur) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(mins[i].resource, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < mins[i].min)
+            return kt_error_set(err, KT_ERR_INTERNAL, "resource limit too low: %s", mins[i].name);
+    }
+    return 0;
+}
+
+/* Whether the module that started the helper is still waiting for it: when it is gone (its host
+ * gave up on the login), nothing may be written for that login. The module shut down only its
+ * writing side; a hang-up means it closed the socket altogether. */
+static bool module_gone(void)
+{
+    struct pollfd pfd = {.fd = STDOUT_FILENO, .events = 0};
+
+    return poll(&pfd, 1, 0) != 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
 static int read_request(request *rq, kt_error *err)
@@ -237,7 +283,9 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
         rc = kt_error_set(&ans->err, KT_ERR_PROTOCOL, "the login gave no access token");
     if (rc != 0)
         goto out;
-    if (rq->nocache)
+    if (module_gone())
+        rc = kt_error_set(&ans->err, KT_ERR_INTERNAL, "the module is gone: nothing written");
+    else if (rq->nocache)
         ans->cache = "skipped";
     /* The cache records the client, so that the user's kontist-auth can tell whether its own
      * client may refresh these tokens. */
@@ -299,8 +347,10 @@ int main(int argc, char **argv)
     memset(&rq, 0, sizeof(rq));
     memset(&ans, 0, sizeof(ans));
     memset(&u, 0, sizeof(u));
-    if (read_request(&rq, &ans.err) == 0 && parse_request(&rq, &ans.err) == 0) {
+    if (check_limits(&ans.err) == 0 && read_request(&rq, &ans.err) == 0 &&
+        parse_request(&rq, &ans.err) == 0) {
         u.name = rq.user;
+        u.parent = getppid();
         u.uid = rq.uid;
         u.gid = rq.gid;
         if (kt_paths_for_home(&u.paths, rq.home, &ans.err) == 0) {

@@ -42,6 +42,7 @@ typedef struct kt_pam_user {
     kt_paths paths;       /* below the user's home, XDG variables ignored */
     kt_device_record rec; /* username from root's pin; device id and key reference */
     bool pinned;          /* root pins this user: nouserok no longer applies */
+    pid_t parent;         /* the module's process, 0 when unknown */
     EVP_PKEY *key;        /* loaded with need_key */
 } kt_pam_user;
 

@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,8 +37,12 @@
 /* Seconds the module waits beyond login_timeout before it kills the helper: the helper ends its
  * own flow at login_timeout and needs a moment to write the cache and answer. */
 #define HELPER_GRACE_SECONDS 10
-/* How long a helper that has answered may take to exit before it is killed. */
+/* How long a helper that has answered may take to exit before it is killed, and how long a
+ * killed one may take to go (one stuck in the kernel, on a hung file system, is left behind
+ * rather than hanging the host). */
 #define HELPER_EXIT_MS 2000
+/* Where the close_range fallback stops closing descriptors. */
+#define FD_SCAN_MAX 65536
 
 static int check_helper_stat(const char *path, const struct stat *st, kt_error *err)
 {
@@ -197,6 +204,17 @@ static void reset_process_state(void)
             _exit(127);
         setpriority(PRIO_PROCESS, 0, 0);
     }
+    /* A user can also starve a process: scheduling class, CPUs, I/O priority back to normal. */
+    {
+        struct sched_param normal = {.sched_priority = 0};
+        cpu_set_t all;
+
+        sched_setscheduler(0, SCHED_OTHER, &normal);
+        memset(&all, 0xff, sizeof(all));
+        sched_setaffinity(0, sizeof(all), &all);
+        /* IOPRIO_WHO_PROCESS, IOPRIO_CLASS_NONE: the default for the process's nice value. */
+        syscall(SYS_ioprio_set, 1, 0, 0);
+    }
     umask(077);
     if (chdir("/") != 0)
         _exit(127);
@@ -205,6 +223,8 @@ static void reset_process_state(void)
     sigemptyset(&dfl.sa_mask);
     for (int sig = 1; sig < NSIG; sig++)
         sigaction(sig, &dfl, NULL);
+    /* Every signal was blocked across the fork (kt_pam_run_helper), so none of the host's
+     * handlers could run in the child before the dispositions above were reset. */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     /* A session of its own: no controlling terminal, out of the terminal's process group. */
@@ -241,10 +261,15 @@ static void exec_child(int sock, int exe, pid_t parent)
     if (devnull < 0 || dup2(devnull, STDERR_FILENO) < 0)
         _exit(127);
     /* Nothing of the host's (its sockets, its files) leaks into the helper. The executable's
-     * descriptor is close-on-exec and must stay open until the exec itself. */
-    if (exe > STDERR_FILENO + 1)
-        close_range(STDERR_FILENO + 1, (unsigned)exe - 1, 0);
-    close_range((unsigned)exe + 1, ~0u, 0);
+     * descriptor is close-on-exec and must stay open until the exec itself. Kernels before 5.9
+     * have no close_range: close one by one there. */
+    if ((exe > STDERR_FILENO + 1 && close_range(STDERR_FILENO + 1, (unsigned)exe - 1, 0) != 0) ||
+        close_range((unsigned)exe + 1, ~0u, 0) != 0) {
+        for (int fd = STDERR_FILENO + 1; fd < FD_SCAN_MAX; fd++) {
+            if (fd != exe)
+                close(fd);
+        }
+    }
     fexecve(exe, argv, envp);
     _exit(127);
 }
@@ -273,8 +298,8 @@ static void parse_answer(const char *buf, size_t len, kt_pam_result *res)
     }
 }
 
-/* Waits for the child, at most HELPER_EXIT_MS unless kill_it; kills it when it overran or does
- * not exit in that time. Returns its wait status, or -1. */
+/* Waits for the child: HELPER_EXIT_MS for it to exit, then (or at once with kill_it) kills it
+ * and waits HELPER_EXIT_MS more. Returns its wait status, or -1 when it could not be had. */
 static int reap(pid_t pid, bool kill_it)
 {
     uint64_t until = kt_pam_now_ms() + HELPER_EXIT_MS;
@@ -283,20 +308,21 @@ static int reap(pid_t pid, bool kill_it)
     if (kill_it)
         kill(pid, SIGKILL);
     for (;;) {
-        pid_t rc = waitpid(pid, &status, kill_it ? 0 : WNOHANG);
+        pid_t rc = waitpid(pid, &status, WNOHANG);
+        struct timespec ts = {0, 10 * 1000 * 1000};
 
         if (rc == pid)
             return status;
         if (rc < 0 && errno != EINTR)
             return -1;
         if (rc == 0 && kt_pam_now_ms() >= until) {
+            if (kill_it)
+                return -1;
             kill_it = true;
             kill(pid, SIGKILL);
-        } else if (rc == 0) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
-
-            nanosleep(&ts, NULL);
+            until = kt_pam_now_ms() + HELPER_EXIT_MS;
         }
+        nanosleep(&ts, NULL);
     }
 }
 
@@ -350,6 +376,7 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     long timeout = args->login_timeout > 0 ? args->login_timeout : KT_PAM_LOGIN_TIMEOUT_MAX;
     uint64_t deadline_ms = kt_pam_now_ms() + (uint64_t)(timeout + HELPER_GRACE_SECONDS) * 1000u;
     struct sigaction dfl, saved;
+    sigset_t all, saved_mask;
     pid_t pid, parent = getpid();
     int sv[2], exe;
 
@@ -370,11 +397,14 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
     sigaction(SIGCHLD, &dfl, &saved);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved_mask);
     pid = fork();
     if (pid == 0) {
         close(sv[0]);
         exec_child(sv[1], exe, parent);
     }
+    pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
     close(sv[1]);
     close(exe);
     if (pid < 0)

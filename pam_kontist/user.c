@@ -5,7 +5,9 @@
 #include <config.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,6 +38,10 @@ int kt_pam_as_user(const kt_pam_user *u, int (*fn)(const kt_pam_user *, void *, 
         err->kind = KT_ERR_INTERNAL;
         return -1;
     }
+    /* The kernel clears the parent-death signal whenever the effective identity changes: arm it
+     * again, and stop if the module died in the meantime. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || (u->parent != 0 && getppid() != u->parent))
+        return kt_error_set(err, KT_ERR_INTERNAL, "the module is gone");
     return rc;
 }
 
