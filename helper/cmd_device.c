@@ -27,7 +27,9 @@ static const char device_help[] =
     "     (the prompt shows the time left), signed and verified.\n"
     "The device record (user, device id, key, name) then goes to ~/.config/kontist/device.json\n"
     "and a generated key to ~/.config/kontist/device-key.pem. A rejection, a timeout, Ctrl-C or\n"
-    "any other failure leaves neither behind. Log in first ('kontist-auth login'); log in again\n"
+    "any other failure leaves neither behind here (a device created at the bank but not verified,\n"
+    "after Ctrl-C at the code prompt, stays there unverified). Log in first ('kontist-auth "
+    "login'); log in again\n"
     "afterwards for a confirmed token. The code is asked on the terminal without echo; with\n"
     "--otp-stdin it is one line of standard input instead. Without a terminal and without\n"
     "--otp-stdin it refuses before anything is read or sent.\n"
@@ -383,7 +385,10 @@ static int enroll_report(const ka_app *app, const struct enroll_state *s, const 
         advice = "run 'kontist-auth device enroll' again and confirm the request in the Kontist "
                  "app or the email; --confirm-timeout SECONDS allows more time";
     else if (s->phase == PHASE_BINDING && err->kind == KT_ERR_MFA_FAILED)
-        advice = "if you did not reject it, run 'kontist-auth device enroll' again";
+        advice =
+            "if you rejected it by mistake, run 'kontist-auth device enroll' again; if you did "
+            "not reject it, someone else did: check the devices and activity in your Kontist "
+            "app";
     else if (s->phase == PHASE_DEVICE && err->kind == KT_ERR_MFA_FAILED)
         advice = "nothing was enrolled: run 'kontist-auth device enroll' again";
     else if (s->phase == PHASE_SAVE && s->rec.device_id != NULL)

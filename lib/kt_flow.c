@@ -237,6 +237,13 @@ int kt_flow_bind(kt_ctx *ctx, const char *access_token, const char *name, long t
             goto fail;
         }
         failures = 0;
+        /* An answer about another request confirms nothing about this one. */
+        if (fresh.id == NULL || out->request.id == NULL || strcmp(fresh.id, out->request.id) != 0) {
+            kt_binding_request_free(&fresh);
+            kt_error_set(err, KT_ERR_PROTOCOL,
+                         "the bank answered about another device binding request");
+            goto fail;
+        }
         kt_binding_request_free(&out->request);
         out->request = fresh;
         if (out->request.state != KT_BINDING_PENDING)

@@ -54,6 +54,9 @@ def walk_table(endpoint, mock, run, fault_spec):
                 problems.append("the HTML page was copied")
             if status == 429 and "rate limiting" not in r.stderr:
                 problems.append("no rate-limit message")
+            # An outage without Retry-After is an outage, not a rate limit.
+            if status >= 500 and "retry_after" not in spec and "rate limiting" in r.stderr:
+                problems.append("an outage reported as a rate limit")
             if problems:
                 wrong.append(f"{endpoint} {status} {name}: {'; '.join(problems)}\n"
                              f"    {r.stderr.strip()}")
