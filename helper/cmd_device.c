@@ -326,6 +326,8 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
      * standard input, which may be a terminal that echoes it (su -c). */
     if (!o->otp_stdin && ka_term_check(app->term.stdin_option, err) != 0)
         return -1;
+    if (o->otp_stdin && ka_stdin_secret_check(app->term.stdin_option, err) != 0)
+        return -1;
     if (ka_app_setup(app, err) != 0 || check_existing(app, o, &s->old, err) != 0)
         return -1;
     conv = ka_term_conv(&app->term);

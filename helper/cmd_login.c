@@ -115,6 +115,8 @@ static int read_password(ka_app *app, const struct login_opts *o, const char *us
     int rc;
 
     if (o->password_stdin) {
+        if (ka_stdin_secret_check("--password-stdin", err) != 0)
+            return -1;
         rc = ka_read_line(STDIN_FILENO, KA_ANSWER_MAX, password, err);
         if (rc == 1)
             return kt_error_set(err, KT_ERR_CONV, "no password on standard input");
@@ -167,6 +169,8 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
     /* Without a terminal the password could only come from standard input, which may be a
      * terminal that echoes it (su -c): refuse before anything is read or sent. */
     if (!o.password_stdin && ka_term_check(app->term.stdin_option, &err) != 0)
+        goto out;
+    if (o.password_stdin && ka_stdin_secret_check(app->term.stdin_option, &err) != 0)
         goto out;
     if (ka_app_setup(app, &err) != 0 || load_record(app, &rec, &have_rec, &err) != 0)
         goto out;

@@ -245,12 +245,26 @@ int ka_term_check(const char *option, kt_error *err)
         return kt_error_set(err, KT_ERR_CONV,
                             "standard input is a terminal, but not this process's controlling "
                             "terminal (as under 'su USER -c ...'), so typing could not be hidden: "
-                            "use 'su - USER' and run the command in that shell, or pass %s",
+                            "use 'su - USER' and run the command in that shell, or give the "
+                            "answer through a pipe with %s",
                             option);
     return kt_error_set(err, KT_ERR_CONV,
                         "no terminal to ask on, and %s was not given: run this on a terminal, or "
                         "pass %s and give the answer as one line of standard input",
                         option, option);
+}
+
+int ka_stdin_secret_check(const char *option, kt_error *err)
+{
+    /* A --*-stdin option is for pipes: read from a terminal, the secret would be shown as it is
+     * typed (as under 'su USER -c ...', where that terminal is not ours to switch echo off on). */
+    if (isatty(STDIN_FILENO))
+        return kt_error_set(err, KT_ERR_CONV,
+                            "%s reads a pipe, but standard input is a terminal, which would show "
+                            "what is typed: leave %s out and answer at the prompt, or pipe the "
+                            "answer in (printf '%%s\\n' \"$SECRET\" | kontist-auth ... %s)",
+                            option, option, option);
+    return 0;
 }
 
 int ka_ask(const ka_term *t, const char *prompt, bool echo, char **answer, kt_error *err)
@@ -268,6 +282,8 @@ int ka_ask(const ka_term *t, const char *prompt, bool echo, char **answer, kt_er
                                  err);
         return rc == 0 && *answer == NULL ? kt_error_set(err, KT_ERR_CONV, "no answer") : rc;
     }
+    if (ka_stdin_secret_check(t->stdin_option != NULL ? t->stdin_option : "--*-stdin", err) != 0)
+        return -1;
     rc = ka_read_line(STDIN_FILENO, KA_ANSWER_MAX, answer, err);
     if (rc == 1)
         return kt_error_set(err, KT_ERR_CONV, "nothing on standard input (%s)", prompt);
@@ -280,7 +296,7 @@ static int conv_prompt(void *data, const char *message, bool echo, char **answer
     kt_error err = {KT_OK, ""};
 
     /* The core's only questions are one-time codes, and those are secrets that are never
-     * echoed (DESIGN §4), whatever echo the caller asked for. */
+     * echoed, whatever echo the caller asked for. */
     (void)echo;
     /* The core turns a failed prompt into its own error; the reason is said here. */
     if (ka_ask(t, message, false, answer, &err) != 0) {

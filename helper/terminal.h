@@ -37,6 +37,9 @@ int ka_tty_ask(const char *prompt, bool echo, char **answer, kt_error *err);
  * so. Commands call it before they read or send anything, so that they refuse at once. */
 int ka_term_check(const char *option, kt_error *err);
 
+/* Refuses (KT_ERR_CONV, a message naming option) when standard input is a terminal: the
+ * --*-stdin options read secrets from pipes, never from a terminal that would echo them. */
+int ka_stdin_secret_check(const char *option, kt_error *err);
 /* Asks the way the helper does: with stdin_only, one line from standard input; otherwise on the
  * terminal, and without one it refuses as ka_term_check does (standard input is never read in
  * its place: it may be a terminal that would echo the secret). No answer is KT_ERR_CONV. */

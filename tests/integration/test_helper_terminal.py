@@ -443,3 +443,19 @@ def test_stdin_options_still_read_stdin_without_terminal(kenv):
         os.close(r)
     assert proc.returncode == EXIT_OK, proc.stderr
     assert kenv.cache()["username"] == "demo@example.com"
+
+
+@pytest.mark.parametrize("args, option", [(["login", "--password-stdin"], "--password-stdin"),
+                                          (["device", "enroll", "--otp-stdin"], "--otp-stdin")])
+def test_stdin_options_refuse_a_terminal(kenv, terminal, args, option):
+    """su USER -c with --password-stdin: standard input is a terminal that echoes what is typed,
+    so the option that reads pipes refuses it instead of showing the secret."""
+    if args[0] == "device":
+        assert kenv.login().returncode == EXIT_OK
+    terminal.type(DEMO_PASSWORD + "\n")
+    proc = run_without_terminal(kenv, args, terminal.slave)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert option in proc.stderr and "pipe" in proc.stderr, proc.stderr
+    assert terminal.pending_input() == (DEMO_PASSWORD + "\n").encode(), "the terminal was read"
+    assert DEMO_PASSWORD not in proc.stdout + proc.stderr
+    assert kenv.mock.sms() == []

@@ -1,4 +1,4 @@
-"""pam_kontist.so return codes, one test per case of DESIGN.md section 4, under pam_wrapper.
+"""pam_kontist.so return codes, one test per case of pam_kontist(8), under pam_wrapper.
 
 The users here are nss_wrapper users with the test process's own uid, so these tests run with
 or without root. Every run also checks (pam_support.check_run) that nothing reached the host's
