@@ -179,15 +179,14 @@ class PamWorld:
         The module gets the world's pins as authfile= and the built helper as helper=, unless
         args names its own."""
         config = config if config is not None else self.config
-        argv = (f"config={config} " if config else "") + args
+        # The failure floor (a second by default) only slows the suite down; tests of it ask
+        # for it. First, so that it holds even when a later argument is refused.
+        floor = "" if "fail_floor_ms=" in args else "fail_floor_ms=0 "
+        argv = floor + (f"config={config} " if config else "") + args
         if "authfile=" not in args:
             argv += f" authfile={self.pins}"
         if "helper=" not in args:
             argv += f" helper={self.helper}"
-        # The failure floor (a second by default) only slows the suite down; tests of it ask
-        # for it.
-        if "fail_floor_ms=" not in args:
-            argv += " fail_floor_ms=0"
         lines = list(before)
         for kind in module_types or ("auth", "account", "session", "password"):
             lines.append(f"{kind} {control} {self.module} {argv}".rstrip())
