@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from kt_crypto import make_key, write_key_pem
+from pam_support import sanitizer_runtime
 
 RUN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -89,15 +90,6 @@ FAIL_DELAY = 2.0
 MIN_FAIL_TIME = FAIL_DELAY * 0.5
 
 PROMPT = re.compile(r"[Pp]assword[^\n]*:\s*\Z")
-
-
-def sanitizer_runtime(binary):
-    """Path of the ASan runtime a binary is linked against, or None."""
-    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if "libasan" in line and "=>" in line:
-            return line.split("=>")[1].split()[0]
-    return None
 
 
 def missing_requirements():
