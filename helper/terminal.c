@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@ static const int tty_signals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,   SIGALRM,
                                   SIGPIPE, SIGUSR1, SIGUSR2, SIGVTALRM, SIGPROF,
                                   SIGXCPU, SIGXFSZ, SIGTSTP, SIGTTIN,   SIGTTOU};
 #define TTY_NSIGNALS (sizeof(tty_signals) / sizeof(tty_signals[0]))
+/* How often a prompt that waits for input looks whether a signal arrived. */
+#define TTY_SIGNAL_POLL_MS 100
 
 static void tty_on_signal(int signo)
 {
@@ -68,7 +71,21 @@ static int read_line_until(int fd, size_t max, char **out, bool stop_on_signal, 
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     for (;;) {
         char c;
-        ssize_t n = read(fd, &c, 1);
+        ssize_t n;
+
+        /* A signal that lands after the last check but before read() blocks would not interrupt
+         * it: look again at least every TTY_SIGNAL_POLL_MS, and read only what is there. */
+        if (stop_on_signal) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+            if (tty_signo != 0) {
+                kt_error_set(err, KT_ERR_CONV, "interrupted");
+                goto out;
+            }
+            if (poll(&pfd, 1, TTY_SIGNAL_POLL_MS) <= 0)
+                continue;
+        }
+        n = read(fd, &c, 1);
 
         if (n < 0 && errno == EINTR && !(stop_on_signal && tty_signo != 0))
             continue;
