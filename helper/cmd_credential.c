@@ -158,7 +158,7 @@ static int cred_erase(ka_app *app, const ka_cred *c)
     kt_token_set_free(&t);
     if (st != KT_CACHE_LOADED || stale)
         return KA_EXIT_OK;
-    if (kt_cache_erase(&app->paths, 1, &err) != 0)
+    if (kt_session_logout(&app->paths, true, &err) != 0)
         return ka_report(app->prog, &err);
     return KA_EXIT_OK;
 }

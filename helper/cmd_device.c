@@ -333,7 +333,7 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
     conv = ka_term_conv(&app->term);
     s->ctx = kt_ctx_new(&app->cfg, &conv, err);
     if (s->ctx == NULL ||
-        kt_cache_get_valid(s->ctx, &app->paths, &app->user_owners, &s->t, err) != 0)
+        kt_session_get_valid(s->ctx, &app->paths, &app->user_owners, &s->t, err) != 0)
         return -1;
     s->rec.username = kt_strdup_or_null(s->t.username != NULL ? s->t.username : app->cfg.username);
     if (s->rec.username == NULL)

@@ -199,8 +199,7 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
     if (ctx == NULL || kt_flow_login(ctx, &params, &t, &err) != 0)
         goto out;
     /* Only this client can refresh the tokens: the cache says which one it was. */
-    if (kt_token_set_stamp(&t, app->cfg.client_id, time(NULL), &err) != 0 ||
-        kt_cache_store(&app->paths, &t, &err) != 0)
+    if (kt_session_save_login(ctx, &app->paths, &t, &err) != 0)
         goto out;
     say_result(app, &t, params.username);
     if (!t.confirmed && params.device_id == NULL)

@@ -51,7 +51,7 @@ int ka_cmd_logout(ka_app *app, int argc, char **argv)
     if (ka_app_setup_paths(app, &err) != 0)
         return ka_report(app->prog, &err);
     had = lstat(app->paths.cache_file, &st) == 0;
-    if (kt_cache_erase(&app->paths, 0, &err) != 0)
+    if (kt_session_logout(&app->paths, false, &err) != 0)
         return ka_report(app->prog, &err);
     fprintf(stderr, "%s: %s\n", app->prog, had ? "logged out" : "not logged in; nothing to remove");
     return KA_EXIT_OK;

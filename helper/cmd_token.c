@@ -45,7 +45,7 @@ int ka_confirmed_token(ka_app *app, kt_token_set *t, kt_error *err)
     ctx = kt_ctx_new(&app->cfg, &conv, err);
     if (ctx == NULL)
         return -1;
-    if (kt_cache_get_valid(ctx, &app->paths, &app->user_owners, t, err) != 0)
+    if (kt_session_get_valid(ctx, &app->paths, &app->user_owners, t, err) != 0)
         goto out;
     if (!t->confirmed) {
         kt_error_set(err, KT_ERR_NOT_ENROLLED,

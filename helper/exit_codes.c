@@ -81,8 +81,8 @@ int ka_report(const char *prog, const kt_error *err)
             fprintf(stderr, "%s: the bank is rate limiting requests; try again later\n", prog);
         return ka_exit_code(kind);
     }
-    /* The core already says what to do after most login problems; once is enough. */
-    if (h != NULL && strstr(err->message, "kontist-auth login") == NULL)
+    /* The core says what went wrong; what to run about it is the front end's to say. */
+    if (h != NULL)
         fprintf(stderr, "%s: %s\n", prog, h);
     return ka_exit_code(kind);
 }

@@ -335,7 +335,6 @@ kt_conv ka_term_conv(ka_term *t)
     kt_conv conv = {
         .prompt = t->no_prompt ? NULL : conv_prompt,
         .info = conv_say,
-        .error = conv_say,
         .data = t,
     };
 

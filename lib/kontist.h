@@ -21,6 +21,7 @@
 #include "kt_privs.h"
 #include "kt_record.h"
 #include "kt_secret.h"
+#include "kt_session.h"
 #include "kt_token.h"
 
 #define KT_USER_AGENT "kontist-auth/" PACKAGE_VERSION

@@ -13,9 +13,7 @@
 #include <json-c/json.h>
 
 #include "kt_cache.h"
-#include "kt_device.h"
 #include "kt_file.h"
-#include "kt_flow.h"
 #include "kt_json.h"
 #include "kt_secret.h"
 
@@ -306,17 +304,47 @@ int kt_cache_load(const char *path, const kt_owner_policy *owners, kt_token_set 
     return ret;
 }
 
-/* Writes the cache; the caller holds the lock and the state directory exists. */
-static int store_locked(const kt_paths *paths, const kt_token_set *t, kt_error *err)
+int kt_cache_lock(const kt_paths *paths, long wait_ms, kt_error *err)
+{
+    return kt_file_lock(paths->lock_file, wait_ms, err);
+}
+
+void kt_cache_unlock(int lock)
+{
+    kt_file_unlock(lock);
+}
+
+int kt_cache_prepare(const kt_paths *paths, kt_file_pending *p, kt_error *err)
+{
+    /* Under the lock no writer is at work: a temporary file beside the cache is a crash's, and
+     * may hold a live refresh token. */
+    if (kt_file_remove_temps(paths->cache_file, err) != 0)
+        return -1;
+    return kt_file_prepare(paths->cache_file, 0600, KT_CACHE_RESERVE, p, err);
+}
+
+int kt_cache_commit(kt_file_pending *p, const kt_token_set *t, kt_error *err)
 {
     char *json = kt_cache_serialize(t);
     int ret;
 
-    if (json == NULL)
+    if (json == NULL) {
+        kt_file_discard(p);
         return kt_error_set(err, KT_ERR_INTERNAL, "cannot serialise the token cache");
-    ret = kt_file_write_atomic(paths->cache_file, json, strlen(json), 0600, err);
+    }
+    ret = kt_file_commit(p, json, strlen(json), err);
     kt_secret_free(json);
     return ret;
+}
+
+/* Writes the cache; the caller holds the lock and the state directory exists. */
+static int store_locked(const kt_paths *paths, const kt_token_set *t, kt_error *err)
+{
+    kt_file_pending p;
+
+    if (kt_cache_prepare(paths, &p, err) != 0)
+        return -1;
+    return kt_cache_commit(&p, t, err);
 }
 
 int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err)
@@ -326,11 +354,11 @@ int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err)
 
     if (kt_dir_ensure_private(paths->state_dir, err) != 0)
         return -1;
-    lock = kt_file_lock(paths->lock_file, KT_CACHE_LOCK_WAIT_MS, err);
+    lock = kt_cache_lock(paths, KT_CACHE_LOCK_WAIT_MS, err);
     if (lock < 0)
         return -1;
     ret = store_locked(paths, t, err);
-    kt_file_unlock(lock);
+    kt_cache_unlock(lock);
     return ret;
 }
 
@@ -377,162 +405,9 @@ int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err)
         ret = erase_access_locked(paths, err);
     else
         ret = kt_file_remove(paths->cache_file, err);
+    /* A crash between writing and renaming leaves a temporary copy with the tokens in it. */
+    if (kt_file_remove_temps(paths->cache_file, err) != 0)
+        ret = -1;
     kt_file_unlock(lock);
-    return ret;
-}
-
-/* --- a usable token, refreshed when needed --------------------------------------------------- */
-
-/* Loads the cache. Returns 1 when it holds a usable token (moved to out), 0 when a refresh is
- * needed (t holds the set), -1 on error: LOGIN_REQUIRED when there is nothing to refresh with. */
-static int load_usable(const char *path, const kt_owner_policy *owners, kt_token_set *t,
-                       kt_token_set *out, kt_error *err)
-{
-    kt_error lerr = {KT_OK, ""};
-    int st = kt_cache_load(path, owners, t, &lerr);
-
-    if (st < 0)
-        return kt_error_set(err, lerr.kind, "%s", lerr.message);
-    if (st == KT_CACHE_ABSENT)
-        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED,
-                            "no cached token: run `kontist-auth login`");
-    if (st == KT_CACHE_CORRUPT)
-        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "%s; run `kontist-auth login`",
-                            lerr.message);
-    if (kt_token_set_usable(t, time(NULL), KT_TOKEN_MIN_LEFT)) {
-        *out = *t;
-        memset(t, 0, sizeof(*t));
-        return 1;
-    }
-    if (t->refresh_token == NULL) {
-        kt_token_set_free(t);
-        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED,
-                            "the cached token has expired and there is no refresh token: run "
-                            "`kontist-auth login`");
-    }
-    return 0;
-}
-
-/* Carries over what a refresh response does not repeat. A set from an older cache names no
- * client: the one that just refreshed it is the one it belongs to. */
-static int merge_refreshed(kt_ctx *ctx, kt_token_set *fresh, const kt_token_set *old, kt_error *err)
-{
-    const char *client = old->client_id != NULL ? old->client_id
-                         : ctx->cfg != NULL     ? ctx->cfg->client_id
-                                                : NULL;
-    char **fields[] = {&fresh->refresh_token, &fresh->username, &fresh->device_id, &fresh->scope,
-                       &fresh->client_id};
-    const char *olds[] = {old->refresh_token, old->username, old->device_id, old->scope, client};
-
-    if (fresh->login_at == 0)
-        fresh->login_at = old->login_at;
-
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        if (*fields[i] != NULL || olds[i] == NULL)
-            continue;
-        *fields[i] = strdup(olds[i]);
-        if (*fields[i] == NULL)
-            return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    }
-    return 0;
-}
-
-/* A refresh token works only with the client it was issued to: with another one the bank
- * refuses it, and the person would learn only that it was "rejected". Not tried; explained. */
-static int check_client(const kt_ctx *ctx, const kt_token_set *cur, kt_error *err)
-{
-    const char *mine = ctx->cfg != NULL ? ctx->cfg->client_id : NULL;
-    char when[64] = "an earlier login";
-    struct tm tm;
-
-    if (cur->client_id == NULL || mine == NULL || strcmp(cur->client_id, mine) == 0)
-        return 0;
-    if (cur->login_at > 0 && gmtime_r(&cur->login_at, &tm) != NULL)
-        strftime(when, sizeof(when), "the login at %Y-%m-%d %H:%M:%S UTC", &tm);
-    return kt_error_set(err, KT_ERR_LOGIN_REQUIRED,
-                        "these tokens were issued to client %s by %s; this configuration's "
-                        "client %s cannot refresh them: log in again with `kontist-auth login` "
-                        "to get tokens this client can refresh",
-                        cur->client_id, when, mine);
-}
-
-/* Refreshes under the lock and saves the result before anyone sees it: a rotated refresh token
- * exists nowhere else. */
-static int refresh_locked(kt_ctx *ctx, const kt_paths *paths, const kt_token_set *cur,
-                          kt_token_set *out, kt_error *err)
-{
-    kt_token_set fresh;
-    kt_error rerr = {KT_OK, ""};
-    int ret = -1;
-
-    memset(&fresh, 0, sizeof(fresh));
-    if (check_client(ctx, cur, err) != 0)
-        return -1;
-    if (kt_flow_refresh(ctx, cur, &fresh, &rerr) != 0) {
-        if (rerr.kind == KT_ERR_LOGIN_REQUIRED)
-            kt_error_set(err, KT_ERR_LOGIN_REQUIRED,
-                         "the cached refresh token was rejected (%s): run `kontist-auth login`",
-                         rerr.message);
-        else
-            kt_error_set(err, rerr.kind, "%s", rerr.message);
-        goto out;
-    }
-    if (fresh.access_token == NULL) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "the refresh gave no access token");
-        goto out;
-    }
-    if (merge_refreshed(ctx, &fresh, cur, err) != 0)
-        goto out;
-    if (store_locked(paths, &fresh, err) != 0)
-        goto out;
-    *out = fresh;
-    memset(&fresh, 0, sizeof(fresh));
-    ret = 0;
-out:
-    kt_token_set_free(&fresh);
-    return ret;
-}
-
-static long lock_wait_ms(const kt_ctx *ctx)
-{
-    long limit = ctx != NULL && ctx->cfg != NULL ? ctx->cfg->login_timeout * 1000L : 0;
-
-    return limit > 0 && limit < KT_CACHE_LOCK_WAIT_MS ? limit : KT_CACHE_LOCK_WAIT_MS;
-}
-
-int kt_cache_get_valid(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy *owners,
-                       kt_token_set *out, kt_error *err)
-{
-    kt_token_set cur;
-    int lock = -1;
-    int st;
-    int ret = -1;
-
-    memset(out, 0, sizeof(*out));
-    memset(&cur, 0, sizeof(cur));
-    /* Fast path without the lock: most calls find a usable token. */
-    st = load_usable(paths->cache_file, owners, &cur, out, err);
-    if (st != 0)
-        return st > 0 ? 0 : -1;
-    kt_token_set_free(&cur);
-
-    lock = kt_file_lock(paths->lock_file, lock_wait_ms(ctx), err);
-    if (lock < 0)
-        goto out;
-    /* Another process may have refreshed while we waited for the lock. */
-    st = load_usable(paths->cache_file, owners, &cur, out, err);
-    if (st != 0) {
-        ret = st > 0 ? 0 : -1;
-        goto out;
-    }
-    if (ctx == NULL) {
-        kt_error_set(err, KT_ERR_INTERNAL, "no context to refresh the token with");
-        goto out;
-    }
-    ret = refresh_locked(ctx, paths, &cur, out, err);
-out:
-    if (lock >= 0)
-        kt_file_unlock(lock);
-    kt_token_set_free(&cur);
     return ret;
 }

@@ -1,17 +1,18 @@
-/* The token cache: one JSON file per user, replaced atomically under a lock, so concurrent
- * processes refresh an expiring token once and a rotated refresh token is never lost. */
+/* The token cache: one JSON file per user, replaced atomically under a lock. Storage only: what
+ * goes in and when is the session's (kt_session). */
 #ifndef KT_CACHE_H
 #define KT_CACHE_H
 
 #include <stddef.h>
 
 #include "kt_config.h"
-#include "kt_ctx.h"
+#include "kt_file.h"
 #include "kt_paths.h"
 #include "kt_token.h"
 
-/* A token is handed out only with at least this much life left. */
-#define KT_TOKEN_MIN_LEFT 60
+/* Room reserved for a cache before a refresh: two tokens of KT_TOKEN_MAX characters, each at
+ * most doubled by escaping, and the body cap's worth for the rest. */
+#define KT_CACHE_RESERVE (4 * KT_TOKEN_MAX + KT_FILE_MAX_SIZE)
 
 typedef enum kt_cache_status {
     KT_CACHE_LOADED = 0,
@@ -32,25 +33,19 @@ char *kt_cache_serialize(const kt_token_set *t);
  * alone; KT_CACHE_CORRUPT sets it (KT_ERR_PROTOCOL, naming the file). */
 int kt_cache_load(const char *path, const kt_owner_policy *owners, kt_token_set *t, kt_error *err);
 /* Creates the state directory if needed (0700) and replaces the file atomically (0600) under the
- * cache lock. Do not call it while holding the lock (kt_cache_get_valid stores by itself). */
+ * cache lock. Do not call it while holding the lock. */
 int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err);
-/* Removes the cache under the lock. With access_only, keeps the refresh token and drops only the
+/* The cache lock (kt_file_lock on the lock file), waited for at most wait_ms. */
+int kt_cache_lock(const kt_paths *paths, long wait_ms, kt_error *err);
+void kt_cache_unlock(int lock); /* -1 is ignored */
+/* Under the lock: removes temporary files a crash left and prepares the replacement with
+ * KT_CACHE_RESERVE bytes reserved (kt_file_prepare), before the tokens to store exist. */
+int kt_cache_prepare(const kt_paths *paths, kt_file_pending *p, kt_error *err);
+/* Writes t into the prepared replacement and puts it in place; always releases p. */
+int kt_cache_commit(kt_file_pending *p, const kt_token_set *t, kt_error *err);
+/* Removes the cache under the lock (and any temporary copy a crash left). With access_only, keeps the refresh token and drops only the
  * access token (a cache without a refresh token, or a corrupt one, is removed). Nothing to erase
  * is not an error. */
 int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err);
-
-/* Gives a token set whose access token has at least KT_TOKEN_MIN_LEFT seconds left: from the cache,
- * or by refreshing under the cache lock (re-reading the cache after taking the lock so that only
- * one of several concurrent processes calls the token endpoint). The lock is waited for at most
- * min(5 s, login_timeout). A refreshed set is saved before it is returned (a rotated refresh token
- * is never lost; a failed save is KT_ERR_IO), and is returned even when the server granted less
- * than KT_TOKEN_MIN_LEFT. A set issued to another client than ctx's is not refreshed at all
- * (KT_ERR_LOGIN_REQUIRED, naming both clients and the login that issued it); its access token is
- * still handed out while it is valid. A rejected refresh gives KT_ERR_LOGIN_REQUIRED and leaves
- * the cache as it was; so does a network failure (KT_ERR_UNAVAILABLE). No cache, a corrupt cache or
- * an expired token without a refresh token give KT_ERR_LOGIN_REQUIRED; messages tell the person to
- * run `kontist-auth login`. An unsafe cache file gives KT_ERR_IO. */
-int kt_cache_get_valid(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy *owners,
-                       kt_token_set *out, kt_error *err);
 
 #endif

@@ -9,7 +9,6 @@ typedef struct kt_conv {
      * no answer can be had (no terminal, cancelled). */
     int (*prompt)(void *data, const char *message, bool echo, char **answer);
     void (*info)(void *data, const char *message);
-    void (*error)(void *data, const char *message);
     void *data;
 } kt_conv;
 

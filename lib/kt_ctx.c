@@ -94,17 +94,6 @@ void kt_ctx_info(kt_ctx *ctx, const char *fmt, ...)
     va_end(ap);
 }
 
-void kt_ctx_errorf(kt_ctx *ctx, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (ctx == NULL)
-        return;
-    va_start(ap, fmt);
-    kt_ctx_vsay(ctx->conv.error, ctx->conv.data, fmt, ap);
-    va_end(ap);
-}
-
 void kt_ctx_set_progress(kt_ctx *ctx, const kt_conv_progress *progress)
 {
     if (ctx == NULL)

@@ -28,7 +28,6 @@ void kt_ctx_start_deadline(kt_ctx *ctx);
  * KT_ERR_CONV when nobody can answer. */
 int kt_ctx_prompt(kt_ctx *ctx, const char *message, int echo, char **answer, kt_error *err);
 void kt_ctx_info(kt_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void kt_ctx_errorf(kt_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Progress while waiting for the person (kt_conv_progress); progress may be NULL (none). */
 void kt_ctx_set_progress(kt_ctx *ctx, const kt_conv_progress *progress);

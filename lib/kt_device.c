@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
@@ -91,10 +92,11 @@ int kt_device_parse_challenge(long status, const char *content_type, const char 
     return rc;
 }
 
-static int kt_parse_confirmed_obj(json_object *obj, kt_token_set *t, kt_error *err)
+static int kt_parse_confirmed_obj(json_object *obj, time_t now, kt_token_set *t, kt_error *err)
 {
     const char *what = "verify challenge";
     json_object *v = NULL;
+    kt_jwt_claims claims;
 
     if (kt_json_get_string(obj, "token", &t->access_token, what, err) != 0)
         return -1;
@@ -106,11 +108,17 @@ static int kt_parse_confirmed_obj(json_object *obj, kt_token_set *t, kt_error *e
         if (!kt_token_string_ok(t->refresh_token))
             return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed refresh_token", what);
     }
-    /* No expires_in here: the JWT itself says when it expires. */
-    if (kt_jwt_peek(t->access_token, &t->expires_at, &t->confirmed, err) != 0)
+    /* No expires_in here: the JWT says how long the token lives. Its exp is the bank's clock;
+     * exp - iat is a lifetime, counted from now on this machine's clock, so a clock that is off
+     * neither hands out expired tokens nor throws away good ones. */
+    if (kt_jwt_read(t->access_token, &claims, err) != 0)
         return -1;
-    if (t->expires_at == 0)
+    if (claims.exp == 0)
         return kt_error_set(err, KT_ERR_PROTOCOL, "%s: token has no exp claim", what);
+    t->confirmed = claims.confirmed;
+    t->expires_at = claims.exp;
+    if (claims.iat > 0 && claims.iat <= claims.exp)
+        t->expires_at = now + (claims.exp - claims.iat);
     return 0;
 }
 
@@ -124,7 +132,7 @@ int kt_device_parse_confirmed(long status, const char *content_type, const char 
     obj = kt_json_parse_response(status, content_type, body, len, "verify challenge", err);
     if (obj == NULL)
         return -1;
-    rc = kt_parse_confirmed_obj(obj, t, err);
+    rc = kt_parse_confirmed_obj(obj, time(NULL), t, err);
     kt_json_put_wiped(obj);
     if (rc != 0)
         kt_token_set_free(t);

@@ -1,5 +1,6 @@
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -210,25 +211,6 @@ static int create_temp(const char *dir, const char *base, char **tmp_path, kt_er
     return kt_error_set(err, KT_ERR_IO, "%s: cannot find a free temporary name", dir);
 }
 
-static int write_all(int fd, const void *data, size_t len, const char *path, kt_error *err)
-{
-    const unsigned char *p = data;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return io_error(err, path, "cannot write", errno);
-        if (n == 0)
-            return kt_error_set(err, KT_ERR_IO, "%s: cannot write: no progress", path);
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Without this the rename itself may be lost in a crash even though the data was synced. */
 static int sync_dir(const char *dir, kt_error *err)
 {
@@ -246,48 +228,158 @@ static int sync_dir(const char *dir, kt_error *err)
     return 0;
 }
 
+int kt_file_prepare(const char *path, mode_t mode, size_t reserve, kt_file_pending *p,
+                    kt_error *err)
+{
+    const char *base = NULL;
+    int rc;
+
+    memset(p, 0, sizeof(*p));
+    p->fd = -1;
+    if (split_path(path, &p->dir, &base, err) != 0)
+        return -1;
+    p->path = strdup(path);
+    if (p->path == NULL) {
+        kt_file_discard(p);
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    }
+    p->fd = create_temp(p->dir, base, &p->tmp, err);
+    if (p->fd < 0) {
+        kt_file_discard(p);
+        return -1;
+    }
+    /* fchmod, unlike the open mode, is not narrowed by the umask. */
+    if (fchmod(p->fd, mode & 07777) != 0) {
+        io_error(err, p->tmp, "cannot set mode", errno);
+        kt_file_discard(p);
+        return -1;
+    }
+    /* The blocks are taken now, while losing the write would lose nothing. */
+    rc = reserve > 0 ? posix_fallocate(p->fd, 0, (off_t)reserve) : 0;
+    if (rc != 0) {
+        io_error(err, p->tmp, "cannot reserve space", rc);
+        kt_file_discard(p);
+        return -1;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const void *data, size_t len, const char *path, kt_error *err)
+{
+    const unsigned char *cur = data;
+    off_t at = 0;
+
+    while (len > 0) {
+        ssize_t n = pwrite(fd, cur, len, at);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return io_error(err, path, "cannot write", errno);
+        if (n == 0)
+            return kt_error_set(err, KT_ERR_IO, "%s: cannot write: no progress", path);
+        cur += n;
+        at += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int kt_file_commit(kt_file_pending *p, const void *data, size_t len, kt_error *err)
+{
+    int rc = -1;
+
+    if (p->fd < 0)
+        return kt_error_set(err, KT_ERR_INTERNAL, "no prepared file to commit");
+    if (pwrite_all(p->fd, data, len, p->tmp, err) != 0)
+        goto out;
+    /* What was reserved beyond the data goes; shrinking needs no new blocks. */
+    if (ftruncate(p->fd, (off_t)len) != 0) {
+        io_error(err, p->tmp, "cannot truncate", errno);
+        goto out;
+    }
+    if (fsync(p->fd) != 0) {
+        io_error(err, p->tmp, "cannot sync", errno);
+        goto out;
+    }
+    rc = close(p->fd);
+    p->fd = -1;
+    if (rc != 0) {
+        rc = io_error(err, p->tmp, "cannot close", errno);
+        goto out;
+    }
+    rc = -1;
+    if (rename(p->tmp, p->path) != 0) {
+        io_error(err, p->path, "cannot replace", errno);
+        goto out;
+    }
+    free(p->tmp);
+    p->tmp = NULL;
+    rc = sync_dir(p->dir, err);
+out:
+    kt_file_discard(p);
+    return rc;
+}
+
+void kt_file_discard(kt_file_pending *p)
+{
+    if (p == NULL)
+        return;
+    if (p->fd >= 0)
+        close(p->fd);
+    if (p->tmp != NULL)
+        unlink(p->tmp);
+    free(p->tmp);
+    free(p->dir);
+    free(p->path);
+    memset(p, 0, sizeof(*p));
+    p->fd = -1;
+}
+
 int kt_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode, kt_error *err)
 {
-    char *dir = NULL, *tmp = NULL;
+    kt_file_pending p;
+
+    if (kt_file_prepare(path, mode, 0, &p, err) != 0)
+        return -1;
+    return kt_file_commit(&p, data, len, err);
+}
+
+int kt_file_remove_temps(const char *path, kt_error *err)
+{
+    char *dir = NULL, *prefix = NULL;
     const char *base = NULL;
-    int fd = -1, rc = -1;
+    struct dirent *ent;
+    DIR *d;
+    int rc = 0;
 
     if (split_path(path, &dir, &base, err) != 0)
         return -1;
-    fd = create_temp(dir, base, &tmp, err);
-    if (fd < 0)
-        goto out;
-    /* fchmod, unlike the open mode, is not narrowed by the umask. */
-    if (fchmod(fd, mode & 07777) != 0) {
-        io_error(err, tmp, "cannot set mode", errno);
+    if (asprintf(&prefix, ".%s.tmp-", base) < 0) {
+        free(dir);
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    }
+    d = opendir(dir);
+    if (d == NULL) {
+        if (errno != ENOENT)
+            rc = io_error(err, dir, "cannot open directory", errno);
         goto out;
     }
-    if (write_all(fd, data, len, tmp, err) != 0)
-        goto out;
-    if (fsync(fd) != 0) {
-        io_error(err, tmp, "cannot sync", errno);
-        goto out;
+    while ((ent = readdir(d)) != NULL) {
+        struct stat st;
+
+        if (strncmp(ent->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        /* Only our own regular files: a link or someone else's file is left as it is. */
+        if (fstatat(dirfd(d), ent->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            st.st_uid != geteuid())
+            continue;
+        if (unlinkat(dirfd(d), ent->d_name, 0) != 0 && errno != ENOENT && rc == 0)
+            rc = io_error(err, ent->d_name, "cannot remove", errno);
     }
-    if (close(fd) != 0) {
-        fd = -1;
-        io_error(err, tmp, "cannot close", errno);
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        io_error(err, path, "cannot replace", errno);
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL;
-    rc = sync_dir(dir, err);
+    closedir(d);
 out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL) {
-        unlink(tmp);
-        free(tmp);
-    }
+    free(prefix);
     free(dir);
     return rc;
 }
@@ -304,6 +396,12 @@ static int check_private_dir(int fd, const char *path, kt_error *err)
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
         return kt_error_set(err, KT_ERR_IO, "%s: writable by group or others (mode %04o)", path,
                             (unsigned)(st.st_mode & 07777));
+    /* Tokens, keys and device records live here: their names and the lock are nobody else's. */
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+        return kt_error_set(err, KT_ERR_IO,
+                            "%s: open to group or others (mode %04o); it must be private to its "
+                            "owner (mode 0700)",
+                            path, (unsigned)(st.st_mode & 07777));
     return 0;
 }
 

@@ -57,15 +57,6 @@ out:
     return rc;
 }
 
-int kt_flow_confirm(kt_ctx *ctx, const char *access_token, const char *device_id, EVP_PKEY *key,
-                    kt_token_set *out, kt_error *err)
-{
-    if (ctx == NULL || out == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
-    kt_ctx_start_deadline(ctx);
-    return kt_confirm_steps(ctx, access_token, device_id, key, out, err);
-}
-
 int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out, kt_error *err)
 {
     kt_token_set pw, conf;
@@ -103,28 +94,15 @@ out:
     return rc;
 }
 
-int kt_flow_refresh(kt_ctx *ctx, const kt_token_set *current, kt_token_set *out, kt_error *err)
+int kt_flow_refresh(kt_ctx *ctx, const char *refresh_token, kt_token_set *out, kt_error *err)
 {
-    int rc = -1;
-
-    if (ctx == NULL || current == NULL || out == NULL)
+    if (ctx == NULL || out == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
     memset(out, 0, sizeof(*out));
-    if (current->refresh_token == NULL || *current->refresh_token == '\0')
-        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "no refresh token: log in again");
+    if (refresh_token == NULL || *refresh_token == '\0')
+        return kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "no refresh token");
     kt_ctx_start_deadline(ctx);
-    if (kt_oauth_refresh_grant(ctx, current->refresh_token, out, err) != 0)
-        return -1;
-    if (kt_dup(&out->username, current->username, err) != 0 ||
-        kt_dup(&out->device_id, current->device_id, err) != 0)
-        goto out;
-    if (out->scope == NULL && kt_dup(&out->scope, current->scope, err) != 0)
-        goto out;
-    rc = 0;
-out:
-    if (rc != 0)
-        kt_token_set_free(out);
-    return rc;
+    return kt_oauth_refresh_grant(ctx, refresh_token, out, err);
 }
 
 /* Trims surrounding blanks and checks the OTP is digits only, of a plausible length. */

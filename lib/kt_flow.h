@@ -21,12 +21,9 @@ typedef struct kt_login_params {
 /* Password grant, then (device bound) create challenge -> sign -> verify -> confirmed token set.
  * out->username and out->device_id are filled. */
 int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out, kt_error *err);
-/* Device challenge MFA for an access token already held: create challenge -> sign -> verify.
- * out gets the confirmed tokens (refresh token only if the server sent one). */
-int kt_flow_confirm(kt_ctx *ctx, const char *access_token, const char *device_id, EVP_PKEY *key,
-                    kt_token_set *out, kt_error *err);
-/* Refresh grant; keeps the old refresh token when the response has none. */
-int kt_flow_refresh(kt_ctx *ctx, const kt_token_set *current, kt_token_set *out, kt_error *err);
+/* Refresh grant: out holds only what the bank answered (no refresh token when it sent none);
+ * what carries over from the renewed set is the session's business (kt_session_carry_over). */
+int kt_flow_refresh(kt_ctx *ctx, const char *refresh_token, kt_token_set *out, kt_error *err);
 /* A confirmed device binding request, the bank's consent to a new device. */
 typedef struct kt_binding {
     kt_binding_request request;

@@ -294,15 +294,5 @@ int kt_oauth_refresh_grant(kt_ctx *ctx, const char *refresh_token, kt_token_set 
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     rc = kt_oauth_token_request(ctx, form, KT_GRANT_REFRESH, t, err);
     kt_secret_free(form);
-    if (rc != 0)
-        return rc;
-    /* No new refresh token: the old one stays valid and must not be lost. */
-    if (t->refresh_token == NULL) {
-        t->refresh_token = strdup(refresh_token);
-        if (t->refresh_token == NULL) {
-            kt_token_set_free(t);
-            return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-        }
-    }
-    return 0;
+    return rc;
 }

@@ -27,45 +27,13 @@ void kt_token_set_free(kt_token_set *t)
     memset(t, 0, sizeof(*t));
 }
 
-static int kt_dup_field(char **dst, const char *src)
-{
-    if (src == NULL) {
-        *dst = NULL;
-        return 0;
-    }
-    *dst = strdup(src);
-    return *dst == NULL ? -1 : 0;
-}
-
-int kt_token_set_copy(kt_token_set *dst, const kt_token_set *src, kt_error *err)
-{
-    kt_token_set t;
-
-    if (dst == NULL || src == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "no token set");
-    memset(&t, 0, sizeof(t));
-    t.expires_at = src->expires_at;
-    t.confirmed = src->confirmed;
-    t.login_at = src->login_at;
-    if (kt_dup_field(&t.access_token, src->access_token) != 0 ||
-        kt_dup_field(&t.refresh_token, src->refresh_token) != 0 ||
-        kt_dup_field(&t.scope, src->scope) != 0 || kt_dup_field(&t.username, src->username) != 0 ||
-        kt_dup_field(&t.device_id, src->device_id) != 0 ||
-        kt_dup_field(&t.client_id, src->client_id) != 0) {
-        kt_token_set_free(&t);
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    }
-    *dst = t;
-    return 0;
-}
-
 int kt_token_set_stamp(kt_token_set *t, const char *client_id, time_t login_at, kt_error *err)
 {
     char *copy = NULL;
 
     if (t == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "no token set");
-    if (client_id != NULL && kt_dup_field(&copy, client_id) != 0)
+    if (client_id != NULL && (copy = strdup(client_id)) == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     free(t->client_id);
     t->client_id = copy;
@@ -142,35 +110,73 @@ fail:
     return NULL;
 }
 
-static int kt_jwt_claims(json_object *payload, time_t *exp, bool *confirmed, kt_error *err)
+/* Copies a string claim into buf ("" when absent); a claim that is not a short printable string
+ * is malformed. */
+static int kt_jwt_string_claim(json_object *obj, const char *name, char *buf, size_t size,
+                               kt_error *err)
+{
+    json_object *v = NULL;
+    const char *s;
+
+    buf[0] = '\0';
+    if (!json_object_object_get_ex(obj, name, &v) || v == NULL)
+        return 0;
+    if (!json_object_is_type(v, json_type_string))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s is not a string", name);
+    s = json_object_get_string(v);
+    if ((size_t)json_object_get_string_len(v) >= size ||
+        strlen(s) != (size_t)json_object_get_string_len(v))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s is too long or holds a NUL byte", name);
+    for (const char *c = s; *c != '\0'; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+            return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s holds a control character", name);
+    memcpy(buf, s, strlen(s) + 1);
+    return 0;
+}
+
+static int kt_jwt_time_claim(json_object *payload, const char *name, time_t *out, kt_error *err)
 {
     json_object *v = NULL;
     int64_t e;
 
-    *exp = 0;
-    if (json_object_object_get_ex(payload, "exp", &v)) {
-        if (!json_object_is_type(v, json_type_int))
-            return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: exp is not an integer");
-        e = json_object_get_int64(v);
-        if (e <= 0 || e > KT_JWT_MAX_EXP)
-            return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: exp out of range");
-        *exp = (time_t)e;
-    }
-    *confirmed =
-        json_object_object_get_ex(payload, "cnf", &v) && json_object_is_type(v, json_type_object);
+    *out = 0;
+    if (!json_object_object_get_ex(payload, name, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_int))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s is not an integer", name);
+    e = json_object_get_int64(v);
+    if (e <= 0 || e > KT_JWT_MAX_EXP)
+        return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s out of range", name);
+    *out = (time_t)e;
     return 0;
 }
 
-int kt_jwt_peek(const char *jwt, time_t *exp, bool *confirmed, kt_error *err)
+static int kt_jwt_read_claims(json_object *payload, kt_jwt_claims *c, kt_error *err)
+{
+    json_object *cnf = NULL;
+
+    if (kt_jwt_time_claim(payload, "exp", &c->exp, err) != 0 ||
+        kt_jwt_time_claim(payload, "iat", &c->iat, err) != 0 ||
+        kt_jwt_string_claim(payload, "sub", c->sub, sizeof(c->sub), err) != 0)
+        return -1;
+    c->confirmed = json_object_object_get_ex(payload, "cnf", &cnf) &&
+                   json_object_is_type(cnf, json_type_object);
+    if (c->confirmed && kt_jwt_string_claim(cnf, "kid", c->kid, sizeof(c->kid), err) != 0)
+        return -1;
+    return 0;
+}
+
+int kt_jwt_read(const char *jwt, kt_jwt_claims *claims, kt_error *err)
 {
     const char *dot1, *dot2;
     unsigned char *payload = NULL;
     size_t len, plen = 0;
     json_object *obj = NULL;
-    time_t e = 0;
-    bool c = false;
+    kt_jwt_claims c;
     int rc = -1;
 
+    memset(&c, 0, sizeof(c));
+    memset(claims, 0, sizeof(*claims));
     if (jwt == NULL)
         return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: missing");
     len = strnlen(jwt, KT_TOKEN_MAX + 1);
@@ -186,16 +192,26 @@ int kt_jwt_peek(const char *jwt, time_t *exp, bool *confirmed, kt_error *err)
     obj = kt_json_parse_body("application/json", (const char *)payload, plen, "JWT payload", err);
     if (obj == NULL)
         goto out;
-    if (kt_jwt_claims(obj, &e, &c, err) != 0)
+    if (kt_jwt_read_claims(obj, &c, err) != 0)
         goto out;
-    if (exp != NULL)
-        *exp = e;
-    if (confirmed != NULL)
-        *confirmed = c;
+    *claims = c;
     rc = 0;
 out:
     kt_json_put_wiped(obj);
     kt_wipe(payload, plen);
     free(payload);
     return rc;
+}
+
+int kt_jwt_peek(const char *jwt, time_t *exp, bool *confirmed, kt_error *err)
+{
+    kt_jwt_claims c;
+
+    if (kt_jwt_read(jwt, &c, err) != 0)
+        return -1;
+    if (exp != NULL)
+        *exp = c.exp;
+    if (confirmed != NULL)
+        *confirmed = c.confirmed;
+    return 0;
 }

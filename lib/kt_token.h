@@ -21,8 +21,6 @@ typedef struct kt_token_set {
 } kt_token_set;
 
 void kt_token_set_free(kt_token_set *t); /* wipes secrets; leaves *t zeroed */
-/* Deep copy; returns -1 with KT_ERR_INTERNAL on allocation failure. */
-int kt_token_set_copy(kt_token_set *dst, const kt_token_set *src, kt_error *err);
 /* True when the access token is present and still valid for at least min_left seconds at now. */
 bool kt_token_set_usable(const kt_token_set *t, time_t now, long min_left);
 /* Records which client a fresh login's set was issued to, and when: every front end that stores
@@ -40,5 +38,19 @@ bool kt_token_string_ok(const char *s);
  * KT_ERR_PROTOCOL for a malformed JWT (not three dot-separated parts, bad base64url, payload not a
  * JSON object, longer than KT_TOKEN_MAX). */
 int kt_jwt_peek(const char *jwt, time_t *exp, bool *confirmed, kt_error *err);
+
+/* What the core reads from a JWT's claims. The bank's documentation does not say what `sub` holds
+ * (a username or an id), so it is compared only with other tokens' `sub`, never with a username. */
+typedef struct kt_jwt_claims {
+    time_t exp;     /* 0: no exp claim */
+    time_t iat;     /* 0: no iat claim */
+    bool confirmed; /* a cnf object is present */
+    char sub[256];  /* "" when absent */
+    char kid[256];  /* cnf.kid, "" when absent */
+} kt_jwt_claims;
+
+/* As kt_jwt_peek, with every claim above; exp and iat must be positive integers when present, sub
+ * and cnf.kid printable strings shorter than their buffers. */
+int kt_jwt_read(const char *jwt, kt_jwt_claims *claims, kt_error *err);
 
 #endif

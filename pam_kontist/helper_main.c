@@ -228,21 +228,28 @@ static void no_message(void *data, const char *message)
     (void)message;
 }
 
+typedef struct login_to_save {
+    kt_ctx *ctx;
+    kt_token_set *tokens;
+} login_to_save;
+
 static int store_tokens(const kt_pam_user *u, void *data, kt_error *err)
 {
-    return kt_cache_store(&u->paths, data, err);
+    login_to_save *save = data;
+
+    return kt_session_save_login(save->ctx, &u->paths, save->tokens, err);
 }
 
 static int erase_tokens(const kt_pam_user *u, void *data, kt_error *err)
 {
     (void)data;
-    return kt_cache_erase(&u->paths, 0, err);
+    return kt_session_logout(&u->paths, false, err);
 }
 
 static int run_login(const request *rq, kt_pam_user *u, answer *ans)
 {
     bool device = strcmp(rq->mfa, "device") == 0;
-    kt_conv conv = {no_prompt, no_message, no_message, NULL};
+    kt_conv conv = {no_prompt, no_message, NULL};
     kt_token_set tokens;
     kt_config cfg;
     kt_ctx *ctx = NULL;
@@ -287,13 +294,12 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
         rc = kt_error_set(&ans->err, KT_ERR_INTERNAL, "the module is gone: nothing written");
     else if (rq->nocache)
         ans->cache = "skipped";
-    /* The cache records the client, so that the user's kontist-auth can tell whether its own
-     * client may refresh these tokens. */
-    else if (kt_token_set_stamp(&tokens, cfg.client_id, time(NULL), &ans->cache_err) != 0)
-        ans->cache = "failed";
-    else
+    else {
+        login_to_save save = {ctx, &tokens};
+
         ans->cache =
-            kt_pam_as_user(u, store_tokens, &tokens, &ans->cache_err) == 0 ? "written" : "failed";
+            kt_pam_as_user(u, store_tokens, &save, &ans->cache_err) == 0 ? "written" : "failed";
+    }
 out:
     kt_ctx_free(ctx);
     kt_token_set_free(&tokens);

@@ -481,11 +481,20 @@ static void test_dir_existing_checks(void **state)
     fixture *f = *state;
     kt_error err = {KT_OK, ""};
 
-    /* An existing directory that is merely readable by others is accepted... */
+    /* An existing private directory is accepted... */
     assert_int_equal(mkdir(at(f, "ro"), 0700), 0);
-    assert_int_equal(chmod(f->path, 0755), 0);
+    assert_int_equal(chmod(f->path, 0700), 0);
     assert_int_equal(kt_dir_ensure_private(f->path, &err), 0);
-    /* ...one that others may write to is not. */
+    /* ...one that others may merely read or enter is not: tokens and keys live there... */
+    assert_int_equal(chmod(f->path, 0755), 0);
+    assert_int_equal(kt_dir_ensure_private(f->path, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_IO);
+    assert_non_null(strstr(err.message, "open to group or others (mode 0755)"));
+    kt_error_clear(&err);
+    assert_int_equal(chmod(f->path, 0710), 0);
+    assert_int_equal(kt_dir_ensure_private(f->path, &err), -1);
+    kt_error_clear(&err);
+    /* ...nor one that others may write to. */
     assert_int_equal(mkdir(at(f, "gw"), 0700), 0);
     assert_int_equal(chmod(f->path, 0770), 0);
     assert_int_equal(kt_dir_ensure_private(f->path, &err), -1);

@@ -17,6 +17,7 @@
 #include "kt_keys.h"
 #include "kt_mock.h"
 #include "kt_oauth.h"
+#include "kt_session.h"
 
 typedef struct fixture {
     kt_mock mock;
@@ -289,25 +290,6 @@ static void test_login_deadline(void **state)
     free(dev);
 }
 
-static void test_confirm_held_token(void **state)
-{
-    fixture *f = *state;
-    kt_token_set t;
-    kt_error err = {0};
-    char *dev = enroll(f), *access = password_token(f);
-
-    assert_int_equal(kt_flow_confirm(f->ctx, access, dev, f->key, &t, &err), 0);
-    assert_true(t.confirmed);
-    assert_string_equal(t.device_id, dev);
-    assert_string_not_equal(t.access_token, access);
-    kt_token_set_free(&t);
-    kt_error_clear(&err);
-    expect_kind(kt_flow_confirm(f->ctx, "expired-or-bogus", dev, f->key, &t, &err), &err,
-                KT_ERR_LOGIN_REQUIRED);
-    free(access);
-    free(dev);
-}
-
 static void check_refresh(fixture *f, bool rotating)
 {
     kt_token_set a, b, c;
@@ -316,7 +298,12 @@ static void check_refresh(fixture *f, bool rotating)
 
     assert_int_equal(login(f, KT_DEMO_PASSWORD, dev, f->key, &a, &err), 0);
     kt_error_clear(&err);
-    assert_int_equal(kt_flow_refresh(f->ctx, &a, &b, &err), 0);
+    assert_int_equal(kt_flow_refresh(f->ctx, a.refresh_token, &b, &err), 0);
+    /* The flow gives what the bank answered; the session carries the rest over. */
+    assert_null(b.username);
+    if (!rotating)
+        assert_null(b.refresh_token);
+    assert_int_equal(kt_session_carry_over(&b, &a, NULL, &err), 0);
     /* The confirmed refresh token renews confirmed access tokens. */
     assert_true(b.confirmed);
     assert_string_not_equal(b.access_token, a.access_token);
@@ -327,13 +314,13 @@ static void check_refresh(fixture *f, bool rotating)
     if (rotating) {
         assert_string_not_equal(b.refresh_token, a.refresh_token);
         kt_error_clear(&err);
-        expect_kind(kt_flow_refresh(f->ctx, &a, &c, &err), &err, KT_ERR_LOGIN_REQUIRED);
+        expect_kind(kt_flow_refresh(f->ctx, a.refresh_token, &c, &err), &err, KT_ERR_LOGIN_REQUIRED);
     } else {
         assert_string_equal(b.refresh_token, a.refresh_token);
     }
     /* The newest set refreshes again. */
     kt_error_clear(&err);
-    assert_int_equal(kt_flow_refresh(f->ctx, &b, &c, &err), 0);
+    assert_int_equal(kt_flow_refresh(f->ctx, b.refresh_token, &c, &err), 0);
     kt_token_set_free(&c);
     kt_token_set_free(&b);
     kt_token_set_free(&a);
@@ -353,12 +340,11 @@ static void test_refresh_rotates(void **state)
 static void test_refresh_without_token(void **state)
 {
     fixture *f = *state;
-    kt_token_set cur = {0}, out;
+    kt_token_set out;
     kt_error err = {0};
     int requests = -1, conns = 0;
 
-    cur.access_token = (char *)(uintptr_t) "x";
-    expect_kind(kt_flow_refresh(f->ctx, &cur, &out, &err), &err, KT_ERR_LOGIN_REQUIRED);
+    expect_kind(kt_flow_refresh(f->ctx, NULL, &out, &err), &err, KT_ERR_LOGIN_REQUIRED);
     assert_int_equal(kt_mock_requests(&f->mock, &requests, &conns), 0);
     assert_int_equal(requests, 0);
 }
@@ -456,7 +442,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_login_unknown_device, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_login_outage_during_mfa, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_login_deadline, mock_up, mock_down),
-        cmocka_unit_test_setup_teardown(test_confirm_held_token, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_refresh_keeps, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_refresh_rotates, mock_up_rotating, mock_down),
         cmocka_unit_test_setup_teardown(test_refresh_without_token, mock_up, mock_down),

@@ -273,39 +273,6 @@ static void test_set_free_zeroes(void **state)
     kt_token_set_free(NULL);
 }
 
-static void test_set_copy(void **state)
-{
-    kt_token_set a, b;
-    kt_error err = {0};
-
-    (void)state;
-    fill(&a);
-    assert_int_equal(kt_token_set_copy(&b, &a, &err), 0);
-    assert_string_equal(b.access_token, "access");
-    assert_ptr_not_equal(b.access_token, a.access_token);
-    assert_string_equal(b.refresh_token, "refresh");
-    assert_string_equal(b.scope, "offline users");
-    assert_string_equal(b.username, "demo@example.com");
-    assert_string_equal(b.device_id, "dev-1");
-    assert_int_equal(b.expires_at, 1000);
-    assert_true(b.confirmed);
-    kt_token_set_free(&a);
-    assert_string_equal(b.access_token, "access"); /* deep: survives the original */
-    kt_token_set_free(&b);
-
-    /* NULL members stay NULL. */
-    memset(&a, 0, sizeof(a));
-    a.access_token = strdup("x");
-    assert_int_equal(kt_token_set_copy(&b, &a, &err), 0);
-    assert_null(b.refresh_token);
-    assert_null(b.device_id);
-    kt_token_set_free(&a);
-    kt_token_set_free(&b);
-
-    assert_int_equal(kt_token_set_copy(NULL, &a, &err), -1);
-    assert_int_equal(err.kind, KT_ERR_INTERNAL);
-}
-
 static void test_set_usable(void **state)
 {
     kt_token_set t;
@@ -341,7 +308,6 @@ int main(void)
         cmocka_unit_test(test_peek_oversized),
         cmocka_unit_test(test_token_string_ok),
         cmocka_unit_test(test_set_free_zeroes),
-        cmocka_unit_test(test_set_copy),
         cmocka_unit_test(test_set_usable),
     };
     return cmocka_run_group_tests_name("kt_token", tests, NULL, NULL);
