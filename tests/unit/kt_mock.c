@@ -423,6 +423,31 @@ long kt_mock_last_status(const kt_mock *m)
     return c.last_status;
 }
 
+typedef struct kt_grant_count {
+    const char *grant_type;
+    int count;
+} kt_grant_count;
+
+static void kt_grant_line(json_object *obj, void *data)
+{
+    kt_grant_count *c = data;
+    json_object *v = NULL;
+
+    if (json_object_object_get_ex(obj, "grant_type", &v) &&
+        json_object_is_type(v, json_type_string) &&
+        strcmp(json_object_get_string(v), c->grant_type) == 0)
+        c->count++;
+}
+
+int kt_mock_grants(const kt_mock *m, const char *grant_type)
+{
+    kt_grant_count c = {.grant_type = grant_type, .count = 0};
+
+    /* No log yet: the mock has answered nothing. */
+    kt_each_line(m, "requests.jsonl", kt_grant_line, &c);
+    return c.count;
+}
+
 void expect_kind(int rc, const kt_error *err, kt_err_kind kind)
 {
     if (rc != -1 || err->kind != kind)

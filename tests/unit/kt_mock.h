@@ -49,6 +49,9 @@ char *kt_mock_last_otp(const kt_mock *m);
 int kt_mock_requests(const kt_mock *m, int *requests, int *connections);
 /* Status logged for the last request, or -1. */
 long kt_mock_last_status(const kt_mock *m);
+/* Number of token requests with this grant_type ("password", "refresh_token") the mock has
+ * logged; 0 before its first request. */
+int kt_mock_grants(const kt_mock *m, const char *grant_type);
 
 /* A configuration pointing at the mock with the demo client (all strings malloc'd). */
 void kt_test_config(kt_config *cfg, const kt_mock *m);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
@@ -550,6 +551,61 @@ static void test_parse_confirmed(void **state)
     assert_int_equal(err.kind, KT_ERR_PROTOCOL);
 }
 
+/* The confirmed token's expiry, from claims made relative to now (the bank's clock = now + skew).
+ */
+static time_t confirmed_expiry(long skew, long lifetime, bool with_iat)
+{
+    time_t now = time(NULL);
+    char claims[160];
+    kt_token_set t;
+    kt_error err;
+    time_t got;
+    char *body;
+
+    if (with_iat)
+        snprintf(claims, sizeof(claims), "{\"iat\":%lld,\"exp\":%lld,\"cnf\":{\"kid\":\"d-1\"}}",
+                 (long long)(now + skew), (long long)(now + skew + lifetime));
+    else
+        snprintf(claims, sizeof(claims), "{\"exp\":%lld,\"cnf\":{\"kid\":\"d-1\"}}",
+                 (long long)(now + skew + lifetime));
+    body = confirmed_body(claims, "");
+    if (parse_confirmed(body, &t, &err) != 0)
+        fail_msg("%s: %s", claims, err.message);
+    got = t.expires_at;
+    kt_token_set_free(&t);
+    free(body);
+    return got;
+}
+
+static void assert_near(time_t got, time_t want)
+{
+    /* A few seconds for the time the parse takes. */
+    if (got < want - 1 || got > want + 5)
+        fail_msg("expires_at %lld, want about %lld (now %lld)", (long long)got, (long long)want,
+                 (long long)time(NULL));
+}
+
+/* A confirmed token lives exp - iat seconds from when it arrives, on this machine's clock: a clock
+ * two hours behind the bank's does not hand out expired tokens for two hours, nor does one two
+ * hours ahead throw good ones away. */
+static void test_parse_confirmed_expiry_is_lifetime(void **state)
+{
+    time_t now = time(NULL);
+
+    (void)state;
+    /* The bank's clock 2 h ahead: exp is far in our future, the token is not. */
+    assert_near(confirmed_expiry(7200, 900, true), now + 900);
+    /* 2 h behind: exp has passed on our clock, yet the token is fresh. */
+    assert_near(confirmed_expiry(-7200, 900, true), now + 900);
+    /* In step. */
+    assert_near(confirmed_expiry(0, 900, true), now + 900);
+    /* Without iat there is no lifetime: exp is all there is. */
+    assert_near(confirmed_expiry(7200, 900, false), now + 7200 + 900);
+    assert_near(confirmed_expiry(-7200, 900, false), now - 7200 + 900);
+    /* An iat after exp makes no lifetime either. */
+    assert_near(confirmed_expiry(0, -60, true), now - 60);
+}
+
 /* ---- device answers: call x status x body shape ----------------------------------------- */
 
 typedef struct body_shape {
@@ -1077,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_parse_create),
         cmocka_unit_test(test_parse_challenge),
         cmocka_unit_test(test_parse_confirmed),
+        cmocka_unit_test(test_parse_confirmed_expiry_is_lifetime),
         cmocka_unit_test(test_device_status_by_body_shape),
         cmocka_unit_test(test_device_status_details),
         cmocka_unit_test_setup_teardown(test_device_lifecycle, mock_up, mock_down),

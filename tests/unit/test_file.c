@@ -1,4 +1,5 @@
-/* Unit tests for safe file opening, atomic replacement, private directories and locks. */
+/* Unit tests for safe file opening, atomic replacement (prepared before its contents exist),
+ * clean-up of what a killed writer leaves, private directories and locks. */
 #include <config.h>
 
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -445,6 +448,205 @@ static void test_atomic_write_replaces_link_not_target(void **state)
     free(data);
 }
 
+/* ---- kt_file_prepare / kt_file_commit / kt_file_discard -------------------------------- */
+
+/* The one temporary file beside f->dir/name (".name.tmp-*"), copied into buf; fails the test
+ * unless there is exactly one. */
+static void the_temp(fixture *f, const char *name, char *buf, size_t size)
+{
+    DIR *d = opendir(f->dir.path);
+    struct dirent *e;
+    char prefix[128];
+    int n = 0;
+
+    assert_non_null(d);
+    snprintf(prefix, sizeof(prefix), ".%s.tmp-", name);
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        test_path(&f->dir, e->d_name, buf, size);
+        n++;
+    }
+    closedir(d);
+    assert_int_equal(n, 1);
+}
+
+/* The replacement exists before its contents do: with its mode and its space taken. Committing
+ * writes, trims the reservation and renames over the old file, which is never torn. */
+static void test_prepare_commit(void **state)
+{
+    fixture *f = *state;
+    kt_file_pending p;
+    kt_error err = {KT_OK, ""};
+    char tmp[PATH_MAX], *data;
+    struct stat old_st, st;
+    size_t len;
+    mode_t old_umask;
+
+    write_file(at(f, "t.json"), "the old contents", 16, 0644);
+    assert_int_equal(stat(f->path, &old_st), 0);
+    old_umask = umask(077);
+    assert_int_equal(kt_file_prepare(f->path, 0640, 64 * 1024, &p, &err), 0);
+    umask(old_umask);
+    assert_true(p.fd >= 0);
+    the_temp(f, "t.json", tmp, sizeof(tmp));
+    assert_int_equal(lstat(tmp, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0640);
+    assert_int_equal(st.st_uid, geteuid());
+    /* The space is allocated, not just promised (a sparse file would not hold it). */
+    assert_true(st.st_size >= 64 * 1024);
+    assert_true((long long)st.st_blocks * 512 >= 64 * 1024);
+    /* Until the commit, the old file is the file. */
+    data = slurp(at(f, "t.json"), &len);
+    assert_string_equal(data, "the old contents");
+    free(data);
+
+    assert_int_equal(kt_file_commit(&p, "new", 3, &err), 0);
+    assert_int_equal(err.kind, KT_OK);
+    assert_int_equal(p.fd, -1);
+    assert_null(p.tmp);
+    assert_int_equal(stat(at(f, "t.json"), &st), 0);
+    assert_int_not_equal(st.st_ino, old_st.st_ino);
+    assert_int_equal(st.st_mode & 07777, 0640);
+    /* Trimmed to the data: no trailing reservation in the file. */
+    assert_int_equal(st.st_size, 3);
+    data = slurp(f->path, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(data, "new", 3);
+    free(data);
+    assert_int_equal(count_entries(f->dir.path), 1);
+
+    /* A new file, and a reservation smaller than the data. */
+    assert_int_equal(kt_file_prepare(at(f, "n"), 0600, 2, &p, &err), 0);
+    assert_int_equal(kt_file_commit(&p, "longer than two", 15, &err), 0);
+    data = slurp(at(f, "n"), &len);
+    assert_int_equal(len, 15);
+    free(data);
+    assert_int_equal(file_mode(f->path), 0600);
+    assert_int_equal(count_entries(f->dir.path), 2);
+}
+
+/* A prepared replacement that is not wanted after all leaves nothing behind. */
+static void test_prepare_discard(void **state)
+{
+    fixture *f = *state;
+    kt_file_pending p;
+    kt_error err = {KT_OK, ""};
+    char tmp[PATH_MAX], *data;
+    size_t len;
+
+    write_file(at(f, "t.json"), "kept", 4, 0600);
+    assert_int_equal(kt_file_prepare(f->path, 0600, 4096, &p, &err), 0);
+    the_temp(f, "t.json", tmp, sizeof(tmp));
+    kt_file_discard(&p);
+    assert_int_equal(p.fd, -1);
+    assert_null(p.tmp);
+    assert_null(p.path);
+    assert_int_equal(access(tmp, F_OK), -1);
+    assert_int_equal(count_entries(f->dir.path), 1);
+    data = slurp(at(f, "t.json"), &len);
+    assert_string_equal(data, "kept");
+    free(data);
+    /* Twice, or with nothing, is harmless; a discarded replacement cannot be committed. */
+    kt_file_discard(&p);
+    kt_file_discard(NULL);
+    assert_int_equal(kt_file_commit(&p, "x", 1, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_INTERNAL);
+    data = slurp(at(f, "t.json"), &len);
+    assert_string_equal(data, "kept");
+    free(data);
+
+    /* Failures leave nothing either: no directory, a relative path. */
+    kt_error_clear(&err);
+    assert_int_equal(kt_file_prepare(at(f, "nodir/t.json"), 0600, 4096, &p, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_IO);
+    assert_int_equal(p.fd, -1);
+    kt_error_clear(&err);
+    assert_int_equal(kt_file_prepare("relative.json", 0600, 4096, &p, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_IO);
+    assert_int_equal(count_entries(f->dir.path), 1);
+}
+
+/* A reservation the file system cannot give fails at prepare, before anything that cannot be
+ * undone. A file size limit stands in for a full disk. */
+static void test_prepare_without_room(void **state)
+{
+    fixture *f = *state;
+    pid_t pid;
+    int status;
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit small = {.rlim_cur = 4096, .rlim_max = 4096};
+        kt_file_pending p;
+        kt_error err = {KT_OK, ""};
+        int rc;
+
+        signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &small) != 0)
+            _exit(2);
+        rc = kt_file_prepare(at(f, "t.json"), 0600, 64 * 1024, &p, &err);
+        _exit(rc == -1 && err.kind == KT_ERR_IO && strstr(err.message, "reserve") != NULL ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(count_entries(f->dir.path), 0);
+}
+
+/* ---- kt_file_remove_temps ---------------------------------------------------------------- */
+
+/* What a writer killed between writing and renaming leaves is removed; nothing else is: not other
+ * names, not a link (nor its target), not a directory, not another user's file. */
+static void test_remove_temps(void **state)
+{
+    static const char *const kept[] = {
+        "t.json",          ".t.json.tmp",      "t.json.tmp-abc", ".t.json.tmpabc",
+        ".u.json.tmp-abc", "..t.json.tmp-abc", ".t.jso.tmp-abc", ".T.json.tmp-abc",
+    };
+    fixture *f = *state;
+    kt_error err = {KT_OK, ""};
+    char target[PATH_MAX], name[PATH_MAX], *data;
+    size_t len;
+
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        write_file(at(f, kept[i]), "k", 1, 0600);
+    write_file(at(f, ".t.json.tmp-Ab12Cd"), "live refresh token", 18, 0600);
+    write_file(at(f, ".t.json.tmp-"), "x", 1, 0644);
+    write_file(at(f, "target"), "precious", 8, 0600);
+    strcpy(target, f->path);
+    assert_int_equal(symlink(target, at(f, ".t.json.tmp-link")), 0);
+    assert_int_equal(mkdir(at(f, ".t.json.tmp-dir"), 0700), 0);
+    if (geteuid() == 0) {
+        write_file(at(f, ".t.json.tmp-other"), "x", 1, 0600);
+        assert_int_equal(chown(f->path, OTHER_UID, OTHER_UID), 0);
+    }
+
+    test_path(&f->dir, "t.json", name, sizeof(name));
+    assert_int_equal(kt_file_remove_temps(name, &err), 0);
+    assert_int_equal(err.kind, KT_OK);
+    assert_int_equal(access(at(f, ".t.json.tmp-Ab12Cd"), F_OK), -1);
+    assert_int_equal(access(at(f, ".t.json.tmp-"), F_OK), -1);
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        if (access(at(f, kept[i]), F_OK) != 0)
+            fail_msg("%s was removed", kept[i]);
+    assert_int_equal(lstat(at(f, ".t.json.tmp-link"), &(struct stat){0}), 0);
+    data = slurp(target, &len);
+    assert_string_equal(data, "precious");
+    free(data);
+    assert_int_equal(access(at(f, ".t.json.tmp-dir"), F_OK), 0);
+    if (geteuid() == 0)
+        assert_int_equal(access(at(f, ".t.json.tmp-other"), F_OK), 0);
+
+    /* Nothing to remove, or no directory at all, is not an error. */
+    assert_int_equal(kt_file_remove_temps(name, &err), 0);
+    assert_int_equal(kt_file_remove_temps(at(f, "missing/t.json"), &err), 0);
+    assert_int_equal(err.kind, KT_OK);
+    assert_int_equal(kt_file_remove_temps("relative.json", &err), -1);
+}
+
 /* ---- kt_dir_ensure_private -------------------------------------------------------------- */
 
 static void assert_private_dir(const char *path)
@@ -491,9 +693,22 @@ static void test_dir_existing_checks(void **state)
     assert_int_equal(err.kind, KT_ERR_IO);
     assert_non_null(strstr(err.message, "open to group or others (mode 0755)"));
     kt_error_clear(&err);
+    assert_int_equal(chmod(f->path, 0750), 0);
+    assert_int_equal(kt_dir_ensure_private(f->path, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_IO);
+    assert_non_null(strstr(err.message, "open to group or others (mode 0750)"));
+    kt_error_clear(&err);
     assert_int_equal(chmod(f->path, 0710), 0);
     assert_int_equal(kt_dir_ensure_private(f->path, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_IO);
+    assert_non_null(strstr(err.message, "open to group or others (mode 0710)"));
     kt_error_clear(&err);
+    assert_int_equal(chmod(f->path, 0701), 0);
+    assert_int_equal(kt_dir_ensure_private(f->path, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_IO);
+    kt_error_clear(&err);
+    /* The refusal changes nothing: the mode is the owner's to fix. */
+    assert_int_equal(file_mode(f->path), 0701);
     /* ...nor one that others may write to. */
     assert_int_equal(mkdir(at(f, "gw"), 0700), 0);
     assert_int_equal(chmod(f->path, 0770), 0);
@@ -725,6 +940,10 @@ int main(void)
         T(test_atomic_write_large),
         T(test_atomic_write_failure_leaves_nothing),
         T(test_atomic_write_replaces_link_not_target),
+        T(test_prepare_commit),
+        T(test_prepare_discard),
+        T(test_prepare_without_room),
+        T(test_remove_temps),
         T(test_dir_create_nested),
         T(test_dir_existing_checks),
         T(test_dir_refusals),

@@ -1,4 +1,4 @@
-/* kt_token: token sets and the JWT peek. */
+/* kt_token: token sets, and what the core reads from a JWT (kt_jwt_peek, kt_jwt_read). */
 #include <config.h>
 
 #include <setjmp.h>
@@ -9,44 +9,9 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <openssl/evp.h>
 
+#include "kt_mock.h"
 #include "kt_token.h"
-
-/* base64url without padding. */
-static char *b64url(const char *in)
-{
-    size_t len = strlen(in), i, o = 0;
-    unsigned char *std = malloc(4 * ((len + 2) / 3) + 1);
-    char *out;
-
-    assert_non_null(std);
-    EVP_EncodeBlock(std, (const unsigned char *)in, (int)len);
-    out = malloc(strlen((char *)std) + 1);
-    assert_non_null(out);
-    for (i = 0; std[i] != '\0'; i++) {
-        if (std[i] == '=')
-            break;
-        out[o++] = std[i] == '+' ? '-' : std[i] == '/' ? '_' : (char)std[i];
-    }
-    out[o] = '\0';
-    free(std);
-    return out;
-}
-
-static char *make_jwt(const char *payload_json)
-{
-    char *h = b64url("{\"alg\":\"ES256\",\"typ\":\"JWT\"}");
-    char *p = b64url(payload_json);
-    size_t len = strlen(h) + strlen(p) + 16;
-    char *jwt = malloc(len);
-
-    assert_non_null(jwt);
-    snprintf(jwt, len, "%s.%s.c2ln", h, p);
-    free(h);
-    free(p);
-    return jwt;
-}
 
 static int peek(const char *jwt, time_t *exp, bool *confirmed, kt_err_kind *kind)
 {
@@ -59,7 +24,7 @@ static int peek(const char *jwt, time_t *exp, bool *confirmed, kt_err_kind *kind
 
 static void test_peek_unconfirmed(void **state)
 {
-    char *jwt = make_jwt("{\"sub\":\"demo@example.com\",\"exp\":1900000000,\"scope\":\"x\"}");
+    char *jwt = kt_test_jwt("{\"sub\":\"demo@example.com\",\"exp\":1900000000,\"scope\":\"x\"}");
     time_t exp = 0;
     bool confirmed = true;
     kt_err_kind kind;
@@ -73,7 +38,7 @@ static void test_peek_unconfirmed(void **state)
 
 static void test_peek_confirmed(void **state)
 {
-    char *jwt = make_jwt("{\"exp\":1700000001,\"cnf\":{\"kid\":\"dev-1\"}}");
+    char *jwt = kt_test_jwt("{\"exp\":1700000001,\"cnf\":{\"kid\":\"dev-1\"}}");
     time_t exp = 0;
     bool confirmed = false;
     kt_err_kind kind;
@@ -87,7 +52,7 @@ static void test_peek_confirmed(void **state)
 
 static void test_peek_cnf_must_be_object(void **state)
 {
-    char *jwt = make_jwt("{\"exp\":1700000001,\"cnf\":\"dev-1\"}");
+    char *jwt = kt_test_jwt("{\"exp\":1700000001,\"cnf\":\"dev-1\"}");
     time_t exp = 0;
     bool confirmed = true;
     kt_err_kind kind;
@@ -100,7 +65,7 @@ static void test_peek_cnf_must_be_object(void **state)
 
 static void test_peek_without_exp(void **state)
 {
-    char *jwt = make_jwt("{\"sub\":\"x\"}");
+    char *jwt = kt_test_jwt("{\"sub\":\"x\"}");
     time_t exp = 42;
     bool confirmed = true;
     kt_err_kind kind;
@@ -123,7 +88,7 @@ static void test_peek_bad_exp(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
-        char *jwt = make_jwt(payloads[i]);
+        char *jwt = kt_test_jwt(payloads[i]);
         time_t exp;
         bool confirmed;
         kt_err_kind kind;
@@ -134,9 +99,21 @@ static void test_peek_bad_exp(void **state)
     }
 }
 
+/* The encoded payload of an unsigned JWT with these claims (malloc'd). */
+static char *payload_part(const char *claims)
+{
+    char *jwt = kt_test_jwt(claims);
+    char *start = strchr(jwt, '.') + 1;
+    char *p = strndup(start, (size_t)(strchr(start, '.') - start));
+
+    assert_non_null(p);
+    free(jwt);
+    return p;
+}
+
 static void test_peek_not_three_parts(void **state)
 {
-    char *p = b64url("{\"exp\":1700000000}");
+    char *p = payload_part("{\"exp\":1700000000}");
     char buf[256];
     /* prefix, suffix around the payload */
     const char *shapes[][2] = {
@@ -188,7 +165,7 @@ static void test_peek_payload_not_object(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
-        char *jwt = make_jwt(payloads[i]);
+        char *jwt = kt_test_jwt(payloads[i]);
         time_t exp;
         bool confirmed;
         kt_err_kind kind;
@@ -213,7 +190,7 @@ static void test_peek_oversized(void **state)
     strcpy(payload, "{\"exp\":1700000000,\"pad\":\"");
     memset(payload + strlen(payload), 'a', n);
     strcpy(payload + 25 + n, "\"}");
-    jwt = make_jwt(payload);
+    jwt = kt_test_jwt(payload);
     assert_true(strlen(jwt) > KT_TOKEN_MAX);
     assert_int_equal(peek(jwt, &exp, &confirmed, &kind), -1);
     assert_int_equal(kind, KT_ERR_PROTOCOL);
@@ -241,6 +218,125 @@ static void test_token_string_ok(void **state)
     big[KT_TOKEN_MAX + 1] = '\0';
     assert_false(kt_token_string_ok(big));
     free(big);
+}
+
+/* ---- kt_jwt_read ----------------------------------------------------------------------- */
+
+static int read_claims(const char *claims, kt_jwt_claims *c, kt_error *err)
+{
+    char *jwt = kt_test_jwt(claims);
+    int rc;
+
+    kt_error_clear(err);
+    rc = kt_jwt_read(jwt, c, err);
+    free(jwt);
+    return rc;
+}
+
+static void test_read_all_claims(void **state)
+{
+    kt_jwt_claims c;
+    kt_error err;
+
+    (void)state;
+    assert_int_equal(read_claims("{\"sub\":\"demo@example.com\",\"iat\":1700000000,"
+                                 "\"exp\":1700000900,\"cnf\":{\"kid\":\"dev-1\",\"x\":1},\"y\":[]}",
+                                 &c, &err),
+                     0);
+    assert_string_equal(c.sub, "demo@example.com");
+    assert_int_equal(c.iat, 1700000000);
+    assert_int_equal(c.exp, 1700000900);
+    assert_true(c.confirmed);
+    assert_string_equal(c.kid, "dev-1");
+    /* Every claim may be missing: zero and "" say so. */
+    assert_int_equal(read_claims("{}", &c, &err), 0);
+    assert_string_equal(c.sub, "");
+    assert_int_equal(c.iat, 0);
+    assert_int_equal(c.exp, 0);
+    assert_false(c.confirmed);
+    assert_string_equal(c.kid, "");
+    /* A cnf without kid confirms without naming a device; a cnf that is not an object does not
+     * confirm, and its kid is not read. */
+    assert_int_equal(read_claims("{\"cnf\":{}}", &c, &err), 0);
+    assert_true(c.confirmed);
+    assert_string_equal(c.kid, "");
+    assert_int_equal(read_claims("{\"cnf\":\"dev-1\"}", &c, &err), 0);
+    assert_false(c.confirmed);
+    assert_string_equal(c.kid, "");
+    /* A null sub or kid is as good as none. */
+    assert_int_equal(read_claims("{\"sub\":null,\"cnf\":{\"kid\":null}}", &c, &err), 0);
+    assert_string_equal(c.sub, "");
+    assert_string_equal(c.kid, "");
+}
+
+/* before + n letters + after (malloc'd): claims with one long string in them. */
+static char *claims_with_long(const char *before, size_t n, const char *after)
+{
+    size_t size = strlen(before) + n + strlen(after) + 1;
+    char *out = malloc(size);
+
+    assert_non_null(out);
+    memcpy(out, before, strlen(before));
+    memset(out + strlen(before), 'a', n);
+    strcpy(out + strlen(before) + n, after);
+    return out;
+}
+
+static void test_read_refuses_bad_claims(void **state)
+{
+    static const char *const bad[] = {
+        "{\"sub\":5}",
+        "{\"sub\":true}",
+        "{\"sub\":{\"id\":\"x\"}}",
+        "{\"sub\":[\"x\"]}",
+        "{\"sub\":\"nul\\u0000byte\"}",
+        "{\"sub\":\"line\\nbreak\"}",
+        "{\"sub\":\"del\\u007f\"}",
+        "{\"iat\":\"1700000000\"}",
+        "{\"iat\":1.7e9}",
+        "{\"iat\":0}",
+        "{\"iat\":-1}",
+        "{\"iat\":99999999999999}",
+        "{\"cnf\":{\"kid\":7}}",
+        "{\"cnf\":{\"kid\":[\"dev-1\"]}}",
+        "{\"cnf\":{\"kid\":\"tab\\there\"}}",
+    };
+    kt_jwt_claims c;
+    kt_error err;
+    char *claims;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (read_claims(bad[i], &c, &err) != -1 || err.kind != KT_ERR_PROTOCOL)
+            fail_msg("claims %s accepted", bad[i]);
+        /* Nothing half-read is left behind. */
+        assert_string_equal(c.sub, "");
+        assert_string_equal(c.kid, "");
+        assert_int_equal(c.exp, 0);
+    }
+    /* sub and kid must fit their buffers with room for the terminator. */
+    claims = claims_with_long("{\"sub\":\"", sizeof(c.sub) - 1, "\"}");
+    assert_int_equal(read_claims(claims, &c, &err), 0);
+    assert_int_equal(strlen(c.sub), sizeof(c.sub) - 1);
+    free(claims);
+    claims = claims_with_long("{\"sub\":\"", sizeof(c.sub), "\"}");
+    assert_int_equal(read_claims(claims, &c, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    assert_non_null(strstr(err.message, "sub"));
+    free(claims);
+    claims = claims_with_long("{\"cnf\":{\"kid\":\"", sizeof(c.kid) - 1, "\"}}");
+    assert_int_equal(read_claims(claims, &c, &err), 0);
+    assert_int_equal(strlen(c.kid), sizeof(c.kid) - 1);
+    free(claims);
+    claims = claims_with_long("{\"cnf\":{\"kid\":\"", sizeof(c.kid), "\"}}");
+    assert_int_equal(read_claims(claims, &c, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    assert_non_null(strstr(err.message, "kid"));
+    free(claims);
+    /* What kt_jwt_peek refuses, kt_jwt_read refuses too. */
+    assert_int_equal(kt_jwt_read(NULL, &c, &err), -1);
+    assert_int_equal(kt_jwt_read("opaque", &c, &err), -1);
+    assert_int_equal(read_claims("{\"exp\":\"soon\"}", &c, &err), -1);
 }
 
 static void fill(kt_token_set *t)
@@ -306,6 +402,8 @@ int main(void)
         cmocka_unit_test(test_peek_bad_base64),
         cmocka_unit_test(test_peek_payload_not_object),
         cmocka_unit_test(test_peek_oversized),
+        cmocka_unit_test(test_read_all_claims),
+        cmocka_unit_test(test_read_refuses_bad_claims),
         cmocka_unit_test(test_token_string_ok),
         cmocka_unit_test(test_set_free_zeroes),
         cmocka_unit_test(test_set_usable),
