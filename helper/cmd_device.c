@@ -48,7 +48,6 @@ static const char device_help[] =
     "  -h, --help        show this help\n"
     "\n";
 
-#define KA_DEVICE_NAME_MAX 100
 #define KA_CONFIRM_TIMEOUT_DEFAULT 300
 #define KA_CONFIRM_TIMEOUT_MAX 3600
 
@@ -83,6 +82,7 @@ static int show_help(void)
 /* Returns -1 to go on, or an exit code. */
 static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *o)
 {
+    kt_error err = {KT_OK, ""};
     int c;
 
     opterr = 0;
@@ -123,18 +123,8 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
     }
     if (optind < argc)
         return ka_usage_error(app, "device enroll", "unexpected argument '%s'", argv[optind]);
-    if (o->name != NULL) {
-        size_t len = strlen(o->name);
-
-        if (len == 0 || len > KA_DEVICE_NAME_MAX)
-            return ka_usage_error(app, "device enroll", "the name must have 1 to %d characters",
-                                  KA_DEVICE_NAME_MAX);
-        for (size_t i = 0; i < len; i++) {
-            if (iscntrl((unsigned char)o->name[i]))
-                return ka_usage_error(app, "device enroll",
-                                      "the name must not contain control characters");
-        }
-    }
+    if (o->name != NULL && kt_enroll_check_name(o->name, &err) != 0)
+        return ka_usage_error(app, "device enroll", "%s", err.message);
     return -1;
 }
 
@@ -161,91 +151,6 @@ static char *key_reference(const char *ref, kt_error *err)
     if (out == NULL)
         kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     return out;
-}
-
-/* Where a generated key goes: the default file, unless the current record still uses it (a
- * forced re-enrollment must not destroy the working key before the new device is verified). */
-static char *new_key_path(const ka_app *app, const kt_device_record *old, kt_error *err)
-{
-    char *out = NULL;
-
-    if (old->key_ref == NULL || strcmp(old->key_ref, app->paths.key_file) != 0)
-        out = strdup(app->paths.key_file);
-    else if (asprintf(&out, "%s/device-key-%lld.pem", app->paths.config_dir,
-                      (long long)time(NULL)) < 0)
-        out = NULL;
-    if (out == NULL)
-        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    return out;
-}
-
-static char *default_name(kt_error *err)
-{
-    char host[256];
-    char *out = NULL;
-
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "localhost");
-    host[sizeof(host) - 1] = '\0';
-    if (asprintf(&out, "kontist-auth on %.60s", host) < 0) {
-        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-        return NULL;
-    }
-    return out;
-}
-
-/* The current record; missing is fine, and a broken one only matters without --force. */
-static int check_existing(ka_app *app, const struct enroll_opts *o, kt_device_record *old,
-                          kt_error *err)
-{
-    kt_error local = {KT_OK, ""};
-    int e = 0;
-
-    if (kt_record_load(app->paths.record_file, &app->user_owners, old, &e, &local) != 0) {
-        if (e == ENOENT || (o->force && local.kind == KT_ERR_CONFIG))
-            return 0;
-        return kt_error_set(err, local.kind, "%s", local.message);
-    }
-    if (old->device_id != NULL && !o->force)
-        return kt_error_set(err, KT_ERR_CONFIG,
-                            "this machine is already enrolled as device %s for %s; "
-                            "--force enrolls a new device",
-                            old->device_id, old->username != NULL ? old->username : "(unknown)");
-    return 0;
-}
-
-/* Where enrollment stopped, for the advice after a failure. */
-enum enroll_phase { PHASE_SETUP, PHASE_BINDING, PHASE_DEVICE, PHASE_SAVE };
-
-struct enroll_state {
-    kt_device_record old;
-    kt_device_record rec;
-    kt_token_set t;
-    EVP_PKEY *key;
-    kt_binding binding;
-    kt_ctx *ctx;
-    enum enroll_phase phase;
-};
-
-/* A given key is loaded (and so checked) before the bank is asked anything. */
-static int load_key(ka_app *app, const struct enroll_opts *o, struct enroll_state *s, kt_error *err)
-{
-    s->rec.key_ref = key_reference(o->key, err);
-    if (s->rec.key_ref == NULL)
-        return -1;
-    s->key = kt_key_load(s->rec.key_ref, &app->user_owners, err);
-    return s->key == NULL ? -1 : 0;
-}
-
-/* A new key exists only once the binding request is confirmed, and only in memory until the bank
- * has verified the device: no failure, Ctrl-C or kill leaves a key behind. */
-static int generate_key(ka_app *app, struct enroll_state *s, kt_error *err)
-{
-    s->rec.key_ref = new_key_path(app, &s->old, err);
-    if (s->rec.key_ref == NULL)
-        return -1;
-    s->key = kt_key_generate(err);
-    return s->key == NULL ? -1 : 0;
 }
 
 /* Ctrl-C and the other ways to end a process, while enrolling: noted here and acted on by the core
@@ -313,12 +218,16 @@ static void show_waiting(void *data, const char *message, long elapsed_s)
     fflush(stderr);
 }
 
-static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state *s,
+static int enroll(ka_app *app, const struct enroll_opts *o, kt_enroll_outcome *outcome,
                   struct waiting_line *line, kt_error *err)
 {
     kt_conv conv;
     kt_conv_progress progress = {show_waiting, enroll_cancelled, line};
+    kt_enroll_request req;
+    kt_ctx *ctx = NULL;
+    char *key_ref = NULL;
     char key[512];
+    int rc = -1;
 
     app->term.stdin_only = o->otp_stdin;
     app->term.stdin_option = "--otp-stdin";
@@ -328,72 +237,60 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
         return -1;
     if (o->otp_stdin && ka_stdin_secret_check(app->term.stdin_option, err) != 0)
         return -1;
-    if (ka_app_setup(app, err) != 0 || check_existing(app, o, &s->old, err) != 0)
+    if (ka_app_setup(app, err) != 0)
+        return -1;
+    /* A path is taken from this directory: the record is read later from another one. */
+    if (o->key != NULL && (key_ref = key_reference(o->key, err)) == NULL)
         return -1;
     conv = ka_term_conv(&app->term);
-    s->ctx = kt_ctx_new(&app->cfg, &conv, err);
-    if (s->ctx == NULL ||
-        kt_session_get_valid(s->ctx, &app->paths, &app->user_owners, &s->t, err) != 0)
-        return -1;
-    s->rec.username = kt_strdup_or_null(s->t.username != NULL ? s->t.username : app->cfg.username);
-    if (s->rec.username == NULL)
-        return kt_error_set(err, KT_ERR_CONFIG,
-                            "the cached login names no Kontist user: log in "
-                            "again with 'kontist-auth login --user USERNAME'");
-    s->rec.name = o->name != NULL ? strdup(o->name) : default_name(err);
-    if (s->rec.name == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    if (kt_dir_ensure_private(app->paths.config_dir, err) != 0 ||
-        (o->key != NULL && load_key(app, o, s, err) != 0))
-        return -1;
-    kt_ctx_set_progress(s->ctx, &progress);
-    /* Stopped before the bank was asked anything. */
-    if (enroll_signo != 0)
-        return kt_error_set(err, KT_ERR_CONV, "cancelled");
-
-    s->phase = PHASE_BINDING;
-    if (kt_flow_bind(s->ctx, s->t.access_token, s->rec.name, o->confirm_timeout, &s->binding,
-                     err) != 0)
-        return -1;
-    s->phase = PHASE_DEVICE;
-    if (o->key == NULL && generate_key(app, s, err) != 0)
-        return -1;
-    if (kt_flow_enroll(s->ctx, s->t.access_token, s->rec.name, s->key, &s->binding,
-                       &s->rec.device_id, err) != 0)
-        return -1;
-    s->phase = PHASE_SAVE;
-    if (o->key == NULL && kt_key_save_pem(s->key, s->rec.key_ref, err) != 0)
-        return -1;
-    if (kt_record_save(app->paths.record_file, &s->rec, err) != 0)
-        return -1;
-    ka_key_ref_display(s->rec.key_ref, key, sizeof(key));
+    ctx = kt_ctx_new(&app->cfg, &conv, err);
+    if (ctx == NULL)
+        goto out;
+    kt_ctx_set_progress(ctx, &progress);
+    req = (kt_enroll_request){
+        .paths = &app->paths,
+        .owners = &app->user_owners,
+        .name = o->name,
+        .key_ref = key_ref,
+        .username = app->cfg.username,
+        .force = o->force,
+        .confirm_timeout_s = o->confirm_timeout,
+    };
+    if (kt_enroll(ctx, &req, outcome, err) != 0)
+        goto out;
+    ka_key_ref_display(outcome->rec.key_ref, key, sizeof(key));
     fprintf(stderr,
             "%s: enrolled device %s (\"%s\") for %s, key %s\n"
             "%s: log in again ('kontist-auth login') for a confirmed token\n",
-            app->prog, s->rec.device_id, s->rec.name, s->rec.username, key, app->prog);
-    return 0;
+            app->prog, outcome->rec.device_id, outcome->rec.name, outcome->rec.username, key,
+            app->prog);
+    rc = 0;
+out:
+    kt_ctx_free(ctx);
+    free(key_ref);
+    return rc;
 }
 
 /* The message, and what to do next for the step that failed. */
-static int enroll_report(const ka_app *app, const struct enroll_state *s, const kt_error *err)
+static int enroll_report(const ka_app *app, const kt_enroll_outcome *s, const kt_error *err)
 {
     const char *advice = NULL;
 
-    if (err->kind == KT_ERR_RATE_LIMITED || s->phase == PHASE_SETUP ||
-        (s->phase == PHASE_DEVICE && err->kind != KT_ERR_MFA_FAILED))
+    if (err->kind == KT_ERR_RATE_LIMITED || s->step == KT_ENROLL_PREPARING ||
+        (s->step == KT_ENROLL_DEVICE && err->kind != KT_ERR_MFA_FAILED))
         return ka_report(app->prog, err);
     fprintf(stderr, "%s: %s\n", app->prog, err->message);
-    if (s->phase == PHASE_BINDING && err->kind == KT_ERR_CONV)
+    if (s->step == KT_ENROLL_BINDING && err->kind == KT_ERR_CONV)
         advice = "run 'kontist-auth device enroll' again and confirm the request in the Kontist "
                  "app or the email; --confirm-timeout SECONDS allows more time";
-    else if (s->phase == PHASE_BINDING && err->kind == KT_ERR_MFA_FAILED)
+    else if (s->step == KT_ENROLL_BINDING && err->kind == KT_ERR_MFA_FAILED)
         advice =
             "if you rejected it by mistake, run 'kontist-auth device enroll' again; if you did "
             "not reject it, someone else did: check the devices and activity in your Kontist "
             "app";
-    else if (s->phase == PHASE_DEVICE && err->kind == KT_ERR_MFA_FAILED)
+    else if (s->step == KT_ENROLL_DEVICE && err->kind == KT_ERR_MFA_FAILED)
         advice = "nothing was enrolled: run 'kontist-auth device enroll' again";
-    else if (s->phase == PHASE_SAVE && s->rec.device_id != NULL)
+    else if (s->step == KT_ENROLL_SAVING && s->rec.device_id != NULL)
         fprintf(stderr,
                 "%s: device %s is verified at the bank but was not saved here: remove it in the "
                 "Kontist app and run 'kontist-auth device enroll' again\n",
@@ -410,28 +307,23 @@ static int cmd_enroll(ka_app *app, int argc, char **argv)
     struct enroll_opts o = {NULL, NULL, false, false, KA_CONFIRM_TIMEOUT_DEFAULT};
     struct sigaction old[ENROLL_NSIGNALS];
     struct waiting_line line = {app->prog, isatty(STDERR_FILENO) == 1, false, 0};
-    struct enroll_state s;
+    kt_enroll_outcome outcome;
     kt_error err = {KT_OK, ""};
     int rc = parse_enroll(app, argc, argv, &o), signo;
 
     if (rc >= 0)
         return rc;
-    memset(&s, 0, sizeof(s));
+    memset(&outcome, 0, sizeof(outcome));
     enroll_signo = 0;
     catch_signals(old);
-    rc = enroll(app, &o, &s, &line, &err);
+    rc = enroll(app, &o, &outcome, &line, &err);
     release_signals(old);
     signo = enroll_signo;
     if (rc != 0 && signo != 0)
         fprintf(stderr, "%s: stopped: nothing was enrolled\n", app->prog);
     else if (rc != 0)
-        rc = enroll_report(app, &s, &err);
-    kt_ctx_free(s.ctx);
-    EVP_PKEY_free(s.key);
-    kt_binding_free(&s.binding);
-    kt_token_set_free(&s.t);
-    kt_record_free(&s.rec);
-    kt_record_free(&s.old);
+        rc = enroll_report(app, &outcome, &err);
+    kt_enroll_outcome_free(&outcome);
     if (rc != 0 && signo != 0) {
         /* Ends the process the way the signal would have (130 for Ctrl-C in a shell). */
         fflush(stderr);

@@ -80,31 +80,12 @@ static int parse_login(ka_app *app, int argc, char **argv, struct login_opts *o)
     return -1;
 }
 
-/* The device record, when there is one; a missing record is not an error. */
-static int load_record(ka_app *app, kt_device_record *rec, bool *have, kt_error *err)
-{
-    kt_error local = {KT_OK, ""};
-    int e = 0;
-
-    *have = false;
-    if (kt_record_load(app->paths.record_file, &app->user_owners, rec, &e, &local) == 0) {
-        *have = true;
-        return 0;
-    }
-    if (e == ENOENT)
-        return 0;
-    return kt_error_set(err, local.kind, "%s", local.message);
-}
-
-static const char *pick_username(const ka_app *app, const struct login_opts *o,
-                                 const kt_device_record *rec, bool have_rec)
+static const char *pick_username(const ka_app *app, const struct login_opts *o)
 {
     if (o->user != NULL && o->user[0] != '\0')
         return o->user;
     if (app->cfg.username != NULL && app->cfg.username[0] != '\0')
         return app->cfg.username;
-    if (have_rec && rec->username != NULL && rec->username[0] != '\0')
-        return rec->username;
     return NULL;
 }
 
@@ -150,19 +131,18 @@ static void say_result(const ka_app *app, const kt_token_set *t, const char *use
 int ka_cmd_login(ka_app *app, int argc, char **argv)
 {
     struct login_opts o = {NULL, false, false};
-    kt_device_record rec;
+    kt_device_selection sel;
     kt_login_params params;
     kt_token_set t;
     kt_error err = {KT_OK, ""};
     kt_ctx *ctx = NULL;
     kt_conv conv;
     char *password = NULL;
-    bool have_rec = false;
     int rc = parse_login(app, argc, argv, &o);
 
     if (rc >= 0)
         return rc;
-    memset(&rec, 0, sizeof(rec));
+    memset(&sel, 0, sizeof(sel));
     memset(&params, 0, sizeof(params));
     memset(&t, 0, sizeof(t));
     app->term.stdin_option = "--password-stdin";
@@ -172,24 +152,26 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
         goto out;
     if (o.password_stdin && ka_stdin_secret_check(app->term.stdin_option, &err) != 0)
         goto out;
-    if (ka_app_setup(app, &err) != 0 || load_record(app, &rec, &have_rec, &err) != 0)
+    if (ka_app_setup(app, &err) != 0)
         goto out;
-    params.username = pick_username(app, &o, &rec, have_rec);
+    /* Without a name given, the enrolled device's user logs in. */
+    params.username = pick_username(app, &o);
+    if (kt_device_select(app->paths.record_file, app->paths.key_file, &app->user_owners,
+                         params.username, !o.no_device, &sel, &err) != 0)
+        goto out;
+    if (params.username == NULL)
+        params.username = sel.rec.username;
     if (params.username == NULL) {
         kt_error_set(&err, KT_ERR_CONFIG,
                      "no Kontist username: pass --user or set 'username' in the configuration");
         goto out;
     }
-    if (!o.no_device && have_rec && rec.device_id != NULL) {
-        if (rec.username != NULL && strcasecmp(rec.username, params.username) == 0) {
-            params.device_id = rec.device_id;
-            params.key = kt_key_load(rec.key_ref, &app->user_owners, &err);
-            if (params.key == NULL)
-                goto out;
-        } else {
-            fprintf(stderr, "%s: the enrolled device belongs to %s, not %s: no device MFA\n",
-                    app->prog, rec.username != NULL ? rec.username : "(nobody)", params.username);
-        }
+    if (!o.no_device && sel.choice == KT_DEVICE_USE) {
+        params.device_id = sel.rec.device_id;
+        params.key = sel.key;
+    } else if (!o.no_device && sel.choice == KT_DEVICE_OTHER_USER && sel.rec.device_id != NULL) {
+        fprintf(stderr, "%s: the enrolled device belongs to %s, not %s: no device MFA\n", app->prog,
+                sel.rec.username != NULL ? sel.rec.username : "(nobody)", params.username);
     }
     if (read_password(app, &o, params.username, &password, &err) != 0)
         goto out;
@@ -210,8 +192,7 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
 out:
     kt_secret_free(password);
     kt_ctx_free(ctx);
-    EVP_PKEY_free(params.key);
     kt_token_set_free(&t);
-    kt_record_free(&rec);
+    kt_device_selection_free(&sel);
     return err.kind == KT_OK ? KA_EXIT_OK : ka_report(app->prog, &err);
 }

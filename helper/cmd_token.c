@@ -48,9 +48,7 @@ int ka_confirmed_token(ka_app *app, kt_token_set *t, kt_error *err)
     if (kt_session_get_valid(ctx, &app->paths, &app->user_owners, t, err) != 0)
         goto out;
     if (!t->confirmed) {
-        kt_error_set(err, KT_ERR_NOT_ENROLLED,
-                     "the cached token is not confirmed by device MFA: log in with "
-                     "'kontist-auth login' using an enrolled device");
+        kt_error_set(err, KT_ERR_NOT_CONFIRMED, "the cached token is not confirmed by device MFA");
         goto out;
     }
     if (!kt_token_string_ok(t->access_token)) {

@@ -61,7 +61,7 @@ static int replace_decoded(char **field, const char *value, size_t len, kt_error
         if (copy[n] == '\0' || copy[n] == '\n') {
             kt_wipe(copy, len + 1);
             free(copy);
-            return kt_error_set(err, KT_ERR_CONFIG, "credential request: bad escape in url");
+            return kt_error_set(err, KT_ERR_BAD_REQUEST, "credential request: bad escape in url");
         }
         n++;
     }
@@ -79,7 +79,7 @@ static int parse_url(ka_cred *c, const char *v, size_t len, kt_error *err)
     const char *auth, *slash, *at;
 
     if (sep == NULL || sep == v)
-        return kt_error_set(err, KT_ERR_CONFIG, "credential request: url without a protocol");
+        return kt_error_set(err, KT_ERR_BAD_REQUEST, "credential request: url without a protocol");
     if (replace(&c->protocol, v, (size_t)(sep - v), err) != 0)
         return -1;
     auth = sep + 3;
@@ -110,7 +110,7 @@ static int parse_attribute(ka_cred *c, const char *line, size_t len, kt_error *e
     size_t klen, vlen;
 
     if (eq == NULL || eq == line)
-        return kt_error_set(err, KT_ERR_CONFIG,
+        return kt_error_set(err, KT_ERR_BAD_REQUEST,
                             "credential request: malformed line (no key=value)");
     klen = (size_t)(eq - line);
     v = eq + 1;
@@ -143,7 +143,7 @@ int ka_cred_parse(const char *buf, size_t len, ka_cred *c, kt_error *err)
 
     memset(c, 0, sizeof(*c));
     if (memchr(buf, '\0', len) != NULL) {
-        kt_error_set(err, KT_ERR_CONFIG, "credential request: contains a NUL byte");
+        kt_error_set(err, KT_ERR_BAD_REQUEST, "credential request: contains a NUL byte");
         goto fail;
     }
     while (pos < len) {
@@ -153,7 +153,7 @@ int ka_cred_parse(const char *buf, size_t len, ka_cred *c, kt_error *err)
 
         pos += llen + (nl != NULL ? 1 : 0);
         if (llen > KA_CRED_LINE_MAX) {
-            kt_error_set(err, KT_ERR_CONFIG, "credential request: line longer than %d bytes",
+            kt_error_set(err, KT_ERR_BAD_REQUEST, "credential request: line longer than %d bytes",
                          KA_CRED_LINE_MAX);
             goto fail;
         }
@@ -193,7 +193,7 @@ int ka_cred_read(int fd, ka_cred *c, kt_error *err)
         int p;
 
         if (len > KA_CRED_INPUT_MAX) {
-            kt_error_set(err, KT_ERR_CONFIG, "credential request: longer than %d bytes",
+            kt_error_set(err, KT_ERR_BAD_REQUEST, "credential request: longer than %d bytes",
                          KA_CRED_INPUT_MAX);
             goto out;
         }
@@ -201,7 +201,7 @@ int ka_cred_read(int fd, ka_cred *c, kt_error *err)
         if (p < 0 && errno == EINTR)
             continue;
         if (p == 0) {
-            kt_error_set(err, KT_ERR_CONFIG, "credential request: no end of input after %d s",
+            kt_error_set(err, KT_ERR_BAD_REQUEST, "credential request: no end of input after %d s",
                          KA_CRED_READ_TIMEOUT_MS / 1000);
             goto out;
         }

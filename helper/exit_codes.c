@@ -22,6 +22,8 @@ int ka_exit_code(kt_err_kind kind)
         return KA_EXIT_OK;
     case KT_ERR_CONFIG:
     case KT_ERR_CONV:
+    case KT_ERR_BAD_REQUEST:
+    case KT_ERR_ALREADY_ENROLLED:
         return KA_EXIT_USAGE;
     case KT_ERR_BAD_CREDENTIALS:
     case KT_ERR_LOGIN_REQUIRED:
@@ -29,6 +31,7 @@ int ka_exit_code(kt_err_kind kind)
         return KA_EXIT_AUTH;
     case KT_ERR_MFA_FAILED:
     case KT_ERR_NOT_ENROLLED:
+    case KT_ERR_NOT_CONFIRMED:
     case KT_ERR_KEY_UNUSABLE:
         return KA_EXIT_MFA;
     /* Its own message (ka_report), but for scripts the same as an outage: try again later. */
@@ -40,6 +43,7 @@ int ka_exit_code(kt_err_kind kind)
     case KT_ERR_IO:
         return KA_EXIT_IO;
     case KT_ERR_INTERNAL:
+    case KT_ERR_NO_SUCH_USER: /* PAM's kind: here it would be a bug */
         return KA_EXIT_INTERNAL;
     }
     return KA_EXIT_INTERNAL;
@@ -57,6 +61,11 @@ static const char *hint(kt_err_kind kind)
         return "enroll this machine with 'kontist-auth device enroll'; if it was enrolled but the "
                "device was removed from the account, run 'kontist-auth login --no-device' and "
                "'kontist-auth device enroll --force'";
+    case KT_ERR_NOT_CONFIRMED:
+        return "log in with 'kontist-auth login' on a machine with an enrolled device "
+               "('kontist-auth device enroll')";
+    case KT_ERR_ALREADY_ENROLLED:
+        return "'kontist-auth device enroll --force' enrolls a new device";
     case KT_ERR_UNAVAILABLE:
         return "try again later";
     default:

@@ -8,6 +8,7 @@
 #include "kt_conv.h"
 #include "kt_ctx.h"
 #include "kt_device.h"
+#include "kt_enroll.h"
 #include "kt_error.h"
 #include "kt_file.h"
 #include "kt_flow.h"
@@ -21,6 +22,7 @@
 #include "kt_privs.h"
 #include "kt_record.h"
 #include "kt_secret.h"
+#include "kt_select.h"
 #include "kt_session.h"
 #include "kt_token.h"
 

@@ -103,6 +103,14 @@ const char *kt_err_kind_name(kt_err_kind kind)
         return "rate_limited";
     case KT_ERR_IDENTITY_MISMATCH:
         return "identity_mismatch";
+    case KT_ERR_NO_SUCH_USER:
+        return "no_such_user";
+    case KT_ERR_NOT_CONFIRMED:
+        return "not_confirmed";
+    case KT_ERR_BAD_REQUEST:
+        return "bad_request";
+    case KT_ERR_ALREADY_ENROLLED:
+        return "already_enrolled";
     }
     return "unknown";
 }

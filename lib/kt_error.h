@@ -21,7 +21,14 @@ typedef enum kt_err_kind {
     KT_ERR_RATE_LIMITED,
     /* A user's own files name another Kontist identity than root pinned. */
     KT_ERR_IDENTITY_MISMATCH,
+    KT_ERR_NO_SUCH_USER,     /* the local account does not exist (PAM) */
+    KT_ERR_NOT_CONFIRMED,    /* a token is there but did not pass MFA, and a confirmed one is due */
+    KT_ERR_BAD_REQUEST,      /* a caller's request is malformed (a git credential request) */
+    KT_ERR_ALREADY_ENROLLED, /* this machine already holds a device for the user */
 } kt_err_kind;
+
+/* One past the last kind, for tables indexed by kind. */
+#define KT_ERR_KIND_COUNT (KT_ERR_ALREADY_ENROLLED + 1)
 
 /* What the bank's answers mean, by endpoint and HTTP status, never by the shape of the body (an
  * RFC 6749 object, {"message"}, an HTML page or nothing all mean the same). kt_http_answer_error

@@ -129,3 +129,22 @@ int kt_privs_restore(kt_privs *p, kt_error *err)
     forget(p);
     return rc;
 }
+
+int kt_privs_run_as(uid_t uid, gid_t gid, int (*fn)(void *data, kt_error *err), void *data,
+                    kt_error *err)
+{
+    kt_privs privs;
+    kt_error restore_err = {KT_OK, ""};
+    int rc;
+
+    memset(&privs, 0, sizeof(privs));
+    if (kt_privs_drop(&privs, uid, gid, err) != 0)
+        return -1;
+    rc = fn(data, err);
+    if (kt_privs_restore(&privs, &restore_err) != 0) {
+        *err = restore_err;
+        err->kind = KT_ERR_INTERNAL;
+        return -1;
+    }
+    return rc;
+}

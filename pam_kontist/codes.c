@@ -21,6 +21,14 @@ int kt_pam_code_for_error(kt_err_kind kind, bool nouserok)
         return PAM_AUTH_ERR;
     case KT_ERR_NOT_ENROLLED:
         return nouserok ? PAM_IGNORE : PAM_USER_UNKNOWN;
+    case KT_ERR_NO_SUCH_USER:
+        /* No user nouserok could let through. */
+        return PAM_USER_UNKNOWN;
+    /* Kinds only kontist-auth meets; here they would be a bug. */
+    case KT_ERR_NOT_CONFIRMED:
+    case KT_ERR_BAD_REQUEST:
+    case KT_ERR_ALREADY_ENROLLED:
+        return PAM_SYSTEM_ERR;
     case KT_ERR_KEY_UNUSABLE:
         return PAM_CRED_INSUFFICIENT;
     case KT_ERR_UNAVAILABLE:
@@ -82,12 +90,8 @@ const char *kt_pam_code_name(int code)
 kt_err_kind kt_pam_kind_from_name(const char *name)
 {
     /* The kinds are a small dense enum: ask kt_err_kind_name rather than keep a second table. */
-    for (int k = KT_OK; k <= KT_ERR_IDENTITY_MISMATCH + 8; k++) {
-        const char *n = kt_err_kind_name((kt_err_kind)k);
-
-        if (strcmp(n, "unknown") == 0)
-            break;
-        if (strcmp(n, name) == 0)
+    for (int k = KT_OK; k < KT_ERR_KIND_COUNT; k++) {
+        if (strcmp(kt_err_kind_name((kt_err_kind)k), name) == 0)
             return (kt_err_kind)k;
     }
     return KT_ERR_INTERNAL;

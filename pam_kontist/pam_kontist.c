@@ -85,7 +85,7 @@ static int lookup_user(pam_handle_t *pamh, const char *name, kt_pam_local_user *
     /* The account's own name, not what was typed: with a name service that ignores case (sssd),
      * "ALICE" finds alice's entry, and alice's pin must apply. */
     if (pw == NULL || pw->pw_dir == NULL || pw->pw_dir[0] != '/' || pw->pw_name == NULL)
-        return kt_error_set(err, KT_ERR_NOT_ENROLLED, "no such local user");
+        return kt_error_set(err, KT_ERR_NO_SUCH_USER, "no such local user");
     u->name = pw->pw_name;
     u->uid = pw->pw_uid;
     u->gid = pw->pw_gid;

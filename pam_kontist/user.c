@@ -21,23 +21,25 @@ static void user_owners(const kt_pam_user *u, kt_owner_policy *owners)
     owners->uid = u->uid;
 }
 
+typedef struct as_user_call {
+    const kt_pam_user *u;
+    int (*fn)(const kt_pam_user *, void *, kt_error *);
+    void *data;
+} as_user_call;
+
+static int call_as_user(void *data, kt_error *err)
+{
+    as_user_call *call = data;
+
+    return call->fn(call->u, call->data, err);
+}
+
 int kt_pam_as_user(const kt_pam_user *u, int (*fn)(const kt_pam_user *, void *, kt_error *),
                    void *data, kt_error *err)
 {
-    kt_privs privs;
-    kt_error restore_err = {0};
-    int rc;
+    as_user_call call = {u, fn, data};
+    int rc = kt_privs_run_as(u->uid, u->gid, call_as_user, &call, err);
 
-    memset(&privs, 0, sizeof(privs));
-    if (kt_privs_drop(&privs, u->uid, u->gid, err) != 0)
-        return -1;
-    rc = fn(u, data, err);
-    if (kt_privs_restore(&privs, &restore_err) != 0) {
-        /* Carrying on with the wrong identity is worse than any other failure: report this one. */
-        *err = restore_err;
-        err->kind = KT_ERR_INTERNAL;
-        return -1;
-    }
     /* The kernel clears the parent-death signal whenever the effective identity changes: arm it
      * again, and stop if the module died in the meantime. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || (u->parent != 0 && getppid() != u->parent))
@@ -47,8 +49,7 @@ int kt_pam_as_user(const kt_pam_user *u, int (*fn)(const kt_pam_user *, void *, 
 
 typedef struct own_device {
     bool need_key;
-    kt_device_record rec; /* what the user's record says */
-    EVP_PKEY *key;
+    kt_device_selection sel;
 } own_device;
 
 /* As the user: a user must not make root read a file the user could not read (a link to
@@ -57,19 +58,15 @@ static int read_own_device(const kt_pam_user *u, void *data, kt_error *err)
 {
     own_device *d = data;
     kt_owner_policy owners;
-    const char *key_ref;
 
     user_owners(u, &owners);
-    if (kt_record_load(u->paths.record_file, &owners, &d->rec, NULL, err) != 0)
-        return -1;
-    if (!d->need_key || d->rec.device_id == NULL)
-        return 0;
-    key_ref = d->rec.key_ref != NULL ? d->rec.key_ref : u->paths.key_file;
-    d->key = kt_key_load(key_ref, &owners, err);
-    return d->key != NULL ? 0 : -1;
+    return kt_device_select(u->paths.record_file, u->paths.key_file, &owners, u->rec.username,
+                            d->need_key, &d->sel, err);
 }
 
-/* The device of a pinned user from the user's own record, which must name the pinned identity. */
+/* The device of a pinned user from the user's own record, which must name the pinned identity.
+ * Root pinned this user: a missing or broken record is a failed login, never "not enrolled"
+ * (which nouserok would turn into a fallback to the local password). */
 static int load_own_device(kt_pam_user *u, bool need_key, kt_error *err)
 {
     own_device d;
@@ -78,33 +75,21 @@ static int load_own_device(kt_pam_user *u, bool need_key, kt_error *err)
     memset(&d, 0, sizeof(d));
     d.need_key = need_key;
     rc = kt_pam_as_user(u, read_own_device, &d, err);
-    if (rc != 0) {
-        /* Root pinned this user: a missing or broken record is a failed login, never "not
-         * enrolled" (which nouserok would turn into a fallback to the local password). */
-        if (err->kind == KT_ERR_NOT_ENROLLED && need_key)
-            err->kind = KT_ERR_KEY_UNUSABLE;
-        else if (err->kind == KT_ERR_NOT_ENROLLED) {
-            kt_error_clear(err); /* mfa=none: the pin alone is enough */
-            rc = 0;
-        }
-    } else if (strcmp(d.rec.username, u->rec.username) != 0) {
+    if (rc != 0)
+        ; /* the record or key could not be read: err says why */
+    else if (d.sel.choice == KT_DEVICE_OTHER_USER)
         rc = kt_error_set(err, KT_ERR_IDENTITY_MISMATCH,
                           "the device record names another Kontist user than root's pin");
-    } else if (need_key && d.rec.device_id == NULL) {
-        rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the device record names no bound device");
-    } else if (need_key && !kt_device_id_ok(d.rec.device_id)) {
-        /* Checked here, before the password goes anywhere: later, the same id would be refused
-         * on the way to the bank, after the password grant. */
-        rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the device record's device id is malformed");
-    } else if (need_key) {
-        u->rec.device_id = d.rec.device_id;
-        u->rec.key_ref = d.rec.key_ref;
-        d.rec.device_id = d.rec.key_ref = NULL;
-        u->key = d.key;
-        d.key = NULL;
+    else if (need_key && d.sel.choice == KT_DEVICE_NONE)
+        rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE, "no device record names a bound device");
+    else if (need_key) {
+        u->rec.device_id = d.sel.rec.device_id;
+        u->rec.key_ref = d.sel.rec.key_ref;
+        d.sel.rec.device_id = d.sel.rec.key_ref = NULL;
+        u->key = d.sel.key;
+        d.sel.key = NULL;
     }
-    kt_record_free(&d.rec);
-    EVP_PKEY_free(d.key);
+    kt_device_selection_free(&d.sel);
     return rc;
 }
 

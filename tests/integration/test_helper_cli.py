@@ -73,7 +73,7 @@ def test_version(kenv):
     (["status", "now"], "unexpected argument 'now'"),
     (["device"], "no subcommand given"),
     (["device", "remove"], "unknown subcommand 'remove'"),
-    (["device", "enroll", "--name", ""], "the name must have 1 to"),
+    (["device", "enroll", "--name", ""], "name must have 1 to"),
     (["device", "enroll", "--name", "a\tb"], "control characters"),
     (["credential"], "no operation given"),
     (["credential", "get", "more"], "too many arguments"),

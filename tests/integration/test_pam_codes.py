@@ -226,7 +226,7 @@ def test_unknown_local_user(world, mock, nouserok):
     service_with_next(world, "nouserok" if nouserok else "")
     run = world.run("kontist", "nosuchuser")
     assert run.code == "PAM_USER_UNKNOWN", run
-    attempt(run, "PAM_USER_UNKNOWN", "not_enrolled")
+    attempt(run, "PAM_USER_UNKNOWN", "no_such_user")
     assert run.prompts == [{"style": 1, "msg": "Password: "}]
 
 

@@ -1,0 +1,45 @@
+#include <config.h>
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kt_device.h"
+#include "kt_keys.h"
+#include "kt_select.h"
+
+int kt_device_select(const char *record_path, const char *default_key,
+                     const kt_owner_policy *owners, const char *username, bool load_key,
+                     kt_device_selection *sel, kt_error *err)
+{
+    kt_error rerr = {KT_OK, ""};
+    int errno_out = 0;
+
+    memset(sel, 0, sizeof(*sel));
+    sel->choice = KT_DEVICE_NONE;
+    if (kt_record_load(record_path, owners, &sel->rec, &errno_out, &rerr) != 0)
+        return errno_out == ENOENT ? 0 : kt_error_set(err, rerr.kind, "%s", rerr.message);
+    if (username != NULL &&
+        (sel->rec.username == NULL || strcasecmp(sel->rec.username, username) != 0)) {
+        sel->choice = KT_DEVICE_OTHER_USER;
+        return 0;
+    }
+    if (sel->rec.device_id == NULL)
+        return 0;
+    if (!kt_device_id_ok(sel->rec.device_id))
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the device record's device id is malformed");
+    sel->choice = KT_DEVICE_USE;
+    if (!load_key)
+        return 0;
+    sel->key = kt_key_load(sel->rec.key_ref != NULL ? sel->rec.key_ref : default_key, owners, err);
+    return sel->key != NULL ? 0 : -1;
+}
+
+void kt_device_selection_free(kt_device_selection *sel)
+{
+    if (sel == NULL)
+        return;
+    kt_record_free(&sel->rec);
+    EVP_PKEY_free(sel->key);
+    memset(sel, 0, sizeof(*sel));
+}
