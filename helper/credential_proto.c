@@ -8,9 +8,7 @@
 #include <unistd.h>
 
 #include "credential_proto.h"
-#include "kt_hex.h"
-#include "kt_http.h"
-#include "kt_secret.h"
+#include "kontist.h"
 
 void ka_cred_free(ka_cred *c)
 {

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "kt_error.h"
+#include "kontist.h"
 
 #define KA_CRED_LINE_MAX 16384        /* bytes per line, newline excluded */
 #define KA_CRED_INPUT_MAX (64 * 1024) /* bytes per request */

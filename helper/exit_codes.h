@@ -3,7 +3,7 @@
 #ifndef KA_EXIT_CODES_H
 #define KA_EXIT_CODES_H
 
-#include "kt_error.h"
+#include "kontist.h"
 
 enum ka_exit {
     KA_EXIT_OK = 0,

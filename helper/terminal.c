@@ -10,7 +10,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "kt_secret.h"
+#include "kontist.h"
 #include "terminal.h"
 
 /* State for the signal handler only: it must put the terminal back before the process dies or

@@ -7,8 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "kt_conv.h"
-#include "kt_error.h"
+#include "kontist.h"
 
 /* Longest answer accepted (password, OTP, username), without the newline. */
 #define KA_ANSWER_MAX 1024

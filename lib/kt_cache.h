@@ -7,18 +7,12 @@
 
 #include "kt_config.h"
 #include "kt_file.h"
-#include "kt_paths.h"
+#include "kontist.h"
 #include "kt_token.h"
 
 /* Room reserved for a cache before a refresh: two tokens of KT_TOKEN_MAX characters, each at
  * most doubled by escaping, and the body cap's worth for the rest. */
 #define KT_CACHE_RESERVE (4 * KT_TOKEN_MAX + KT_FILE_MAX_SIZE)
-
-typedef enum kt_cache_status {
-    KT_CACHE_LOADED = 0,
-    KT_CACHE_ABSENT = 1,
-    KT_CACHE_CORRUPT = 2, /* err holds why; callers report it and go on as if absent */
-} kt_cache_status;
 
 /* Strict: one JSON object, known members only, types checked, "version" 1, "expires_at" and
  * "confirmed" required, tokens visible ASCII, and an access token may be missing only when a
@@ -28,10 +22,6 @@ typedef enum kt_cache_status {
 int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err);
 /* NULL when t holds neither token (or out of memory). Wipe with kt_secret_free. */
 char *kt_cache_serialize(const kt_token_set *t);
-/* Returns a kt_cache_status, or -1 for an unsafe file (owner, mode, link): KT_ERR_IO. The file
- * must be private (0600 or stricter). owners NULL: the effective uid. KT_CACHE_ABSENT leaves err
- * alone; KT_CACHE_CORRUPT sets it (KT_ERR_PROTOCOL, naming the file). */
-int kt_cache_load(const char *path, const kt_owner_policy *owners, kt_token_set *t, kt_error *err);
 /* Creates the state directory if needed (0700) and replaces the file atomically (0600) under the
  * cache lock. Do not call it while holding the lock. */
 int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err);
@@ -43,9 +33,9 @@ void kt_cache_unlock(int lock); /* -1 is ignored */
 int kt_cache_prepare(const kt_paths *paths, kt_file_pending *p, kt_error *err);
 /* Writes t into the prepared replacement and puts it in place; always releases p. */
 int kt_cache_commit(kt_file_pending *p, const kt_token_set *t, kt_error *err);
-/* Removes the cache under the lock (and any temporary copy a crash left). With access_only, keeps the refresh token and drops only the
- * access token (a cache without a refresh token, or a corrupt one, is removed). Nothing to erase
- * is not an error. */
+/* Removes the cache under the lock (and any temporary copy a crash left). With access_only, keeps
+ * the refresh token and drops only the access token (a cache without a refresh token, or a corrupt
+ * one, is removed). Nothing to erase is not an error. */
 int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err);
 
 #endif

@@ -146,3 +146,8 @@ void kt_ctx_wait_done(kt_ctx *ctx, uint64_t started_ms)
     if (ctx != NULL && ctx->progress.waiting != NULL)
         ctx->progress.waiting(ctx->progress.data, NULL, kt_ctx_elapsed_s(started_ms));
 }
+
+long kt_ctx_connections(const kt_ctx *ctx)
+{
+    return ctx != NULL ? kt_http_connections(ctx->http) : 0;
+}

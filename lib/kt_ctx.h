@@ -7,20 +7,17 @@
 #include <stdint.h>
 
 #include "kt_config.h"
-#include "kt_conv.h"
+#include "kontist.h"
 #include "kt_error.h"
 #include "kt_http.h"
 
-typedef struct kt_ctx {
+struct kt_ctx {
     const kt_config *cfg; /* borrowed */
     kt_conv conv;
     kt_http *http;
     kt_conv_progress progress; /* all NULL unless kt_ctx_set_progress */
-} kt_ctx;
+};
 
-/* conv may be NULL (no person to ask). */
-kt_ctx *kt_ctx_new(const kt_config *cfg, const kt_conv *conv, kt_error *err);
-void kt_ctx_free(kt_ctx *ctx);
 /* Starts the flow deadline: now + cfg->login_timeout seconds. */
 void kt_ctx_start_deadline(kt_ctx *ctx);
 
@@ -29,8 +26,6 @@ void kt_ctx_start_deadline(kt_ctx *ctx);
 int kt_ctx_prompt(kt_ctx *ctx, const char *message, int echo, char **answer, kt_error *err);
 void kt_ctx_info(kt_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Progress while waiting for the person (kt_conv_progress); progress may be NULL (none). */
-void kt_ctx_set_progress(kt_ctx *ctx, const kt_conv_progress *progress);
 /* Sleeps until the CLOCK_MONOTONIC time until_ms (kt_now_ms), in slices of at most 250 ms,
  * reporting `message` and the seconds since started_ms to the waiting callback after each. Returns
  * 0, or -1 with KT_ERR_CONV "cancelled" as soon as the cancelled callback says so (a signal that

@@ -54,9 +54,4 @@ int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char
                                const char *challenge_id, const char *signature_hex, kt_token_set *t,
                                kt_error *err);
 
-/* True for a server-issued id that may be put into a URL path: 1 to KT_DEVICE_ID_MAX characters
- * of [A-Za-z0-9_-]. A hostile server must not inject path characters into later requests. */
-#define KT_DEVICE_ID_MAX 128
-bool kt_device_id_ok(const char *id);
-
 #endif

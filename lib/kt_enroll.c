@@ -8,10 +8,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kt_enroll.h"
+#include "kontist.h"
 #include "kt_file.h"
 #include "kt_flow.h"
 #include "kt_keys.h"
+#include "kt_record.h"
 #include "kt_session.h"
 #include "kt_token.h"
 

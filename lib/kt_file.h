@@ -10,24 +10,12 @@
 #include "kt_config.h"
 #include "kt_error.h"
 
-#define KT_FILE_MAX_SIZE (64 * 1024)
-
-typedef struct kt_file_policy {
-    kt_owner_policy owners;
-    bool private_read; /* refuse group/world readable (secrets, keys, tokens) */
-    size_t max_size;   /* 0: KT_FILE_MAX_SIZE */
-} kt_file_policy;
-
 /* Opens an absolute path read-only with O_NOFOLLOW|O_CLOEXEC|O_NOCTTY, checks it is a regular
  * file, its owner is allowed, it is not group/world writable (and not group/world readable with
  * private_read). Returns the fd or -1 with err set; ENOENT gives KT_ERR_IO with errno_out ENOENT
  * (errno_out may be NULL). */
 int kt_file_open_safely(const char *path, const kt_file_policy *policy, int *errno_out,
                         kt_error *err);
-/* Reads the whole file into a NUL-terminated buffer (wiped with kt_secret_free by callers that hold
- * secrets). Same checks as kt_file_open_safely, plus the size cap. */
-int kt_file_read(const char *path, const kt_file_policy *policy, char **data, size_t *len,
-                 int *errno_out, kt_error *err);
 /* Replaces path atomically: temp file in the same directory (mode), write, fsync, rename, fsync of
  * the directory. Never leaves a torn file; a temp file is removed on failure. */
 int kt_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode,

@@ -11,16 +11,6 @@
 #include "kt_ctx.h"
 #include "kt_token.h"
 
-typedef struct kt_login_params {
-    const char *username;
-    const char *password;
-    const char *device_id; /* NULL: no device bound, the result is unconfirmed */
-    EVP_PKEY *key;         /* the device key, with device_id */
-} kt_login_params;
-
-/* Password grant, then (device bound) create challenge -> sign -> verify -> confirmed token set.
- * out->username and out->device_id are filled. */
-int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out, kt_error *err);
 /* Refresh grant: out holds only what the bank answered (no refresh token when it sent none);
  * what carries over from the renewed set is the session's business (kt_session_carry_over). */
 int kt_flow_refresh(kt_ctx *ctx, const char *refresh_token, kt_token_set *out, kt_error *err);

@@ -13,11 +13,13 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
-#include "kontist.h"
+#include "kt_error.h"
 #include "kt_curl.h"
 #include "kt_http.h"
 #include "kt_json.h"
 #include "kt_secret.h"
+
+#define KT_USER_AGENT "kontist-auth/" PACKAGE_VERSION
 
 #define KT_HTTP_DEFAULT_CONNECT_TIMEOUT 5L
 #define KT_HTTP_DEFAULT_TIMEOUT 10L

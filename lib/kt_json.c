@@ -8,7 +8,6 @@
 
 #include <json-c/json.h>
 
-#include "kt_http.h"
 #include "kt_json.h"
 #include "kt_secret.h"
 
@@ -79,7 +78,7 @@ struct json_object *kt_json_parse_text(const char *body, size_t len, const char 
         kt_error_set(err, KT_ERR_PROTOCOL, "%s: empty response", what);
         return NULL;
     }
-    if (len > KT_HTTP_MAX_BODY || memchr(body, '\0', len) != NULL ||
+    if (len > KT_JSON_MAX_TEXT || memchr(body, '\0', len) != NULL ||
         !kt_json_lexically_strict(body, len)) {
         kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed response", what);
         return NULL;

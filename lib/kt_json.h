@@ -12,6 +12,9 @@
 
 #include "kt_error.h"
 
+/* The longest JSON text the core parses: what an HTTP answer may carry (KT_HTTP_MAX_BODY). */
+#define KT_JSON_MAX_TEXT (64 * 1024)
+
 struct json_object;
 struct json_tokener;
 

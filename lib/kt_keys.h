@@ -15,16 +15,6 @@
 EVP_PKEY *kt_key_generate(kt_error *err);
 /* Writes the private key as unencrypted PKCS#8 PEM, atomically, mode 0600. */
 int kt_key_save_pem(EVP_PKEY *key, const char *path, kt_error *err);
-/* Loads a private key by reference. A plain absolute path (or a local file: URI: file:/p,
- * file:///p, file://localhost/p, %XX escapes undone) is opened safely first: regular file, not a
- * link, mode 0600 or stricter, owned by one of `owners`; the bytes read from that descriptor are
- * decoded (PEM or DER, PKCS#8 or traditional; unencrypted: nothing is ever prompted for). Other
- * URIs (pkcs11:, handle:) go to OSSL_STORE when a loaded OpenSSL provider serves their scheme
- * (e.g. tpm2-openssl configured in openssl.cnf); they are refused when none does, or when a file
- * named like the URI exists in the working directory (OSSL_STORE would read it unchecked).
- * Messages about URIs name only the scheme (a URI may carry a PIN). Relative paths are refused.
- * Must be a P-256 EC key. Failures are KT_ERR_KEY_UNUSABLE. */
-EVP_PKEY *kt_key_load(const char *ref, const kt_owner_policy *owners, kt_error *err);
 /* out must hold KT_PUBKEY_HEX_LEN + 1 bytes. */
 int kt_key_public_hex(EVP_PKEY *key, char *out, kt_error *err);
 /* ECDSA-SHA256 over msg; *sig_hex is the DER signature in lowercase hex (malloc'd). */

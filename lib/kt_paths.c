@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kt_paths.h"
+#include "kontist.h"
 
 /* "dir" + "/" + "name" without doubling the slash when dir is "/" or ends in slashes. */
 static char *join(const char *dir, const char *name)

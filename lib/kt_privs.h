@@ -20,10 +20,4 @@ int kt_privs_drop(kt_privs *p, uid_t uid, gid_t gid, kt_error *err);
 /* Restores what kt_privs_drop saved; returns -1 (and err) if it could not. */
 int kt_privs_restore(kt_privs *p, kt_error *err);
 
-/* Runs fn(data, err) with the effective identity of uid/gid, then restores the caller's: the one
- * way the core and its front ends act as another user. A failed restore wins over fn's result
- * (KT_ERR_INTERNAL): carrying on with the wrong identity is worse than any other failure. */
-int kt_privs_run_as(uid_t uid, gid_t gid, int (*fn)(void *data, kt_error *err), void *data,
-                    kt_error *err);
-
 #endif

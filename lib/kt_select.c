@@ -6,7 +6,8 @@
 
 #include "kt_device.h"
 #include "kt_keys.h"
-#include "kt_select.h"
+#include "kt_record.h"
+#include "kontist.h"
 
 int kt_device_select(const char *record_path, const char *default_key,
                      const kt_owner_policy *owners, const char *username, bool load_key,

@@ -7,7 +7,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
-#include "kt_device.h"
+#include "kt_json.h"
 #include "kt_secret.h"
 #include "kt_token.h"
 

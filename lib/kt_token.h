@@ -7,30 +7,9 @@
 
 #include "kt_error.h"
 
-typedef struct kt_token_set {
-    char *access_token;  /* secret */
-    char *refresh_token; /* secret, may be NULL */
-    time_t expires_at;   /* absolute UNIX time of access-token expiry */
-    bool confirmed;      /* the access token carries a cnf claim (passed MFA) */
-    char *scope;         /* may be NULL */
-    char *username;      /* Kontist username the set belongs to, may be NULL */
-    char *device_id;     /* device that confirmed it, may be NULL */
-    char *client_id;     /* the OAuth client the tokens were issued to (only that client can
-                            refresh them); NULL when unknown (a cache from an older version) */
-    time_t login_at;     /* when the login that issued the set ran; 0 when unknown */
-} kt_token_set;
-
-void kt_token_set_free(kt_token_set *t); /* wipes secrets; leaves *t zeroed */
-/* True when the access token is present and still valid for at least min_left seconds at now. */
-bool kt_token_set_usable(const kt_token_set *t, time_t now, long min_left);
 /* Records which client a fresh login's set was issued to, and when: every front end that stores
  * a login calls it, so that the cache can tell later whether its client may refresh the tokens. */
 int kt_token_set_stamp(kt_token_set *t, const char *client_id, time_t login_at, kt_error *err);
-
-/* True for a token that can travel in an Authorization header: 1 to KT_TOKEN_MAX visible ASCII
- * characters. */
-#define KT_TOKEN_MAX 8192
-bool kt_token_string_ok(const char *s);
 
 /* Reads the claims of a JWT payload without checking its signature (the server checks it; we only
  * need exp and whether it is confirmed). *exp is 0 when the payload has no exp claim; a present exp

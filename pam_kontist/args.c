@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kt_config.h"
+#include "kontist.h"
 #include "pam_kontist.h"
 
 /* The value of `name=value` when arg starts with prefix (which ends in '='), else NULL. */

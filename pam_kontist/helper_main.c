@@ -282,7 +282,7 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
 
         rc = kt_flow_login(ctx, &params, &tokens, &ans->err);
     }
-    ans->connections = kt_http_connections(ctx->http);
+    ans->connections = kt_ctx_connections(ctx);
     if (rc == 0 && device && !tokens.confirmed)
         rc = kt_error_set(&ans->err, KT_ERR_PROTOCOL,
                           "the device challenge was accepted but the token is not confirmed");

@@ -14,7 +14,7 @@
 
 #include <security/pam_modules.h>
 
-#include "kt_error.h"
+#include "kontist.h"
 
 /* Delay requested from libpam on every failure, in microseconds. The application may handle it
  * itself through the PAM_FAIL_DELAY item. */

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "kt_cache.h"
-#include "kt_paths.h"
+#include "kt_all.h"
 #include "kt_token.h"
 #include "test_util.h"
 

@@ -314,7 +314,8 @@ static void check_refresh(fixture *f, bool rotating)
     if (rotating) {
         assert_string_not_equal(b.refresh_token, a.refresh_token);
         kt_error_clear(&err);
-        expect_kind(kt_flow_refresh(f->ctx, a.refresh_token, &c, &err), &err, KT_ERR_LOGIN_REQUIRED);
+        expect_kind(kt_flow_refresh(f->ctx, a.refresh_token, &c, &err), &err,
+                    KT_ERR_LOGIN_REQUIRED);
     } else {
         assert_string_equal(b.refresh_token, a.refresh_token);
     }

@@ -24,7 +24,7 @@
 #include <openssl/provider.h>
 #include <openssl/x509.h>
 
-#include "kontist.h"
+#include "kt_all.h"
 #include "test_util.h"
 
 /* DER SubjectPublicKeyInfo header of an uncompressed P-256 point (id-ecPublicKey, prime256v1,

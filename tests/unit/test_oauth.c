@@ -477,7 +477,6 @@ static void conv_info(void *data, const char *message)
     snprintf(log->last_info, sizeof(log->last_info), "%s", message);
 }
 
-
 static void test_ctx_conversation(void **state)
 {
     conv_log log = {.answer = "42"};

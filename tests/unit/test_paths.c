@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kt_paths.h"
+#include "kt_all.h"
 
 static const char *const env_names[] = {"HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"};
 

@@ -1,14 +1,14 @@
-/* The kontist-auth core: everything the PAM module and the helper need. */
-#ifndef KONTIST_H
-#define KONTIST_H
+/* Every core header, for white-box tests and fuzz harnesses (front ends see only kontist.h). */
+#ifndef KT_ALL_H
+#define KT_ALL_H
 
+#include "kontist.h"
 #include "kt_binding.h"
 #include "kt_cache.h"
 #include "kt_config.h"
-#include "kt_conv.h"
 #include "kt_ctx.h"
+#include "kt_curl.h"
 #include "kt_device.h"
-#include "kt_enroll.h"
 #include "kt_error.h"
 #include "kt_file.h"
 #include "kt_flow.h"
@@ -18,14 +18,10 @@
 #include "kt_json.h"
 #include "kt_keys.h"
 #include "kt_oauth.h"
-#include "kt_paths.h"
 #include "kt_privs.h"
 #include "kt_record.h"
 #include "kt_secret.h"
-#include "kt_select.h"
 #include "kt_session.h"
 #include "kt_token.h"
-
-#define KT_USER_AGENT "kontist-auth/" PACKAGE_VERSION
 
 #endif

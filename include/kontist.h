@@ -1,0 +1,375 @@
+/* kontist.h: the one header of the kontist-auth core that its front ends (kontist-auth and the
+ * PAM module's kontist-pam-helper) include. Everything else in lib/ is the core's own business.
+ *
+ * A guide to the API, in the order a front end meets it (doc/architecture.md has the whole
+ * picture: the layers, who runs as whom, what is wiped, what is atomic):
+ *
+ *   1. Results. Every call that can fail returns 0 or -1 and fills a kt_error: a kind (what the
+ *      front end maps to an exit status or a PAM code) and a message that never carries a secret
+ *      and never names a command (the front end words its own hints).
+ *   2. Configuration and files: kt_config_* reads kontist.conf strictly; kt_paths_* says where a
+ *      user's files are; kt_owner_policy says who may own the files the core reads.
+ *   3. A context (kt_ctx, opaque) holds one configuration, the conversation callbacks through
+ *      which the core asks and tells the person (kt_conv, kt_conv_progress), one HTTPS connection
+ *      and the flow deadline.
+ *   4. Operations: kt_flow_login (password grant, then device MFA when a device is chosen by
+ *      kt_device_select); kt_session_* (a valid token from the cache, refreshed once under the
+ *      lock; saving a login; logging out); kt_enroll (binding this machine as a device).
+ *   5. Small tools the front ends share with the core: wiping secrets, hex, a monotonic clock,
+ *      safe reading of a file, running code as another user.
+ */
+#ifndef KONTIST_H
+#define KONTIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <openssl/types.h>
+
+/* --- 1. results ------------------------------------------------------------------------------ */
+
+typedef enum kt_err_kind {
+    KT_OK = 0,
+    KT_ERR_BAD_CREDENTIALS, /* wrong username/password: the token endpoint refused the password */
+    KT_ERR_LOGIN_REQUIRED,  /* refresh token or access token rejected or absent: log in again */
+    KT_ERR_MFA_FAILED,      /* the server rejected a device signature, OTP, challenge or device */
+    KT_ERR_NOT_ENROLLED,    /* no device for this user (no pin, or the bank no longer knows it) */
+    KT_ERR_KEY_UNUSABLE,    /* device key missing, unreadable, wrong permissions or wrong type */
+    KT_ERR_UNAVAILABLE,     /* network, TLS, timeout, deadline, HTTP 5xx only (never 4xx/429) */
+    KT_ERR_PROTOCOL,        /* the server answered something that breaks the contract */
+    KT_ERR_CONFIG,          /* bad configuration, bad client credentials (invalid_client) */
+    KT_ERR_CONV,            /* the conversation failed or the person gave no answer */
+    KT_ERR_IO,              /* local files: permissions, ownership, disk */
+    KT_ERR_INTERNAL,        /* out of memory, library failure, bug */
+    /* HTTP 429 from any endpoint. Not "unavailable": anyone can push the bank's rate limit (wrong
+     * passwords for someone's account), so it must never open a PAM stack's fallback. */
+    KT_ERR_RATE_LIMITED,
+    /* A user's own files name another Kontist identity than root pinned. */
+    KT_ERR_IDENTITY_MISMATCH,
+    KT_ERR_NO_SUCH_USER,     /* the local account does not exist (PAM) */
+    KT_ERR_NOT_CONFIRMED,    /* a token is there but did not pass MFA, and a confirmed one is due */
+    KT_ERR_BAD_REQUEST,      /* a caller's request is malformed (a git credential request) */
+    KT_ERR_ALREADY_ENROLLED, /* this machine already holds a device for the user */
+} kt_err_kind;
+
+/* One past the last kind, for tables indexed by kind. */
+#define KT_ERR_KIND_COUNT (KT_ERR_ALREADY_ENROLLED + 1)
+
+/* How the bank's answers map to kinds is one table, in lib/kt_error.h. */
+typedef struct kt_error {
+    kt_err_kind kind;
+    char message[512];
+} kt_error;
+
+/* Records the first error only: a cleanup path cannot overwrite the cause. Always returns -1 so
+ * callers can write `return kt_error_set(err, ...);`. err may be NULL. */
+int kt_error_set(kt_error *err, kt_err_kind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void kt_error_clear(kt_error *err);
+/* The Retry-After seconds a KT_ERR_RATE_LIMITED error carries, or -1 (none, or another kind). */
+long kt_error_retry_after(const kt_error *err);
+/* Stable lowercase name of a kind, for logs ("bad_credentials", "unavailable", ...). */
+const char *kt_err_kind_name(kt_err_kind kind);
+
+/* --- 2. configuration and files -------------------------------------------------------------- */
+
+#define KT_DEFAULT_BASE_URL "https://api.kontist.com"
+#define KT_DEFAULT_SCOPES "offline users accounts"
+#define KT_SYSTEM_CONFIG "/etc/kontist/kontist.conf"
+/* How many keys there are (base_url ... login_timeout). */
+#define KT_CONFIG_KEYS 11
+
+typedef struct kt_config {
+    char *base_url; /* https:// only; no trailing slash after parsing */
+    char *client_id;
+    char *client_secret;      /* secret: read from client_secret_file, wiped on free */
+    char *client_secret_file; /* absolute path; file owned by root (or the caller) and mode
+                                 0600/0400 */
+    char *scopes;             /* space separated */
+    char *ca_file;            /* NULL: system trust store */
+    char *pinned_pubkey;      /* curl CURLOPT_PINNEDPUBLICKEY syntax, e.g. "sha256//base64" */
+    char *proxy;              /* NULL: libcurl defaults (environment) are NOT used; "" = no proxy */
+    char *username;           /* optional default Kontist username (helper) */
+    long connect_timeout;     /* seconds, default 5 */
+    long timeout;             /* seconds per request, default 10 */
+    long login_timeout;       /* seconds for a whole flow, default 30 */
+    char *origin[KT_CONFIG_KEYS]; /* "FILE:LINE" where each key was set; NULL: default or
+                                     kt_config_set (see kt_config_origin) */
+} kt_config;
+
+/* Who may own a file the core reads. The PAM module passes root only; the helper also accepts
+ * the invoking user for files under their home. */
+typedef struct kt_owner_policy {
+    bool allow_root;
+    bool allow_uid;
+    uid_t uid;
+} kt_owner_policy;
+
+/* Fills defaults; never fails. */
+void kt_config_init(kt_config *cfg);
+/* Parses one file on top of what cfg already holds (later files override earlier ones). The file
+ * is opened safely (kt_file_read) under the given owner policy. With missing_ok a file that does
+ * not exist is not an error (returns 0 and sets *found false if found != NULL). Reads
+ * client_secret_file (if set) after parsing. Returns 0 or -1 with err set (KT_ERR_CONFIG for
+ * content, KT_ERR_IO / KT_ERR_CONFIG for unsafe files). Every error names the file and line. */
+int kt_config_load_file(kt_config *cfg, const char *path, const kt_owner_policy *owners,
+                        bool missing_ok, bool *found, kt_error *err);
+/* Final check before use: base_url and client_id present. */
+int kt_config_validate(const kt_config *cfg, kt_error *err);
+/* Checks that this process can read the files the configuration names (ca_file, a pinned_pubkey
+ * file), so that a file a user cannot read is reported as what it is before anyone types a
+ * password, not as a TLS failure afterwards (KT_ERR_CONFIG naming the line, the file, its owner
+ * and mode). */
+int kt_config_check_files(const kt_config *cfg, kt_error *err);
+/* Host part of base_url ("api.kontist.com", "127.0.0.1:8443" keeps the port). Caller frees. */
+char *kt_config_host(const kt_config *cfg);
+void kt_config_free(kt_config *cfg);
+
+/* Where a user's files live. */
+typedef struct kt_paths {
+    char *config_dir;  /* ~/.config/kontist */
+    char *state_dir;   /* ~/.local/state/kontist */
+    char *user_config; /* config_dir/kontist.conf */
+    char *record_file; /* config_dir/device.json */
+    char *key_file;    /* config_dir/device-key.pem (default for new keys) */
+    char *cache_file;  /* state_dir/tokens.json */
+    char *lock_file;   /* state_dir/tokens.lock */
+} kt_paths;
+
+/* Defaults below a home directory, ignoring XDG variables (the PAM module). */
+int kt_paths_for_home(kt_paths *p, const char *home, kt_error *err);
+/* XDG_CONFIG_HOME / XDG_STATE_HOME when set and absolute, else below HOME (the helper). */
+int kt_paths_from_env(kt_paths *p, kt_error *err);
+void kt_paths_free(kt_paths *p);
+
+#define KT_FILE_MAX_SIZE (64 * 1024)
+
+typedef struct kt_file_policy {
+    kt_owner_policy owners;
+    bool private_read; /* refuse group/world readable (secrets, keys, tokens) */
+    size_t max_size;   /* 0: KT_FILE_MAX_SIZE */
+} kt_file_policy;
+
+/* Reads a whole file into a NUL-terminated buffer (wipe it with kt_secret_free when it holds
+ * secrets): opened with O_NOFOLLOW, a regular file, owned as the policy allows, not group/world
+ * writable (nor readable with private_read), at most the size cap. ENOENT gives KT_ERR_IO with
+ * *errno_out ENOENT (errno_out may be NULL). */
+int kt_file_read(const char *path, const kt_file_policy *policy, char **data, size_t *len,
+                 int *errno_out, kt_error *err);
+
+/* The device record: which Kontist user and bound device a local account uses, and where its key
+ * is (~/.config/kontist/device.json). */
+typedef struct kt_device_record {
+    char *username;  /* Kontist username */
+    char *device_id; /* NULL when only the username is known (not enrolled) */
+    char *key_ref;   /* absolute path or provider URI */
+    char *name;      /* device name given at enrollment */
+} kt_device_record;
+
+/* Missing file: returns -1, KT_ERR_NOT_ENROLLED and *errno_out = ENOENT. Unsafe file: KT_ERR_IO.
+ * Malformed: KT_ERR_CONFIG naming the file. */
+int kt_record_load(const char *path, const kt_owner_policy *owners, kt_device_record *rec,
+                   int *errno_out, kt_error *err);
+void kt_record_free(kt_device_record *rec);
+
+/* True for a server-issued id that may be put into a URL path: 1 to KT_DEVICE_ID_MAX characters
+ * of [A-Za-z0-9_-]. A hostile server must not inject path characters into later requests. */
+#define KT_DEVICE_ID_MAX 128
+bool kt_device_id_ok(const char *id);
+
+/* --- 3. the context and the conversation ----------------------------------------------------- */
+
+/* How the core talks to a person through whichever front end runs it. */
+typedef struct kt_conv {
+    /* Asks a question; *answer is a malloc'd string the core wipes and frees. Returns 0, or -1 when
+     * no answer can be had (no terminal, cancelled). */
+    int (*prompt)(void *data, const char *message, bool echo, char **answer);
+    void (*info)(void *data, const char *message);
+    void *data;
+} kt_conv;
+
+/* While the core waits for the person to do something elsewhere (confirm a device binding request
+ * in the Kontist app or in an email). A context without it waits quietly and can only be stopped
+ * by its timeout. */
+typedef struct kt_conv_progress {
+    /* Called a few times a second while waiting, with what is awaited and the seconds waited so
+     * far, and once with message NULL when the wait is over (to clear a status line). For display
+     * only: a front end without a terminal shows nothing. May be NULL. */
+    void (*waiting)(void *data, const char *message, long elapsed_s);
+    /* True once the person asked to stop (Ctrl-C): the core then gives up at its next step with
+     * KT_ERR_CONV "cancelled". May be NULL. */
+    bool (*cancelled)(void *data);
+    void *data;
+} kt_conv_progress;
+
+/* One configuration (borrowed: it must outlive the context), a conversation, one HTTPS
+ * connection and a flow deadline. A PAM handle or a helper process owns its own: no global
+ * mutable state. */
+typedef struct kt_ctx kt_ctx;
+
+/* conv may be NULL (no person to ask). */
+kt_ctx *kt_ctx_new(const kt_config *cfg, const kt_conv *conv, kt_error *err);
+void kt_ctx_free(kt_ctx *ctx);
+/* progress may be NULL (none). */
+void kt_ctx_set_progress(kt_ctx *ctx, const kt_conv_progress *progress);
+/* How many TLS connections the context opened (one per flow, kept alive). */
+long kt_ctx_connections(const kt_ctx *ctx);
+
+/* --- 4. operations --------------------------------------------------------------------------- */
+
+/* A token set: what a login or refresh yields and what the cache keeps. */
+typedef struct kt_token_set {
+    char *access_token;  /* secret */
+    char *refresh_token; /* secret, may be NULL */
+    time_t expires_at;   /* absolute UNIX time of access-token expiry, on this machine's clock */
+    bool confirmed;      /* the access token carries a cnf claim (passed MFA) */
+    char *scope;         /* may be NULL */
+    char *username;      /* Kontist username the set belongs to, may be NULL */
+    char *device_id;     /* device that confirmed it, may be NULL */
+    char *client_id;     /* the OAuth client the tokens were issued to (only that client can
+                            refresh them); NULL when unknown (a cache from an older version) */
+    time_t login_at;     /* when the login that issued the set ran; 0 when unknown */
+} kt_token_set;
+
+void kt_token_set_free(kt_token_set *t); /* wipes secrets; leaves *t zeroed */
+/* True when the access token is present and still valid for at least min_left seconds at now. */
+bool kt_token_set_usable(const kt_token_set *t, time_t now, long min_left);
+/* True for a token that can travel in an Authorization header: 1 to KT_TOKEN_MAX visible ASCII
+ * characters. */
+#define KT_TOKEN_MAX 8192
+bool kt_token_string_ok(const char *s);
+
+/* Which device key a login uses: decided here, once, for kontist-auth and the PAM module. */
+typedef enum kt_device_choice {
+    KT_DEVICE_USE,        /* the record's device and key (loaded when asked for) */
+    KT_DEVICE_NONE,       /* no record, or the user's record without a bound device */
+    KT_DEVICE_OTHER_USER, /* the record names another Kontist user: nothing in it may be used */
+} kt_device_choice;
+
+typedef struct kt_device_selection {
+    kt_device_choice choice;
+    kt_device_record rec; /* the record as read (empty without one) */
+    EVP_PKEY *key;        /* with KT_DEVICE_USE and load_key */
+} kt_device_selection;
+
+/* Reads the device record at record_path (files owned by `owners`) and decides for a login of
+ * `username`: the record's device when it names that user (Kontist usernames are e-mail
+ * addresses: compared without case; NULL: whoever the record names), with its key (the
+ * record's reference, else default_key) loaded when load_key. A record that cannot be read
+ * safely or parsed, a malformed device id (KT_ERR_KEY_UNUSABLE, before any password goes
+ * anywhere) or a key that does not load is an error; a missing record is KT_DEVICE_NONE. */
+int kt_device_select(const char *record_path, const char *default_key,
+                     const kt_owner_policy *owners, const char *username, bool load_key,
+                     kt_device_selection *sel, kt_error *err);
+void kt_device_selection_free(kt_device_selection *sel);
+/* Loads a private key by reference. A plain absolute path (or a local file: URI: file:/p,
+ * file:///p, file://localhost/p, %XX escapes undone) is opened safely first: regular file, not a
+ * link, mode 0600 or stricter, owned by one of `owners`; the bytes read from that descriptor are
+ * decoded (PEM or DER, PKCS#8 or traditional; unencrypted: nothing is ever prompted for). Other
+ * URIs (pkcs11:, handle:) go to OSSL_STORE when a loaded OpenSSL provider serves their scheme
+ * (e.g. tpm2-openssl configured in openssl.cnf); they are refused when none does, or when a file
+ * named like the URI exists in the working directory (OSSL_STORE would read it unchecked).
+ * Messages about URIs name only the scheme (a URI may carry a PIN). Relative paths are refused.
+ * Must be a P-256 EC key. Failures are KT_ERR_KEY_UNUSABLE. */
+EVP_PKEY *kt_key_load(const char *ref, const kt_owner_policy *owners, kt_error *err);
+
+typedef struct kt_login_params {
+    const char *username;
+    const char *password;
+    const char *device_id; /* NULL: no device bound, the result is unconfirmed */
+    EVP_PKEY *key;         /* the device key, with device_id */
+} kt_login_params;
+
+/* Password grant, then (device bound) create challenge -> sign -> verify -> confirmed token set,
+ * over the context's one connection under its deadline. out->username and out->device_id are
+ * filled. */
+int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out, kt_error *err);
+
+/* A token is handed out only with at least this much life left. */
+#define KT_TOKEN_MIN_LEFT 60
+
+/* The session: a valid token from the cache, refreshed once under the cache lock when needed
+ * (the space for the result reserved before the bank is asked, saved before it is returned, a
+ * rotated refresh token never lost), checked to be the tokens the cache is for. Never prompts.
+ * No usable cache: KT_ERR_LOGIN_REQUIRED. See lib/kt_session.h for every case. */
+int kt_session_get_valid(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy *owners,
+                         kt_token_set *out, kt_error *err);
+/* Saves a fresh login's set (stamped with ctx's client and the time, checked) as the cache. */
+int kt_session_save_login(kt_ctx *ctx, const kt_paths *paths, kt_token_set *t, kt_error *err);
+/* Removes the cache (access_only: only the access token) and any temporary copy a crash left. */
+int kt_session_logout(const kt_paths *paths, bool access_only, kt_error *err);
+
+/* Reading the cache without a context, for reports (status, git's erase): */
+typedef enum kt_cache_status {
+    KT_CACHE_LOADED = 0,
+    KT_CACHE_ABSENT = 1,
+    KT_CACHE_CORRUPT = 2, /* err holds why; callers report it and go on as if absent */
+} kt_cache_status;
+
+/* Returns a kt_cache_status, or -1 for an unsafe file (owner, mode, link): KT_ERR_IO. The file
+ * must be private (0600 or stricter). owners NULL: the effective uid. */
+int kt_cache_load(const char *path, const kt_owner_policy *owners, kt_token_set *t, kt_error *err);
+
+/* Enrollment: binding this machine to the logged-in Kontist user as a device. */
+#define KT_ENROLL_NAME_MAX 100
+
+/* How far an enrollment got: a front end words its advice after a failure by the step. */
+typedef enum kt_enroll_step {
+    KT_ENROLL_PREPARING, /* nothing was asked of the bank */
+    KT_ENROLL_BINDING,   /* the device binding request: created, awaited */
+    KT_ENROLL_DEVICE,    /* the device: key, creation, SMS code, verification */
+    KT_ENROLL_SAVING,    /* verified at the bank; key and record being written here */
+    KT_ENROLL_DONE,
+} kt_enroll_step;
+
+typedef struct kt_enroll_request {
+    const kt_paths *paths;         /* the user's files */
+    const kt_owner_policy *owners; /* who may own them (a given key, the current record) */
+    const char *name;              /* device name; NULL: "kontist-auth on HOST" */
+    const char *key_ref;           /* an existing key (absolute path or URI); NULL: generate one */
+    const char *username;          /* when the cached login names no user (configuration) */
+    bool force;                    /* enroll although a device is enrolled (replaces the record) */
+    long confirm_timeout_s;        /* how long the binding request is awaited */
+} kt_enroll_request;
+
+typedef struct kt_enroll_outcome {
+    kt_enroll_step step;  /* KT_ENROLL_DONE, or the step that failed */
+    kt_device_record rec; /* what is known of the new device (all of it when done) */
+} kt_enroll_outcome;
+
+/* Enrolls with the cached login's token (never prompts for a password): binding request, then a
+ * new key in memory (or the given one, loaded and checked before the bank is asked anything),
+ * the device and its SMS code (asked through the conversation); only then is a generated key
+ * written (0600, never over the key the current record uses) and the record replaced. A
+ * failure, a rejection, a timeout or a cancel through the progress callbacks writes nothing; a
+ * record that cannot be saved takes the key written for it away again. An enrolled machine
+ * without force is KT_ERR_ALREADY_ENROLLED. */
+int kt_enroll(kt_ctx *ctx, const kt_enroll_request *req, kt_enroll_outcome *out, kt_error *err);
+void kt_enroll_outcome_free(kt_enroll_outcome *out);
+/* The rule for device names (1 to KT_ENROLL_NAME_MAX characters, no control characters), for a
+ * front end to check its arguments before anything else: KT_ERR_CONFIG. */
+int kt_enroll_check_name(const char *name, kt_error *err);
+
+/* --- 5. small tools -------------------------------------------------------------------------- */
+
+/* Wipes and frees a NUL-terminated string; NULL is fine. */
+void kt_secret_free(char *s);
+/* Wipes and frees a string, then sets the pointer to NULL. */
+void kt_secret_clear(char **s);
+/* Overwrites memory in a way the compiler cannot optimise away. */
+void kt_wipe(void *p, size_t len);
+/* Decodes hex (either case, even length, no separators) into out (size >= strlen(hex)/2).
+ * Returns the number of bytes, or -1 for bad input or a too-small buffer. */
+long kt_hex_decode(const char *hex, unsigned char *out, size_t out_size);
+/* Milliseconds on CLOCK_MONOTONIC. */
+uint64_t kt_now_ms(void);
+/* Runs fn(data, err) with the effective identity of uid/gid, then restores the caller's: the one
+ * way the core and its front ends act as another user. A failed restore wins over fn's result
+ * (KT_ERR_INTERNAL): carrying on with the wrong identity is worse than any other failure. */
+int kt_privs_run_as(uid_t uid, gid_t gid, int (*fn)(void *data, kt_error *err), void *data,
+                    kt_error *err);
+
+#endif
