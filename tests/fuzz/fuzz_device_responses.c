@@ -8,7 +8,7 @@
 
 #include <json-c/json.h>
 
-#include "kontist.h"
+#include "kt_all.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
