@@ -13,7 +13,9 @@ Fixtures
     ``start(*extra_args, users=None, faults=(), rotate_refresh=False,
     token_lifetime=None, challenge_lifetime=None, cert_fault=None,
     refresh_lifetime=None) -> Mock`` starts a fresh kontist-mock with its own
-    state directory under ``tmp_path``.  Every mock is stopped at teardown.
+    state directory under ``tmp_path`` (through ``tests/mock/mock_launcher.py``,
+    the one launcher the tests and scripts share).  Every mock is stopped at
+    teardown.
 ``mock``
     A mock with default settings (demo users, no faults).
 ``no_mock_tracebacks``
@@ -22,8 +24,16 @@ Fixtures
 ``demo``
     The demo account: ``.user .password .client_id .client_secret
     .public_client_id .scopes .scope``.
+``world``
+    A ``pam_support.PamWorld`` (pam_wrapper services, nss_wrapper users, the
+    module's configuration) under ``tmp_path / "w"``, pointing at ``mock``.
+``alice``
+    The nss_wrapper user "alice" of ``world``, enrolled (device at the mock,
+    key and device record in her home, pinned to the demo account): a
+    ``pam_support.EnrolledUser`` ``(home, device_id, key, key_path,
+    record_path)``.
 
-``Mock`` (what ``start`` returns)
+``Mock`` (what ``start`` returns; a ``mock_launcher.RunningMock``)
     ``url ca_file state_dir control_url host port``; ``api(method, path,
     json=None, form=None, token=None, basic=None, headers=None, body=None,
     timeout=10, conn=None) -> (status, headers, body)``; ``connect()``,
@@ -35,7 +45,8 @@ Fixtures
 
 Constants for test modules (``from conftest import ...``): DEMO_USER,
 DEMO_PASSWORD, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, PUBLIC_CLIENT_ID,
-ALL_SCOPES, DEFAULT_SCOPE, REPO_DIR, MOCK_BIN, PYTHON.
+ALL_SCOPES (read from tests/mock/demo-users.json, the default mock's users),
+DEFAULT_SCOPE, REPO_DIR, MOCK_BIN, PYTHON.
 
 Crypto helpers (``make_key``, ``public_key_hex``, ``sign_hex``, ``jwt_claims``,
 ``write_key_pem`` ...) live in ``kt_crypto`` and are re-exported here; test
@@ -50,63 +61,39 @@ import http.client
 import itertools
 import json as jsonlib
 import os
-import select
 import ssl
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import pytest
 
 from kt_crypto import *  # noqa: F401,F403  (re-export for the other test modules)
 from kt_crypto import make_key, public_key_hex, sign_hex
 
+import mock_launcher  # tests/mock (pytest.ini's pythonpath): starts and stops every mock
+from mock_launcher import MOCK_PROGRAM as MOCK_BIN, PYTHON  # noqa: F401  (re-exported)
+# The demo account of tests/mock/demo-users.json, what the default mock knows.
+from pam_support import (DEMO, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER,
+                         EnrolledUser, PamWorld)
+
 REPO_DIR = Path(__file__).resolve().parents[2]
-MOCK_BIN = Path(os.environ.get("KONTIST_MOCK") or REPO_DIR / "tests" / "mock" / "kontist-mock")
-PYTHON = os.environ.get("KONTIST_PYTHON") or (
-    "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable)
-
-# Must match tests/mock/demo-users.json (test_mock_basics checks it).
-DEMO_USER = "demo@example.com"
-DEMO_PASSWORD = "demo-password-123"
-DEMO_CLIENT_ID = "kontist-auth-demo"
-DEMO_CLIENT_SECRET = "demo-client-secret"
-PUBLIC_CLIENT_ID = "kontist-public"
-ALL_SCOPES = ("accounts", "clients", "offline", "statements",
-              "subscriptions", "transactions", "transfers", "users")
+PUBLIC_CLIENT_ID = DEMO.public_client_id
+ALL_SCOPES = DEMO.scopes
 DEFAULT_SCOPE = "accounts offline users"
-
-START_TIMEOUT = 15
-STOP_TIMEOUT = 5
 
 
 class MockError(AssertionError):
     """A control or helper call to the mock did not get the answer it needs."""
 
 
-class Mock:
-    """A running kontist-mock.
+class Mock(mock_launcher.RunningMock):
+    """A running kontist-mock (started by ``mock_launcher.start``) and a client for it.
 
     Attributes: ``url`` (https://127.0.0.1:PORT), ``ca_file``, ``state_dir``
     (Path), ``control_url``, ``host``, ``port``, ``proc`` (the Popen),
     ``stderr_path``.
     """
-
-    def __init__(self, proc, info, stderr_path):
-        self.proc = proc
-        self.url = info["url"]
-        self.ca_file = info["ca_file"]
-        self.state_dir = Path(info["state_dir"])
-        self.control_url = info["control_url"]
-        parts = urlsplit(self.url)
-        self.host, self.port = parts.hostname, parts.port
-        self.stderr_path = stderr_path
-
-    def __repr__(self):
-        return f"<Mock {self.url} state={self.state_dir}>"
 
     # -- HTTP ---------------------------------------------------------------
 
@@ -212,12 +199,6 @@ class Mock:
         return [r for r in self._jsonl("requests.jsonl")
                 if endpoint is None or r["endpoint"] == endpoint]
 
-    def stderr(self):
-        try:
-            return self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
     # -- flows, for tests that need a user in a given state ----------------------
 
     def password_grant(self, scope=DEFAULT_SCOPE, username=DEMO_USER, password=DEMO_PASSWORD,
@@ -287,22 +268,6 @@ class Mock:
             raise MockError(f"verify challenge: {status} {body}")
         return body
 
-    # -- lifetime -------------------------------------------------------------------
-
-    def stop(self, timeout=STOP_TIMEOUT):
-        """Terminate the mock (kill it after *timeout*); returns its exit code."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe:
-                pipe.close()
-        return self.proc.returncode
-
 
 def _decode(data):
     if not data:
@@ -312,24 +277,6 @@ def _decode(data):
         return jsonlib.loads(text)
     except ValueError:
         return text
-
-
-def _read_line(proc, timeout):
-    """The mock's start-up line, or None if it died or said nothing in time."""
-    deadline = time.monotonic() + timeout
-    line = b""
-    fd = proc.stdout.fileno()
-    while not line.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return None
-            line += chunk
-    return line.decode()
 
 
 @pytest.fixture(scope="session")
@@ -355,43 +302,11 @@ def mock_factory(tmp_path, mock_tls_dir):
     started = []
     numbers = itertools.count(1)
 
-    def start(*extra_args, users=None, faults=(), rotate_refresh=False, token_lifetime=None,
-              challenge_lifetime=None, cert_fault=None, refresh_lifetime=None):
+    def start(*extra_args, users=None, **options):
         n = next(numbers)
         state_dir = tmp_path / ("mock" if n == 1 else f"mock{n}")
-        state_dir.mkdir(parents=True, exist_ok=True)
-        args = [PYTHON, str(MOCK_BIN), "--listen", "127.0.0.1:0",
-                "--state-dir", str(state_dir), "--tls-dir", str(mock_tls_dir),
-                "--watch-stdin"]
-        if isinstance(users, dict):
-            users_file = tmp_path / f"users{n}.json"
-            users_file.write_text(jsonlib.dumps(users))
-            users = users_file
-        if users is not None:
-            args += ["--users", str(users)]
-        for spec in faults:
-            args += ["--fault", jsonlib.dumps(spec)]
-        if rotate_refresh:
-            args.append("--rotate-refresh")
-        for flag, value in (("--token-lifetime", token_lifetime),
-                            ("--refresh-lifetime", refresh_lifetime),
-                            ("--challenge-lifetime", challenge_lifetime),
-                            ("--cert-fault", cert_fault)):
-            if value is not None:
-                args += [flag, str(value)]
-        args += [str(a) for a in extra_args]
-
-        stderr_path = state_dir / "stderr.log"
-        with open(stderr_path, "wb") as stderr:
-            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=stderr, bufsize=0)
-        line = _read_line(proc, START_TIMEOUT)
-        mock = Mock(proc, jsonlib.loads(line), stderr_path) if line else None
-        if mock is None:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"kontist-mock did not start: {' '.join(args)}\n"
-                               f"{stderr_path.read_text(errors='replace')}")
+        mock = mock_launcher.start(state_dir, *extra_args, tls_dir=mock_tls_dir, users=users,
+                                   users_path=tmp_path / f"users{n}.json", cls=Mock, **options)
         started.append(mock)
         return mock
 
@@ -421,3 +336,17 @@ def demo():
     return SimpleNamespace(user=DEMO_USER, password=DEMO_PASSWORD, client_id=DEMO_CLIENT_ID,
                            client_secret=DEMO_CLIENT_SECRET, public_client_id=PUBLIC_CLIENT_ID,
                            scopes=ALL_SCOPES, scope=DEFAULT_SCOPE)
+
+
+@pytest.fixture
+def world(tmp_path, build_dir, mock):
+    """A private PAM world (pam_wrapper, nss_wrapper) whose configuration points at mock."""
+    return PamWorld(tmp_path / "w", build_dir, mock)
+
+
+@pytest.fixture
+def alice(world):
+    """The enrolled user "alice" of world: EnrolledUser(home, device_id, key, key_path,
+    record_path)."""
+    home = world.add_user("alice")
+    return EnrolledUser(home, *world.enroll(home))

@@ -18,16 +18,22 @@ import glob
 import json
 import os
 import re
+import socket
 import subprocess
 import time
+from collections import namedtuple
 from pathlib import Path
 
+import mock_launcher
 from kt_crypto import make_key, write_key_pem
 
-DEMO_USER = "demo@example.com"
-DEMO_PASSWORD = "demo-password-123"
-DEMO_CLIENT_ID = "kontist-auth-demo"
-DEMO_CLIENT_SECRET = "demo-client-secret"
+# The demo account of tests/mock/demo-users.json (what the default mock knows); conftest.py
+# hands the same constants to the other test modules.
+DEMO = mock_launcher.demo_account()
+DEMO_USER = DEMO.user
+DEMO_PASSWORD = DEMO.password
+DEMO_CLIENT_ID = DEMO.client_id
+DEMO_CLIENT_SECRET = DEMO.client_secret
 FAIL_DELAY_USEC = 2_000_000
 
 # Secrets that must never show up in a log line: the password, any JWT (tokens start with the
@@ -62,6 +68,47 @@ PAM_DENY = _find_pam_module("pam_deny.so")
 PAM_MATRIX = _find_pam_module("pam_matrix.so")
 PAM_SET_ITEMS = _find_pam_module("pam_set_items.so")
 PAM_PERMIT = _find_pam_module("pam_permit.so")
+
+
+def built_module(build_dir):
+    """pam_kontist.so in a build tree."""
+    return Path(build_dir) / "pam_kontist" / ".libs" / "pam_kontist.so"
+
+
+def built_pam_helper(build_dir):
+    """kontist-pam-helper in a build tree (the module's root helper process)."""
+    return Path(build_dir) / "pam_kontist" / "kontist-pam-helper"
+
+
+def write_private(path, text):
+    """Writes a file only its owner can read (0600), as secrets and per-user records are kept."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def module_config_lines(mock, ca_file=None, client_id=DEMO_CLIENT_ID, base_url=None,
+                        secret_file=None):
+    """The lines of a configuration for the module (or a user's kontist-auth) that point at
+    mock: base_url, client_id (left out when None), ca_file, and client_secret_file and
+    login_timeout when secret_file is given."""
+    lines = [f"base_url = {base_url or mock.url}"]
+    if client_id is not None:
+        lines.append(f"client_id = {client_id}")
+    lines.append(f"ca_file = {ca_file or mock.ca_file}")
+    if secret_file is not None:
+        lines += [f"client_secret_file = {secret_file}", "login_timeout = 20"]
+    return lines
+
+
+def device_record(username, device_id, key_path, name):
+    """What `kontist-auth device enroll` writes to ~/.config/kontist/device.json."""
+    return {"username": username, "device_id": device_id, "key": str(key_path), "name": name}
+
+
+# What PamWorld.enroll made for a user: the home and the device (the shared `alice` fixture).
+EnrolledUser = namedtuple("EnrolledUser", "home device_id key key_path record_path")
 
 
 def sanitizer_runtime(binary):
@@ -132,8 +179,8 @@ class PamWorld:
         self.base = Path(base)
         self.build_dir = Path(build_dir)
         self.mock = mock
-        self.module = self.build_dir / "pam_kontist" / ".libs" / "pam_kontist.so"
-        self.helper = self.build_dir / "pam_kontist" / "kontist-pam-helper"
+        self.module = built_module(self.build_dir)
+        self.helper = built_pam_helper(self.build_dir)
         self.driver = self.build_dir / "tests" / "pam" / "pam_driver"
         self.services = self.base / "pam.d"
         self.etc = self.base / "etc"
@@ -157,20 +204,18 @@ class PamWorld:
 
     def write_config(self, name="kontist.conf", extra="", mode=0o644, base_url=None,
                      secret=DEMO_CLIENT_SECRET, client_id=DEMO_CLIENT_ID):
-        secret_file = self.etc / (name + ".secret")
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret + "\n")
+        secret_file = write_private(self.etc / (name + ".secret"), secret + "\n")
         path = self.etc / name
-        lines = [f"base_url = {base_url or self.mock.url}",
-                 f"ca_file = {self.mock.ca_file}",
-                 f"client_secret_file = {secret_file}",
-                 "login_timeout = 20"]
-        if client_id is not None:
-            lines.insert(1, f"client_id = {client_id}")
+        lines = module_config_lines(self.mock, client_id=client_id, base_url=base_url,
+                                    secret_file=secret_file)
         path.write_text("\n".join(lines) + "\n" + extra)
         os.chmod(path, mode)
         return path
+
+    def write_unreachable_config(self, name="down.conf"):
+        """A configuration whose base_url is a loopback port nothing listens on: the API is
+        down."""
+        return self.write_config(name, base_url=f"https://127.0.0.1:{free_port()}")
 
     def service(self, name, args="", before=(), after=(), config=None, module_types=None,
                 control="required"):
@@ -250,14 +295,10 @@ class PamWorld:
         key_path = cfg / "device-key.pem"
         if with_key_file:
             write_key_pem(key, key_path)
-        record = {"username": DEMO_USER, "device_id": device_id, "key": str(key_path),
-                  "name": f"pam test {home.name}"}
+        record = device_record(DEMO_USER, device_id, key_path, f"pam test {home.name}")
         record.update(record_extra or {})
         record = {k: v for k, v in record.items() if v is not None}
-        record_path = cfg / "device.json"
-        fd = os.open(record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
+        record_path = write_private(cfg / "device.json", json.dumps(record))
         for p in (Path(home) / ".config", cfg, key_path, record_path):
             if p.exists():
                 os.chown(p, uid, gid)
@@ -298,10 +339,7 @@ class PamWorld:
         args = [*wrapper, str(self.driver), "--result", str(result_path), "--ops", ",".join(ops),
                 "--conv", conv, "--repeat", str(repeat), "--threads", str(threads)]
         if password is not None:
-            pw = self.base / f"{tag}.password"
-            fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(password + "\n")
+            pw = write_private(self.base / f"{tag}.password", password + "\n")
             args += ["--password-file", str(pw)]
         if rhost:
             args += ["--rhost", rhost]
@@ -348,8 +386,6 @@ def check_no_secrets(lines, extra=()):
 
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on (bound, then closed)."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -366,6 +402,8 @@ def copy_tree_owner(path, uid, gid):
     os.chown(path, uid, gid)
 
 
-__all__ = ["PamWorld", "Run", "check_no_secrets", "free_port", "cache_path", "parse_fields",
+__all__ = ["PamWorld", "Run", "EnrolledUser", "built_module", "built_pam_helper",
+           "write_private", "module_config_lines", "device_record", "DEMO_CLIENT_ID",
+           "DEMO_CLIENT_SECRET", "check_no_secrets", "free_port", "cache_path", "parse_fields",
            "DEMO_USER", "DEMO_PASSWORD", "FAIL_DELAY_USEC", "PAM_MATRIX", "PAM_SET_ITEMS",
            "PAM_PERMIT", "PAM_WRAPPER_LIB", "NSS_WRAPPER_LIB", "copy_tree_owner"]

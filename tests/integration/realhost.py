@@ -46,8 +46,11 @@ import termios
 import time
 from pathlib import Path
 
+import mock_launcher
 from kt_crypto import make_key, write_key_pem
-from pam_support import sanitizer_runtime
+from pam_support import (DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, built_module,
+                         built_pam_helper, device_record, free_port, module_config_lines,
+                         sanitizer_runtime)
 
 RUN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -76,10 +79,6 @@ PRIVSEP_DIR = Path("/run/sshd")
 BASE_PARENT = Path("/var/tmp")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pam.d"
 
-DEMO_USER = "demo@example.com"
-DEMO_PASSWORD = "demo-password-123"
-DEMO_CLIENT_ID = "kontist-auth-demo"
-DEMO_CLIENT_SECRET = "demo-client-secret"
 OTHER_USER = "other@example.com"
 OTHER_PASSWORD = "other-password-456"
 # The module's pam_fail_delay (2 s).  libpam does not wait exactly that long: it multiplies the
@@ -105,17 +104,12 @@ def missing_requirements():
 
 
 def users_with_other(*extra):
-    """A mock users file (dict) with the demo user, OTHER_USER and the demo clients."""
-    users = [{"username": DEMO_USER, "password": DEMO_PASSWORD, "phone": "+49 1512 3456789"},
-             {"username": OTHER_USER, "password": OTHER_PASSWORD, "phone": "+49 1512 0000000"}]
-    users += list(extra)
-    scopes = ["accounts", "clients", "offline", "statements", "subscriptions", "transactions",
-              "transfers", "users"]
-    return {"users": users, "clients": [
-        {"client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET,
-         "grants": ["password", "refresh_token"], "scopes": scopes},
-        {"client_id": "kontist-public", "client_secret": "",
-         "grants": ["password", "refresh_token"], "scopes": scopes}]}
+    """A mock users file (dict): tests/mock/demo-users.json (the demo user and clients) with
+    OTHER_USER and *extra* users added."""
+    users = mock_launcher.demo_users()
+    users["users"] += [{"username": OTHER_USER, "password": OTHER_PASSWORD,
+                        "phone": "+49 1512 0000000"}, *extra]
+    return users
 
 
 def jwt_payload(token):
@@ -448,12 +442,6 @@ class Sshd:
         return PtyProcess(self.ssh_args(user, method, command, extra, log_level), env)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_port(port, proc, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -491,8 +479,8 @@ class RealHost:
         self.homes = self.base / "home"
         for d in (self.etc, self.homes):
             d.mkdir(mode=0o755)
-        self.module = self.build_dir / "pam_kontist" / ".libs" / "pam_kontist.so"
-        helper = self.build_dir / "pam_kontist" / "kontist-pam-helper"
+        self.module = built_module(self.build_dir)
+        helper = built_pam_helper(self.build_dir)
         self.pam_helper = helper if helper.exists() else None
         self.asan = sanitizer_runtime(self.module)
         self.kontist_auth = self._user_runnable(self.build_dir / "helper" / "kontist-auth")
@@ -518,12 +506,11 @@ class RealHost:
         shutil.copyfile(self.mock.ca_file, ca)
         os.chmod(ca, 0o644)
         secret = _write(self.etc / "client-secret", DEMO_CLIENT_SECRET + "\n", mode=0o600)
-        common = [f"base_url = {self.mock.url}", f"client_id = {DEMO_CLIENT_ID}",
-                  f"ca_file = {ca}"]
         # What the users' own kontist-auth reads: no client secret (a valid cache needs none).
-        self.user_config = _write(self.etc / "user.conf", "\n".join(common) + "\n")
+        self.user_config = _write(self.etc / "user.conf",
+                                  "\n".join(module_config_lines(self.mock, ca_file=ca)) + "\n")
         return _write(self.etc / "kontist.conf", "\n".join(
-            common + [f"client_secret_file = {secret}", "login_timeout = 20"]) + "\n")
+            module_config_lines(self.mock, ca_file=ca, secret_file=secret)) + "\n")
 
     def module_args(self, extra=""):
         args = [f"config={self.config}", f"authfile={self.authfile}"]
@@ -599,8 +586,7 @@ class RealHost:
         key_path.unlink(missing_ok=True)
         write_key_pem(key, key_path)
         os.chown(key_path, user.uid, user.gid)
-        record = {"username": kontist_user, "device_id": device_id, "key": str(key_path),
-                  "name": f"realhost {self.tag}"}
+        record = device_record(kontist_user, device_id, key_path, f"realhost {self.tag}")
         _write(user.kontist_dir / "device.json", json.dumps(record), mode=0o600, uid=user.uid,
                gid=user.gid)
         return key_path

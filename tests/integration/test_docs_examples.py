@@ -18,13 +18,11 @@ as written), and every pam_kontist auth line authenticates an enrolled user unde
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from conftest import (DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER,
                       PUBLIC_CLIENT_ID, REPO_DIR)
-from pam_support import PamWorld
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -131,9 +129,8 @@ def test_the_examples_are_found():
 
 
 @pytest.fixture(scope="module")
-def checker():
-    build = Path(os.environ.get("KONTIST_BUILDDIR") or REPO_DIR / "build").absolute()
-    path = build / "tests" / "docs" / "examples_check"
+def checker(build_dir):
+    path = build_dir / "tests" / "docs" / "examples_check"
     assert path.exists(), f"{path} is missing: run make check (or make tests/docs/examples_check)"
     return path
 
@@ -228,15 +225,8 @@ def test_complete_configuration_logs_in(build_dir, tmp_path, mock, example):
 AUTH_STACKS = [e for e in STACKS if STACK_LINE.match(e.text).group(1) == "auth"]
 
 
-@pytest.fixture
-def world(tmp_path, build_dir, mock):
-    w = PamWorld(tmp_path / "w", build_dir, mock)
-    w.enroll(w.add_user("alice"))
-    return w
-
-
 @pytest.mark.parametrize("example", AUTH_STACKS, ids=ids(AUTH_STACKS))
-def test_auth_line_authenticates(world, example):
+def test_auth_line_authenticates(world, alice, example):
     """The line as written (control and arguments), with the test's configuration, pins and
     helper: an enrolled user's Kontist password passes."""
     m = STACK_LINE.match(example.text)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEMO_PASSWORD, PUBLIC_CLIENT_ID
+from conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, PUBLIC_CLIENT_ID
 from test_helper_env import EXIT_OK, EXIT_USAGE, kenv  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
@@ -195,10 +195,10 @@ def test_ca_file_users_cannot_read(kenv, user_world):
 def test_secret_users_cannot_read(kenv, user_world):
     """The split the docs warn about: a root-only client secret in the users' configuration."""
     secret = user_world.etc / "client-secret"
-    secret.write_text("demo-client-secret\n")
+    secret.write_text(DEMO_CLIENT_SECRET + "\n")
     os.chmod(secret, 0o600)
     config = user_world.etc / "kontist.conf"
-    config.write_text(f"base_url = {kenv.mock.url}\nclient_id = kontist-auth-demo\n"
+    config.write_text(f"base_url = {kenv.mock.url}\nclient_id = {DEMO_CLIENT_ID}\n"
                       f"client_secret_file = {secret}\n")
     os.chmod(config, 0o644)
     proc, left = login_reading_nothing(kenv, env=user_world.env(config),

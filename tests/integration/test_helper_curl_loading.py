@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pam_support import PamWorld, cache_path
+from pam_support import cache_path
 from test_helper_env import EXIT_INTERNAL, EXIT_OK, EXIT_UNAVAILABLE, kenv  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
@@ -158,15 +158,12 @@ def test_unusable_libcurl_fails_only_what_needs_a_request(kenv, tmp_path, kind):
 
 
 @pytest.mark.skipif(CC is None, reason="needs a C compiler to build the broken libraries")
-def test_pam_helper_ignores_the_callers_library_path(tmp_path, build_dir, mock):
+def test_pam_helper_ignores_the_callers_library_path(tmp_path, world, alice, mock):
     """The module starts kontist-pam-helper with an empty environment: a LD_LIBRARY_PATH in the
     PAM application's environment does not reach the root process that loads libcurl."""
-    world = PamWorld(tmp_path / "w", build_dir, mock)
-    home = world.add_user("alice")
-    world.enroll(home)
     world.service("kontist")
     broken = str(fake_libcurl(tmp_path, "not-elf"))
     run = world.run("kontist", "alice", extra_env={"LD_LIBRARY_PATH": broken})
     assert run.code == "PAM_SUCCESS", run
-    assert cache_path(home).exists()
+    assert cache_path(alice.home).exists()
     assert any(r["endpoint"] == "challenge_verify" for r in mock.requests())

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import DEMO_PASSWORD
+from conftest import DEMO_PASSWORD, DEMO_USER
 from test_helper_env import EXIT_OK, EXIT_USAGE, kenv  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
@@ -109,7 +109,7 @@ def terminal():
 def test_password_is_read_from_the_terminal_without_echo(kenv, terminal):
     assert terminal.echo()
     proc = terminal.run(kenv, "login")
-    terminal.read_until(b"Kontist password for demo@example.com: ")
+    terminal.read_until(f"Kontist password for {DEMO_USER}: ".encode())
     terminal.wait_for_echo(False)
     terminal.type(DEMO_PASSWORD + "\n")
     out, err = proc.communicate(timeout=30)
@@ -117,7 +117,7 @@ def test_password_is_read_from_the_terminal_without_echo(kenv, terminal):
     assert proc.returncode == EXIT_OK, err
     assert DEMO_PASSWORD.encode() not in terminal.output
     assert terminal.echo(), "echo was not restored"
-    assert kenv.cache()["username"] == "demo@example.com"
+    assert kenv.cache()["username"] == DEMO_USER
 
 
 def confirm_binding_request(kenv, timeout=15):
@@ -150,7 +150,7 @@ def test_sms_code_is_read_from_the_terminal_without_echo(kenv, terminal):
 def test_echo_is_off_before_the_prompt_appears(kenv, terminal):
     """Typed the moment the prompt shows (fast typing, a paste): nothing of it is echoed."""
     proc = terminal.run(kenv, "login")
-    terminal.read_until(b"Kontist password for demo@example.com: ")
+    terminal.read_until(f"Kontist password for {DEMO_USER}: ".encode())
     # No waiting: echo must already be off when the prompt can be seen.
     assert not terminal.echo(), "the prompt was printed while echo was still on"
     terminal.type(DEMO_PASSWORD + "\n")
@@ -159,7 +159,7 @@ def test_echo_is_off_before_the_prompt_appears(kenv, terminal):
     assert proc.returncode == EXIT_OK, err
     assert DEMO_PASSWORD.encode() not in terminal.output
     assert terminal.echo()
-    assert kenv.cache()["username"] == "demo@example.com"
+    assert kenv.cache()["username"] == DEMO_USER
 
 
 def test_sms_code_prompt_echo_is_off_before_the_prompt(kenv, terminal):
@@ -273,7 +273,7 @@ def test_suspend_and_resume_during_the_prompt(kenv, terminal):
                     pass
     assert shell.returncode == EXIT_OK, err
     assert terminal.echo()
-    assert kenv.cache()["username"] == "demo@example.com"
+    assert kenv.cache()["username"] == DEMO_USER
 
 
 # Like JOB_SHELL, but with `stty tostop` and the command started in the background: its first
@@ -342,7 +342,7 @@ def test_prompt_from_the_background_stops_until_foreground(kenv, terminal):
                 pass
     assert shell.returncode == EXIT_OK, err
     assert terminal.echo()
-    assert kenv.cache()["username"] == "demo@example.com"
+    assert kenv.cache()["username"] == DEMO_USER
 
 
 def test_end_of_input_on_the_terminal(kenv, terminal):
@@ -442,7 +442,7 @@ def test_stdin_options_still_read_stdin_without_terminal(kenv):
     finally:
         os.close(r)
     assert proc.returncode == EXIT_OK, proc.stderr
-    assert kenv.cache()["username"] == "demo@example.com"
+    assert kenv.cache()["username"] == DEMO_USER
 
 
 @pytest.mark.parametrize("args, option", [(["login", "--password-stdin"], "--password-stdin"),

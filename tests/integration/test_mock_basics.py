@@ -5,6 +5,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -105,9 +106,11 @@ def test_chunked_request_body(mock):
     conn = mock.connect()
     try:
         conn.request("POST", "/api/oauth/token",
-                     body=iter([b"grant_type=password&username=demo%40example.com",
-                                b"&password=demo-password-123&scope=users",
-                                b"&client_id=kontist-auth-demo&client_secret=demo-client-secret"]),
+                     body=iter(chunk.encode() for chunk in [
+                         f"grant_type=password&username={quote(conftest.DEMO_USER)}",
+                         f"&password={quote(conftest.DEMO_PASSWORD)}&scope=users",
+                         f"&client_id={quote(conftest.DEMO_CLIENT_ID)}"
+                         f"&client_secret={quote(conftest.DEMO_CLIENT_SECRET)}"]),
                      headers={"Content-Type": "application/x-www-form-urlencoded"},
                      encode_chunked=True)
         response = conn.getresponse()

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from conftest import DEMO_USER
 from kt_crypto import jwt_claims
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
@@ -60,7 +61,7 @@ def test_expired_token(mock_factory):
     assert grant["expires_in"] == 1
     token = grant["access_token"]
     status, _, body = mock.api("GET", "/api/user", token=token)
-    assert (status, body) == (200, {"email": "demo@example.com"})
+    assert (status, body) == (200, {"email": DEMO_USER})
     time.sleep(max(0.0, jwt_claims(token)["exp"] - time.time()) + 0.05)
     body = assert_401(mock.api("GET", "/api/user", token=token))
     assert "expired" in body["message"]
@@ -93,5 +94,5 @@ def test_unconfirmed_token_refused_on_accounts(mock):
 def test_user_endpoint(mock):
     status, headers, body = mock.api("GET", "/api/user",
                                      token=mock.password_grant()["access_token"])
-    assert (status, body) == (200, {"email": "demo@example.com"})
+    assert (status, body) == (200, {"email": DEMO_USER})
     assert headers["Content-Type"] == "application/json"

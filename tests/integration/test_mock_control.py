@@ -5,6 +5,8 @@ import ssl
 
 import pytest
 
+from conftest import DEMO_USER
+
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
 
@@ -61,7 +63,7 @@ def test_state(mock):
     assert state["counts"] == {"token": 1, "graphql": 1, "devices_create": 1, "device_verify": 1,
                                "user": 1}
     assert [(r["username"], r["kid"]) for r in state["refresh_tokens"]] == \
-        [("demo@example.com", None)]
+        [(DEMO_USER, None)]
     assert state["connections"] >= 5
 
 

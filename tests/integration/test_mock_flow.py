@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from conftest import DEFAULT_SCOPE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_USER, DEMO_PASSWORD
+from conftest import (DEFAULT_SCOPE, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER,
+                      PUBLIC_CLIENT_ID)
 from kt_crypto import jwt_claims, make_key, public_key_hex, sign_hex, verify_hex
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
@@ -149,14 +150,14 @@ def test_factory_helpers_enroll_and_confirm(mock):
 
 
 def test_public_client_with_empty_secret(mock):
-    for basic in (("kontist-public", ""), None):
+    for basic in ((PUBLIC_CLIENT_ID, ""), None):
         form = {"grant_type": "password", "username": DEMO_USER, "password": DEMO_PASSWORD,
                 "scope": "offline users"}
         if basic is None:
-            form["client_id"] = "kontist-public"
+            form["client_id"] = PUBLIC_CLIENT_ID
         status, _, body = mock.api("POST", "/api/oauth/token", basic=basic, form=form)
         assert status == 200, body
-        assert jwt_claims(body["access_token"])["client_id"] == "kontist-public"
+        assert jwt_claims(body["access_token"])["client_id"] == PUBLIC_CLIENT_ID
     # a refresh token is bound to the client it was issued to
     status, _, body = refresh(mock, body["refresh_token"])
     assert (status, body["error"]) == (400, "invalid_grant")

@@ -1,6 +1,7 @@
 """kontist-mock: POST /api/oauth/token, every answer of the contract."""
 
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -130,7 +131,7 @@ def test_non_form_content_type(mock):
 def test_form_content_type_with_charset(mock):
     status, _, _ = mock.api(
         "POST", TOKEN, basic=CLIENT,
-        body="grant_type=password&username=demo%40example.com&password=demo-password-123"
+        body=f"grant_type=password&username={quote(DEMO_USER)}&password={quote(DEMO_PASSWORD)}"
              "&scope=offline+users",
         headers={"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"})
     assert status == 200

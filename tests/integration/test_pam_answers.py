@@ -8,8 +8,6 @@ count 1 per login) and reports every cell that does not match at once."""
 
 import pytest
 
-from pam_support import PamWorld
-
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
 STATUSES = (400, 401, 403, 404, 409, 422, 429, 500, 502, 503)
@@ -39,9 +37,7 @@ def expected(endpoint, status):
 
 
 @pytest.mark.parametrize("endpoint", ["token", "challenge_create", "challenge_verify"])
-def test_every_status_and_body_shape(tmp_path, build_dir, mock, endpoint):
-    world = PamWorld(tmp_path / "w", build_dir, mock)
-    world.enroll(world.add_user("alice"))
+def test_every_status_and_body_shape(world, alice, mock, endpoint):
     world.service("kontist")
     wrong = []
     for status in STATUSES:

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import DEMO_CLIENT_ID, DEMO_PASSWORD, PUBLIC_CLIENT_ID
-from pam_support import PamWorld, cache_path
+from pam_support import cache_path
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -66,11 +66,6 @@ class User:
 
 def refreshes(mock):
     return [r for r in mock.requests("token") if r.get("grant_type") == "refresh_token"]
-
-
-@pytest.fixture
-def world(tmp_path, build_dir, mock):
-    return PamWorld(tmp_path / "w", build_dir, mock)
 
 
 def test_confidential_module_public_users_mismatch_is_explained(world, mock):

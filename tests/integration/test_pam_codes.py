@@ -13,25 +13,12 @@ from pathlib import Path
 import pytest
 
 from kt_crypto import jwt_claims, make_key, write_key_pem
-from pam_support import (DEMO_USER, FAIL_DELAY_USEC, PAM_PERMIT, PAM_SET_ITEMS, PamWorld,
-                         cache_path, check_no_secrets, free_port)
+from pam_support import (DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, FAIL_DELAY_USEC, PAM_PERMIT,
+                         PAM_SET_ITEMS, cache_path, check_no_secrets)
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
 SUCCESS_ENDPOINTS = ["token", "challenge_create", "challenge_verify"]
-
-
-@pytest.fixture
-def world(tmp_path, build_dir, mock):
-    return PamWorld(tmp_path / "w", build_dir, mock)
-
-
-@pytest.fixture
-def alice(world):
-    """An enrolled user: (home, device_id, key, key_path, record_path)."""
-    home = world.add_user("alice")
-    device_id, key, key_path, record_path = world.enroll(home)
-    return home, device_id, key, key_path, record_path
 
 
 def service_with_next(world, args):
@@ -97,7 +84,7 @@ def test_verified_login(world, alice, mock):
 
 
 def test_verified_login_keeps_token_for_setcred(world, alice, mock):
-    home = alice[0]
+    home = alice.home
     world.service("kontist")
     run = world.run("kontist", "alice", ops=("auth", "setcred-establish"))
     assert run.codes == ["PAM_SUCCESS", "PAM_SUCCESS"]
@@ -233,7 +220,7 @@ def test_unknown_local_user(world, mock, nouserok):
 # --- device key ----------------------------------------------------------------------------------
 
 def test_key_missing(world, alice, mock):
-    alice[3].unlink()
+    alice.key_path.unlink()
     since = len(mock.requests())
     world.service("kontist")
     run = world.run("kontist", "alice")
@@ -248,7 +235,7 @@ def test_key_missing(world, alice, mock):
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
 def test_key_with_bad_permissions(world, alice, mode):
-    os.chmod(alice[3], mode)
+    os.chmod(alice.key_path, mode)
     world.service("kontist")
     run = world.run("kontist", "alice")
     assert run.code == "PAM_CRED_INSUFFICIENT", run
@@ -256,7 +243,7 @@ def test_key_with_bad_permissions(world, alice, mode):
 
 
 def test_key_unparsable(world, alice):
-    key_path = alice[3]
+    key_path = alice.key_path
     key_path.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     os.chmod(key_path, 0o600)
     world.service("kontist")
@@ -267,7 +254,7 @@ def test_key_unparsable(world, alice):
 
 def test_key_wrong_curve(world, alice):
     from cryptography.hazmat.primitives.asymmetric import ec
-    write_key_pem(ec.generate_private_key(ec.SECP384R1()), alice[3])
+    write_key_pem(ec.generate_private_key(ec.SECP384R1()), alice.key_path)
     world.service("kontist")
     run = world.run("kontist", "alice")
     assert run.code == "PAM_CRED_INSUFFICIENT", run
@@ -276,8 +263,8 @@ def test_key_wrong_curve(world, alice):
 def test_key_is_symlink(world, alice, tmp_path):
     real = tmp_path / "elsewhere.pem"
     write_key_pem(make_key(), real)
-    alice[3].unlink()
-    alice[3].symlink_to(real)
+    alice.key_path.unlink()
+    alice.key_path.symlink_to(real)
     world.service("kontist")
     run = world.run("kontist", "alice")
     assert run.code == "PAM_CRED_INSUFFICIENT", run
@@ -286,7 +273,7 @@ def test_key_is_symlink(world, alice, tmp_path):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-0000 file anyway; "
                     "test_pam_users covers unreadable keys with privileges dropped")
 def test_key_unreadable(world, alice):
-    os.chmod(alice[3], 0)
+    os.chmod(alice.key_path, 0)
     world.service("kontist")
     run = world.run("kontist", "alice")
     assert run.code == "PAM_CRED_INSUFFICIENT", run
@@ -295,7 +282,7 @@ def test_key_unreadable(world, alice):
 # --- the API unavailable -------------------------------------------------------------------------
 
 def test_api_unreachable(world, alice, mock):
-    config = world.write_config("down.conf", base_url=f"https://127.0.0.1:{free_port()}")
+    config = world.write_unreachable_config()
     world.service("kontist", config=config)
     run = world.run("kontist", "alice")
     assert run.code == "PAM_AUTHINFO_UNAVAIL", run
@@ -487,11 +474,11 @@ def test_wrong_client_secret(world, alice, mock):
     world.service("kontist", config=config)
     run = world.run("kontist", "alice")
     assert run.code == "PAM_SERVICE_ERR", run
-    check_no_secrets([m for _, m in run.syslog], extra=["not-the-secret", "demo-client-secret"])
+    check_no_secrets([m for _, m in run.syslog], extra=["not-the-secret", DEMO_CLIENT_SECRET])
 
 
 def test_malformed_device_record(world, alice):
-    record = alice[4]
+    record = alice.record_path
     record.write_text('{"username": ')
     world.service("kontist")
     run = world.run("kontist", "alice")
@@ -499,7 +486,7 @@ def test_malformed_device_record(world, alice):
 
 
 def test_device_record_readable_by_others(world, alice):
-    os.chmod(alice[4], 0o644)
+    os.chmod(alice.record_path, 0o644)
     world.service("kontist")
     run = world.run("kontist", "alice")
     assert run.code == "PAM_SYSTEM_ERR", run
@@ -540,7 +527,7 @@ def first_pass(world):
 
 def test_use_first_pass(world, alice, mock, first_pass):
     service = first_pass("firstpass", "use_first_pass")
-    run = world.run(service, "alice", extra_env={"PAM_AUTHTOK": "demo-password-123"})
+    run = world.run(service, "alice", extra_env={"PAM_AUTHTOK": DEMO_PASSWORD})
     assert run.code == "PAM_SUCCESS", run
     assert run.prompts == []
 
@@ -586,7 +573,7 @@ def test_try_first_pass_does_not_ask_again(world, alice, mock, first_pass):
 
 def test_try_first_pass_takes_earlier_password(world, alice, first_pass):
     service = first_pass("tryfirst", "try_first_pass")
-    run = world.run(service, "alice", extra_env={"PAM_AUTHTOK": "demo-password-123"})
+    run = world.run(service, "alice", extra_env={"PAM_AUTHTOK": DEMO_PASSWORD})
     assert run.code == "PAM_SUCCESS", run
     assert run.prompts == []
 
@@ -613,7 +600,7 @@ def test_mfa_none_needs_only_the_mapping(world, mock):
 
 
 def test_mfa_none_ignores_a_broken_key(world, alice, mock):
-    alice[3].unlink()
+    alice.key_path.unlink()
     world.service("kontist", "mfa=none")
     run = world.run("kontist", "alice")
     assert run.code == "PAM_SUCCESS", run
@@ -712,10 +699,10 @@ def test_template_pin_for_self_enrolled_users(world, mock):
     pins.write_text("*  %u-kontist@example.com\n")
     world.service("kontist", f"authfile={pins}")
     run = world.run("kontist", "frank")
-    # The record names demo@example.com, the template frank-kontist@example.com.
+    # The record names the demo user, the template frank-kontist@example.com.
     assert run.code == "PAM_AUTH_ERR", run
     attempt(run, "PAM_AUTH_ERR", "identity_mismatch")
-    pins.write_text("*  demo@example.com-%u\n")
+    pins.write_text(f"*  {DEMO_USER}-%u\n")
     run = world.run("kontist", "frank")
     assert run.code == "PAM_AUTH_ERR", run
 

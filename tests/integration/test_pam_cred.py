@@ -12,21 +12,9 @@ import stat
 import pytest
 
 from kt_crypto import jwt_claims
-from pam_support import PAM_PERMIT, PamWorld, cache_path
+from pam_support import DEMO_USER, PAM_PERMIT, cache_path
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
-
-
-@pytest.fixture
-def world(tmp_path, build_dir, mock):
-    return PamWorld(tmp_path / "w", build_dir, mock)
-
-
-@pytest.fixture
-def alice(world):
-    home = world.add_user("alice")
-    world.enroll(home)
-    return home
 
 
 def module_code(run, call):
@@ -63,21 +51,21 @@ def test_setcred_writes_confirmed_tokens(world, alice, op):
     run = world.run("kontist", "alice", ops=("auth", op))
     assert run.codes == ["PAM_SUCCESS", "PAM_SUCCESS"], run
     assert module_code(run, "setcred") == "PAM_SUCCESS"
-    data = cached(alice)
+    data = cached(alice.home)
     assert data["confirmed"] is True
-    assert data["username"] == "demo@example.com"
+    assert data["username"] == DEMO_USER
     assert "cnf" in jwt_claims(data["access_token"])
     assert data.get("refresh_token")
-    st = cache_path(alice).stat()
+    st = cache_path(alice.home).stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (os.geteuid(), 0o600)
 
 
 def test_setcred_replaces_an_older_cache(world, alice):
     world.service("kontist")
     world.run("kontist", "alice", ops=("auth", "setcred-establish"))
-    first = cached(alice)["access_token"]
+    first = cached(alice.home)["access_token"]
     world.run("kontist", "alice", ops=("auth", "setcred-establish"))
-    assert cached(alice)["access_token"] != first
+    assert cached(alice.home)["access_token"] != first
 
 
 def test_authentication_alone_writes_the_cache(world, alice):
@@ -86,7 +74,7 @@ def test_authentication_alone_writes_the_cache(world, alice):
     world.service("kontist")
     run = world.run("kontist", "alice", ops=("auth",))
     assert run.codes == ["PAM_SUCCESS"], run
-    assert cached(alice)["confirmed"] is True
+    assert cached(alice.home)["confirmed"] is True
 
 
 def test_setcred_delete_leaves_the_cache(world, alice):
@@ -95,11 +83,11 @@ def test_setcred_delete_leaves_the_cache(world, alice):
     world.service("kontist", "debug")
     run = world.run("kontist", "alice", ops=("auth", "setcred-establish", "setcred-delete"))
     assert run.codes == ["PAM_SUCCESS"] * 3, run
-    assert cached(alice)["confirmed"] is True
+    assert cached(alice.home)["confirmed"] is True
 
 
 def test_setcred_delete_keeps_a_cache_it_did_not_write(world, alice):
-    path = write_foreign_cache(alice)
+    path = write_foreign_cache(alice.home)
     world.service("kontist", "debug")
     run = world.run("kontist", "alice", ops=("setcred-delete",))
     assert module_code(run, "setcred") == "PAM_SUCCESS"
@@ -113,7 +101,7 @@ def test_setcred_without_authentication(world, alice):
     run = world.run("kontist", "alice", ops=("setcred-establish",))
     assert module_code(run, "setcred") == "PAM_SUCCESS"
     assert run.code == "PAM_SUCCESS"
-    assert not cache_path(alice).exists()
+    assert not cache_path(alice.home).exists()
 
 
 @pytest.mark.parametrize("password, conv", [("wrong-password", "answer"), (None, "fail")])
@@ -122,7 +110,7 @@ def test_setcred_after_failed_authentication(world, alice, password, conv):
     run = world.run("kontist", "alice", ops=("auth", "setcred-establish"), password=password,
                     conv=conv)
     assert run.codes[0] != "PAM_SUCCESS"
-    assert not cache_path(alice).exists()
+    assert not cache_path(alice.home).exists()
 
 
 def test_sudo_like_user_switch_writes_only_the_authenticated_users_cache(world, alice):
@@ -132,13 +120,13 @@ def test_sudo_like_user_switch_writes_only_the_authenticated_users_cache(world, 
     world.service("kontist", "debug")
     run = world.run("kontist", "alice", ops=("auth", "setuser:target", "setcred-establish"))
     assert run.codes == ["PAM_SUCCESS"] * 3, run
-    assert cached(alice)["confirmed"] is True
+    assert cached(alice.home)["confirmed"] is True
     assert not cache_path(target_home).exists()
 
 
 def test_cache_that_cannot_be_written_does_not_fail_the_login(world, alice):
     """A full disk or a broken state directory is logged; the login goes on."""
-    state = cache_path(alice).parent
+    state = cache_path(alice.home).parent
     state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text("not a directory")
     world.service("kontist", "debug")
@@ -159,7 +147,7 @@ def test_close_session_keeps_cache_by_default(world, alice):
     world.service("kontist", "debug")
     run = world.run("kontist", "alice", ops=("auth", "setcred-establish", "open", "close"))
     assert module_code(run, "close_session") == "PAM_IGNORE"
-    assert cache_path(alice).exists()
+    assert cache_path(alice.home).exists()
 
 
 def test_logout_on_close_removes_cache(world, alice):
@@ -167,17 +155,17 @@ def test_logout_on_close_removes_cache(world, alice):
     run = world.run("kontist", "alice", ops=("auth", "setcred-establish", "open", "close"))
     assert run.codes[:2] == ["PAM_SUCCESS", "PAM_SUCCESS"], run
     assert module_code(run, "close_session") == "PAM_SUCCESS"
-    assert not cache_path(alice).exists()
+    assert not cache_path(alice.home).exists()
 
 
 def test_logout_on_close_in_a_separate_handle(world, alice):
     """A session closed by another process than the one that logged in still logs out."""
     world.service("kontist", "debug logout_on_close")
     world.run("kontist", "alice", ops=("auth", "setcred-establish"))
-    assert cache_path(alice).exists()
+    assert cache_path(alice.home).exists()
     run = world.run("kontist", "alice", ops=("close",))
     assert module_code(run, "close_session") == "PAM_SUCCESS"
-    assert not cache_path(alice).exists()
+    assert not cache_path(alice.home).exists()
 
 
 def test_logout_on_close_without_cache(world, alice):

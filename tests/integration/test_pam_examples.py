@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from pam_support import PAM_MATRIX, PamWorld, free_port
+from pam_support import DEMO_PASSWORD, PAM_MATRIX
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pam.d"
 LOCAL_PASSWORD = "local-password-42"
-KONTIST_PASSWORD = "demo-password-123"
+KONTIST_PASSWORD = DEMO_PASSWORD
 
 
 def auth_lines(example):
@@ -45,12 +45,11 @@ def install(world, example, config):
 
 
 @pytest.fixture
-def world(tmp_path, build_dir, mock):
+def world(world, alice):
+    """The shared world with alice enrolled, and carol, a user with no enrollment."""
     assert PAM_MATRIX, "pam_matrix.so (libpam-wrapper) is not installed"
-    w = PamWorld(tmp_path / "w", build_dir, mock)
-    w.enroll(w.add_user("alice"))
-    w.add_user("carol")  # not enrolled
-    return w
+    world.add_user("carol")  # not enrolled
+    return world
 
 
 EXAMPLE_NAMES = ["sshd", "sudo", "login", "su"]
@@ -81,7 +80,7 @@ def test_wrong_kontist_password_does_not_fall_back(world, mock, example):
 
 @pytest.mark.parametrize("example", FALLBACK_EXAMPLES)
 def test_api_down_falls_back_to_local_password(world, mock, example):
-    config = world.write_config("down.conf", base_url=f"https://127.0.0.1:{free_port()}")
+    config = world.write_unreachable_config()
     install(world, example, config)
     run = world.run(example, "alice", password=LOCAL_PASSWORD)
     assert run.code == "PAM_SUCCESS", run
@@ -90,7 +89,7 @@ def test_api_down_falls_back_to_local_password(world, mock, example):
 
 @pytest.mark.parametrize("example", EXAMPLE_NAMES)
 def test_api_down_wrong_local_password(world, mock, example):
-    config = world.write_config("down.conf", base_url=f"https://127.0.0.1:{free_port()}")
+    config = world.write_unreachable_config()
     install(world, example, config)
     run = world.run(example, "alice", password="guess")
     assert run.code != "PAM_SUCCESS", run
@@ -98,7 +97,7 @@ def test_api_down_wrong_local_password(world, mock, example):
 
 @pytest.mark.parametrize("example", NO_FALLBACK_EXAMPLES)
 def test_api_down_refuses_the_local_password(world, mock, example):
-    config = world.write_config("down.conf", base_url=f"https://127.0.0.1:{free_port()}")
+    config = world.write_unreachable_config()
     install(world, example, config)
     run = world.run(example, "alice", password=LOCAL_PASSWORD)
     assert run.code == "PAM_AUTHINFO_UNAVAIL", run

@@ -27,7 +27,7 @@ import re
 import pytest
 
 from conftest import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from pam_support import DEMO_PASSWORD, PAM_SET_ITEMS, PamWorld, sanitizer_runtime
+from pam_support import DEMO_PASSWORD, PAM_SET_ITEMS, sanitizer_runtime
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -35,11 +35,6 @@ WRONG_PASSWORD = "not-the-password-42"
 LOCAL_PASSWORD = "a-local-password-7"
 RUNS = itertools.count(1)
 HIT = re.compile(r"^hit kind=(\w+)(?: index=(\d+))? size=(\d+) offset=(\d+) via=(\S+) pid=(\d+)$")
-
-
-@pytest.fixture
-def world(tmp_path, build_dir, mock):
-    return PamWorld(tmp_path / "w", build_dir, mock)
 
 
 @pytest.fixture
@@ -52,13 +47,6 @@ def freescan(build_dir):
     lib = build_dir / "tests" / "pam" / ".libs" / "freescan.so"
     assert lib.exists(), f"{lib} is missing: run `make check` in {build_dir}"
     return lib
-
-
-@pytest.fixture
-def alice(world):
-    home = world.add_user("alice")
-    _, _, key_path, _ = world.enroll(home)
-    return home, key_path
 
 
 class Scan:
@@ -164,7 +152,7 @@ def test_detector_reports_unwiped_secrets(freescan, world):
 
 def test_detector_reports_unwiped_secrets_after_a_login(freescan, world, alice):
     """Negative control in a process that loaded the module and logged in: still seen."""
-    home, key_path = alice
+    key_path = alice.key_path
     world.service("kontist")
     scan = scan_run(world, freescan, "kontist", "alice", planted(key_path),
                     ops=("auth", "setcred-establish", "free-secrets"))
@@ -177,7 +165,7 @@ def test_detector_reports_unwiped_secrets_after_a_login(freescan, world, alice):
 
 def test_login_leaves_no_secret(freescan, world, alice):
     """Password, device MFA, pam_setcred, pam_end: nothing of it in freed memory."""
-    home, key_path = alice
+    key_path = alice.key_path
     world.service("kontist")
     scan = scan_run(world, freescan, "kontist", "alice", planted(key_path),
                     ops=("auth", "setcred-establish"))
@@ -186,7 +174,7 @@ def test_login_leaves_no_secret(freescan, world, alice):
 
 
 def test_wrong_password_leaves_no_secret(freescan, world, alice):
-    home, key_path = alice
+    key_path = alice.key_path
     world.service("kontist")
     scan = scan_run(world, freescan, "kontist", "alice",
                     planted(key_path, **{"wrong password": WRONG_PASSWORD}),
@@ -202,7 +190,7 @@ def test_try_first_pass_leaves_no_secret(freescan, world, alice, earlier):
     Kontist password a login without a question; with a local one a refused attempt (and a login
     too, should the module ask again). Neither password may stay behind."""
     assert PAM_SET_ITEMS, "pam_set_items.so (libpam-wrapper) is not installed"
-    home, key_path = alice
+    key_path = alice.key_path
     world.service("tryfirst", "try_first_pass", before=[f"auth required {PAM_SET_ITEMS}"],
                   module_types=("auth",))
     scan = scan_run(world, freescan, "tryfirst", "alice",

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from pam_support import PamWorld, cache_path, free_port
+from pam_support import DEMO_PASSWORD, cache_path
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -25,18 +25,6 @@ ALLOWED_EXPORTS = {"pam_sm_authenticate", "pam_sm_setcred", "pam_sm_acct_mgmt",
 HEAP_SLACK = 64 * 1024
 VALGRIND = ["valgrind", "--quiet", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
             "--show-leak-kinds=definite,indirect", "--error-exitcode=99"]
-
-
-@pytest.fixture
-def world(tmp_path, build_dir, mock):
-    return PamWorld(tmp_path / "w", build_dir, mock)
-
-
-@pytest.fixture
-def alice(world):
-    home = world.add_user("alice")
-    device_id = world.enroll(home)[0]
-    return home, device_id
 
 
 def dynamic_symbols(path, *flags):
@@ -116,7 +104,7 @@ def test_failures_in_one_process(world, alice, mock, case):
 
 def setup_case(world, mock, case):
     """(user, service, password, conv, expected code) for a failure case."""
-    password, conv, user = "demo-password-123", "answer", "alice"
+    password, conv, user = DEMO_PASSWORD, "answer", "alice"
     if case == "wrong_password":
         password, expected = "wrong", "PAM_AUTH_ERR"
         world.service("case")
@@ -128,7 +116,7 @@ def setup_case(world, mock, case):
         world.service("case", "no_such_argument")
         expected = "PAM_SERVICE_ERR"
     elif case == "server_down":
-        config = world.write_config("down.conf", base_url=f"https://127.0.0.1:{free_port()}")
+        config = world.write_unreachable_config()
         world.service("case", config=config)
         expected = "PAM_AUTHINFO_UNAVAIL"
     elif case == "conv_fail":

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kt_crypto import jwt_claims, make_key, write_key_pem
-from pam_support import DEMO_USER, PamWorld, cache_path
+from pam_support import DEMO_CLIENT_ID, DEMO_USER, cache_path
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="creating throwaway users with useradd needs "
@@ -76,11 +76,6 @@ def make_user(user_base):
 
 
 @pytest.fixture
-def world(tmp_path, build_dir, mock):
-    return PamWorld(tmp_path / "w", build_dir, mock)
-
-
-@pytest.fixture
 def enrolled(world, make_user):
     user = make_user()
     device_id = world.enroll(user.home, uid=user.uid, gid=user.gid)[0]
@@ -108,7 +103,7 @@ def helper_config(world, user_base, mock):
     shutil.copy(mock.ca_file, ca)
     os.chmod(ca, 0o644)
     path = user_base / "helper.conf"
-    path.write_text(f"base_url = {mock.url}\nclient_id = kontist-auth-demo\nca_file = {ca}\n")
+    path.write_text(f"base_url = {mock.url}\nclient_id = {DEMO_CLIENT_ID}\nca_file = {ca}\n")
     os.chmod(path, 0o644)
     return path
 
