@@ -22,6 +22,8 @@
 #include "kt_record.h"
 #include "kt_secret.h"
 #include "kt_token.h"
+#include "kt_util.h"
+#include "kt_validate.h"
 
 #define KT_USER_AGENT "kontist-auth/" PACKAGE_VERSION
 

@@ -13,23 +13,6 @@
 #define KT_JSON_TYPE "application/json"
 #define KT_PATH_MAX 512
 
-bool kt_device_id_ok(const char *id)
-{
-    size_t n = 0;
-
-    if (id == NULL || *id == '\0')
-        return false;
-    for (; *id != '\0'; id++, n++) {
-        char c = *id;
-        if (n >= KT_DEVICE_ID_MAX)
-            return false;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
-}
-
 /* Reads a required member that will become a URL path segment. */
 static int kt_get_id(json_object *obj, const char *key, char **out, const char *what, kt_error *err)
 {

@@ -10,6 +10,7 @@
 #include "kt_http.h"
 #include "kt_json.h"
 #include "kt_token.h"
+#include "kt_validate.h"
 
 /* Response parsers, exposed for tests: strict JSON, required fields must be non-empty strings. */
 int kt_device_parse_create(long status, const char *content_type, const char *body, size_t len,
@@ -53,10 +54,5 @@ int kt_device_challenge_create(kt_ctx *ctx, const char *access_token, const char
 int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char *device_id,
                                const char *challenge_id, const char *signature_hex, kt_token_set *t,
                                kt_error *err);
-
-/* True for a server-issued id that may be put into a URL path: 1 to KT_DEVICE_ID_MAX characters
- * of [A-Za-z0-9_-]. A hostile server must not inject path characters into later requests. */
-#define KT_DEVICE_ID_MAX 128
-bool kt_device_id_ok(const char *id);
 
 #endif

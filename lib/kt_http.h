@@ -11,6 +11,7 @@
 
 #include "kt_config.h"
 #include "kt_error.h"
+#include "kt_util.h"
 
 #define KT_HTTP_MAX_BODY (64 * 1024)
 
@@ -68,8 +69,5 @@ int kt_http_status_error(const kt_http_response *resp, const char *what, kt_err_
  * and read the login's traffic: refused with KT_ERR_CONFIG. kt_http_new checks this with
  * privileged = the process runs in secure-execution mode. */
 int kt_http_check_environment(bool privileged, kt_error *err);
-
-/* Milliseconds on CLOCK_MONOTONIC. */
-uint64_t kt_now_ms(void);
 
 #endif

@@ -12,6 +12,7 @@
 #include "kt_json.h"
 #include "kt_record.h"
 #include "kt_secret.h"
+#include "kt_validate.h"
 
 #define KT_RECORD_MAX_DEPTH 4
 
@@ -21,33 +22,6 @@ static bool has_control(const char *s)
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
             return true;
     return false;
-}
-
-/* The device id goes into API paths (/api/user/devices/{id}/...): only URL-unreserved
- * characters, so that a tampered record cannot steer a request elsewhere. */
-static bool is_safe_device_id(const char *s)
-{
-    if (*s == '\0')
-        return false;
-    for (; *s != '\0'; s++)
-        if (!isalnum((unsigned char)*s) && strchr("-._~", *s) == NULL)
-            return false;
-    return true;
-}
-
-/* An absolute path or a URI with a scheme (pkcs11:, handle:, file:): never a relative path that
- * would depend on the working directory. */
-static bool is_key_ref(const char *s)
-{
-    const char *p = s;
-
-    if (s[0] == '/')
-        return true;
-    if (!isalpha((unsigned char)*p))
-        return false;
-    while (isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.')
-        p++;
-    return *p == ':' && p[1] != '\0';
 }
 
 static int get_member(json_object *obj, const char *key, bool required, char **out, kt_error *err)
@@ -138,11 +112,11 @@ int kt_record_parse(const char *text, size_t len, kt_device_record *rec, kt_erro
         get_member(obj, "key", false, &r.key_ref, err) != 0 ||
         get_member(obj, "name", false, &r.name, err) != 0)
         goto out;
-    if (r.device_id != NULL && !is_safe_device_id(r.device_id)) {
+    if (r.device_id != NULL && !kt_device_id_ok(r.device_id)) {
         kt_error_set(err, KT_ERR_CONFIG, "device record: \"device_id\" has invalid characters");
         goto out;
     }
-    if (r.key_ref != NULL && !is_key_ref(r.key_ref)) {
+    if (r.key_ref != NULL && !kt_key_ref_ok(r.key_ref)) {
         kt_error_set(err, KT_ERR_CONFIG,
                      "device record: \"key\" must be an absolute path or a key URI");
         goto out;
@@ -231,9 +205,9 @@ static int check_for_save(const kt_device_record *rec, kt_error *err)
 {
     if (rec->username == NULL || rec->username[0] == '\0' || has_control(rec->username))
         return kt_error_set(err, KT_ERR_INTERNAL, "device record without a valid username");
-    if (rec->device_id != NULL && !is_safe_device_id(rec->device_id))
+    if (rec->device_id != NULL && !kt_device_id_ok(rec->device_id))
         return kt_error_set(err, KT_ERR_INTERNAL, "device id has invalid characters");
-    if (rec->key_ref != NULL && !is_key_ref(rec->key_ref))
+    if (rec->key_ref != NULL && !kt_key_ref_ok(rec->key_ref))
         return kt_error_set(err, KT_ERR_INTERNAL, "key reference is not absolute");
     if (rec->name != NULL && (rec->name[0] == '\0' || has_control(rec->name)))
         return kt_error_set(err, KT_ERR_INTERNAL, "device name is empty or malformed");

@@ -8,8 +8,6 @@
 void kt_secret_free(char *s);
 /* Wipes and frees a string, then sets the pointer to NULL. */
 void kt_secret_clear(char **s);
-/* strdup that returns NULL on NULL input. */
-char *kt_strdup_or_null(const char *s);
 /* Wipes len bytes (OPENSSL_cleanse: not optimised away). */
 void kt_wipe(void *p, size_t len);
 

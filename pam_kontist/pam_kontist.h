@@ -15,6 +15,7 @@
 #include <security/pam_modules.h>
 
 #include "kt_error.h"
+#include "kt_util.h"
 
 /* Delay requested from libpam on every failure, in microseconds. The application may handle it
  * itself through the PAM_FAIL_DELAY item. */
@@ -120,8 +121,6 @@ typedef struct kt_pam_attempt {
     kt_pam_mfa mfa;
 } kt_pam_attempt;
 
-/* Milliseconds of CLOCK_MONOTONIC, for durations. */
-uint64_t kt_pam_now_ms(void);
 /* The one line an authentication attempt leaves in syslog (LOG_AUTHPRIV): service, user, rhost,
  * Kontist username, device id, outcome, PAM code, duration and, on failure, the reason. */
 void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, const kt_error *err);

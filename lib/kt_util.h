@@ -1,0 +1,28 @@
+/* The core's tiny helpers, each kept once: copying an optional string, trimming blanks, reading
+ * the monotonic clock and recognising a URI scheme. Only libc: the PAM module compiles this file
+ * in as it is, without the rest of the core. The growable buffer for secrets is kt_dynbuf.h. */
+#ifndef KT_UTIL_H
+#define KT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* strdup that returns NULL on NULL input (and on out of memory: callers tell them apart by the
+ * input). */
+char *kt_strdup_or_null(const char *s);
+
+/* Narrows [*start, *end) to leave out leading spaces and tabs and trailing spaces, tabs, CR and
+ * LF: the blanks around a header value or a configuration line. */
+void kt_trim_span(const char **start, const char **end);
+/* The same on a NUL-terminated string, in place: cuts the trailing blanks off with a NUL and
+ * returns the first non-blank character. */
+char *kt_trim(char *s);
+
+/* Milliseconds on CLOCK_MONOTONIC, for deadlines and durations (0 if the clock fails). */
+uint64_t kt_now_ms(void);
+
+/* The length of s's URI scheme (RFC 3986: a letter, then letters, digits, '+', '-', '.') when a
+ * ':' follows it, as in "pkcs11:", "handle:" or "file:"; 0 when s does not start with one. */
+size_t kt_uri_scheme_len(const char *s);
+
+#endif
