@@ -76,19 +76,18 @@ int kt_device_parse_challenge(long status, const char *content_type, const char 
 
 static int kt_parse_confirmed_obj(json_object *obj, kt_token_set *t, kt_error *err)
 {
-    const char *what = "verify challenge";
-    json_object *v = NULL;
+    static const kt_json_doc doc = {"verify challenge", KT_ERR_PROTOCOL, 0, 0};
+    const char *what = doc.what;
 
     if (kt_json_get_string(obj, "token", &t->access_token, what, err) != 0)
         return -1;
     if (!kt_token_string_ok(t->access_token))
         return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed token", what);
-    if (json_object_object_get_ex(obj, "refresh_token", &v) && v != NULL) {
-        if (kt_json_get_string(obj, "refresh_token", &t->refresh_token, what, err) != 0)
-            return -1;
-        if (!kt_token_string_ok(t->refresh_token))
-            return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed refresh_token", what);
-    }
+    if (kt_json_string(&doc, obj, "refresh_token", KT_JSON_NULLABLE, 0, &t->refresh_token, err) !=
+        0)
+        return -1;
+    if (t->refresh_token != NULL && !kt_token_string_ok(t->refresh_token))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed refresh_token", what);
     /* No expires_in here: the JWT itself says when it expires. */
     if (kt_jwt_peek(t->access_token, &t->expires_at, &t->confirmed, err) != 0)
         return -1;

@@ -116,12 +116,9 @@ static int kt_oauth_refused(long status, const char *body, size_t len, kt_grant 
 /* Optional string member: absent or null is fine, any other type is not. */
 static int kt_opt_string(json_object *obj, const char *key, char **out, kt_error *err)
 {
-    json_object *v = NULL;
+    static const kt_json_doc doc = {"token response", KT_ERR_PROTOCOL, 0, 0};
 
-    *out = NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || v == NULL)
-        return 0;
-    return kt_json_get_string(obj, key, out, "token response", err);
+    return kt_json_string(&doc, obj, key, KT_JSON_NULLABLE, 0, out, err);
 }
 
 static int kt_oauth_parse_success(json_object *obj, time_t now, kt_token_set *t, kt_error *err)

@@ -39,6 +39,14 @@ char *kt_trim(char *s)
     return s + (start - s);
 }
 
+bool kt_has_control(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
 uint64_t kt_now_ms(void)
 {
     struct timespec ts;

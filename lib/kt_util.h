@@ -4,6 +4,7 @@
 #ifndef KT_UTIL_H
 #define KT_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,10 @@ void kt_trim_span(const char **start, const char **end);
 /* The same on a NUL-terminated string, in place: cuts the trailing blanks off with a NUL and
  * returns the first non-blank character. */
 char *kt_trim(char *s);
+
+/* True when s holds a control character (below 0x20, or DEL): text that could break a line or a
+ * terminal where it is shown. */
+bool kt_has_control(const char *s);
 
 /* Milliseconds on CLOCK_MONOTONIC, for deadlines and durations (0 if the clock fails). */
 uint64_t kt_now_ms(void);

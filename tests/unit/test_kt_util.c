@@ -17,39 +17,8 @@
 #include "kt_util.h"
 #include "kt_validate.h"
 
-/* free is wrapped (-Wl,--wrap=free) so that a test can see what a block held when the core freed
- * it: a block that held a secret must be all zero by then. */
-void __real_free(void *p);
-void __wrap_free(void *p);
-
-static const void *watched_block;
-static size_t watched_len;
-static int watched_freed;
-static bool watched_was_wiped;
-
-void __wrap_free(void *p)
-{
-    if (p != NULL && p == watched_block) {
-        const unsigned char *b = p;
-        size_t i;
-
-        watched_was_wiped = true;
-        for (i = 0; i < watched_len; i++)
-            if (b[i] != 0)
-                watched_was_wiped = false;
-        watched_freed++;
-        watched_block = NULL;
-    }
-    __real_free(p);
-}
-
-static void watch(const void *p, size_t len)
-{
-    watched_block = p;
-    watched_len = len;
-    watched_freed = 0;
-    watched_was_wiped = false;
-}
+/* free is wrapped (-Wl,--wrap=free): a block that held a secret must be all zero when freed. */
+#include "free_watch.h"
 
 /* --- kt_util ------------------------------------------------------------------------------- */
 
