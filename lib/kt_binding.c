@@ -87,19 +87,12 @@ out:
     return rc;
 }
 
-static int kt_binding_parse(long status, const char *body, size_t len, long retry_after,
-                            const char *what, const char *field, kt_binding_request *out,
-                            kt_error *err)
+/* data.FIELD of an answer (NULL for a JSON null), read and put. */
+static int kt_binding_read_value(json_object *value, const char *what, kt_binding_request *out,
+                                 kt_error *err)
 {
-    json_object *value = NULL;
     int rc;
 
-    if (out == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
-    memset(out, 0, sizeof(*out));
-    if (kt_graphql_answer(status, body, len, retry_after, what, field, KT_ERR_MFA_FAILED, &value,
-                          err) != 0)
-        return -1;
     if (value == NULL)
         return kt_error_set(err, KT_ERR_MFA_FAILED,
                             "%s: the bank does not know the device binding request (any more)",
@@ -107,6 +100,21 @@ static int kt_binding_parse(long status, const char *body, size_t len, long retr
     rc = kt_binding_request_read(value, what, out, err);
     json_object_put(value);
     return rc;
+}
+
+static int kt_binding_parse(long status, const char *body, size_t len, long retry_after,
+                            const char *what, const char *field, kt_binding_request *out,
+                            kt_error *err)
+{
+    json_object *value = NULL;
+
+    if (out == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
+    memset(out, 0, sizeof(*out));
+    if (kt_graphql_answer(status, body, len, retry_after, what, field, KT_ERR_MFA_FAILED, &value,
+                          err) != 0)
+        return -1;
+    return kt_binding_read_value(value, what, out, err);
 }
 
 int kt_binding_parse_create(long status, const char *body, size_t len, long retry_after,
@@ -130,24 +138,16 @@ static int kt_binding_call(kt_ctx *ctx, const char *access_token, const char *qu
 {
     const char *vars[] = {var_name, var_value, NULL};
     json_object *value = NULL;
-    int rc;
 
     if (retry_after != NULL)
         *retry_after = -1;
     if (out == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
     memset(out, 0, sizeof(*out));
-    rc = kt_graphql_call(ctx, access_token, query, vars, what, field, KT_ERR_MFA_FAILED, &value,
-                         retry_after, err);
-    if (rc != 0)
+    if (kt_graphql_call(ctx, access_token, query, vars, what, field, KT_ERR_MFA_FAILED, &value,
+                        retry_after, err) != 0)
         return -1;
-    if (value == NULL)
-        return kt_error_set(err, KT_ERR_MFA_FAILED,
-                            "%s: the bank does not know the device binding request (any more)",
-                            what);
-    rc = kt_binding_request_read(value, what, out, err);
-    json_object_put(value);
-    return rc;
+    return kt_binding_read_value(value, what, out, err);
 }
 
 int kt_binding_create(kt_ctx *ctx, const char *access_token, const char *device_name,

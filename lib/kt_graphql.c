@@ -14,7 +14,6 @@
 char *kt_graphql_body(const char *query, const char *const *variables)
 {
     kt_json_writer w;
-    size_t i;
 
     if (query == NULL)
         return NULL;
@@ -23,13 +22,7 @@ char *kt_graphql_body(const char *query, const char *const *variables)
     kt_json_put_string(&w, "query", query);
     if (variables != NULL) {
         kt_json_open(&w, "variables");
-        for (i = 0; variables[i] != NULL; i += 2) {
-            if (variables[i + 1] == NULL) {
-                kt_json_writer_discard(&w);
-                return NULL;
-            }
-            kt_json_put_string(&w, variables[i], variables[i + 1]);
-        }
+        kt_json_put_pairs(&w, variables);
         kt_json_close(&w);
     }
     kt_json_close(&w);

@@ -404,6 +404,17 @@ void kt_json_put_bool(kt_json_writer *w, const char *key, bool value)
     kt_json_raw(w, value ? "true" : "false", value ? 4 : 5);
 }
 
+void kt_json_put_pairs(kt_json_writer *w, const char *const *pairs)
+{
+    size_t i;
+
+    for (i = 0; !w->failed && pairs[i] != NULL; i += 2) {
+        if (pairs[i + 1] == NULL)
+            w->failed = true;
+        kt_json_put_string(w, pairs[i], pairs[i + 1]);
+    }
+}
+
 char *kt_json_writer_finish(kt_json_writer *w, size_t *len)
 {
     char *text = NULL;
@@ -429,19 +440,12 @@ void kt_json_writer_discard(kt_json_writer *w)
 char *kt_json_build(const char *const *pairs)
 {
     kt_json_writer w;
-    size_t i;
 
     if (pairs == NULL)
         return NULL;
     kt_json_writer_init(&w, 0, KT_JSON_STYLE_COMPACT);
     kt_json_open(&w, NULL);
-    for (i = 0; pairs[i] != NULL; i += 2) {
-        if (pairs[i + 1] == NULL) {
-            kt_json_writer_discard(&w);
-            return NULL;
-        }
-        kt_json_put_string(&w, pairs[i], pairs[i + 1]);
-    }
+    kt_json_put_pairs(&w, pairs);
     kt_json_close(&w);
     return kt_json_writer_finish(&w, NULL);
 }

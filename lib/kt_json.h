@@ -143,6 +143,9 @@ void kt_json_close(kt_json_writer *w);
 void kt_json_put_string(kt_json_writer *w, const char *key, const char *value);
 void kt_json_put_int64(kt_json_writer *w, const char *key, int64_t value);
 void kt_json_put_bool(kt_json_writer *w, const char *key, bool value);
+/* String members from a NULL-terminated list of key, value pairs; a NULL value where a pair
+ * expects one fails the writer (a caller's mistake, not an absent member). */
+void kt_json_put_pairs(kt_json_writer *w, const char *const *pairs);
 /* The text (malloc'd, NUL-terminated, its length in *len if len is not NULL), or NULL after any
  * failure or with an object still open. The writer is left empty either way; its buffer is
  * wiped. Free the text with kt_secret_free. */
