@@ -33,7 +33,8 @@ static const char *const cache_members[] = {
 
 /* --- parsing --------------------------------------------------------------------------------- */
 
-static const kt_json_doc cache_doc = {"token cache", KT_ERR_PROTOCOL, KT_FILE_MAX_SIZE,
+/* kt_cache_load says which token cache is corrupt; the messages name only the part. */
+static const kt_json_doc cache_doc = {"the cache", KT_ERR_PROTOCOL, KT_FILE_MAX_SIZE,
                                       KT_CACHE_JSON_DEPTH};
 
 static int check_members(struct json_object *obj, kt_error *err)

@@ -28,8 +28,8 @@ static bool kt_json_ws(char c)
 }
 
 /* json-c's strict mode still takes single-quoted member names and NaN/Infinity. Outside string
- * literals, JSON only has structure, numbers and true/false/null: refuse every other character
- * before json-c sees the text. */
+ * literals, JSON only has structure, numbers and true/false/null: a text json-c accepted is
+ * refused still when it holds any other character there. */
 static bool kt_json_lexically_strict(const char *s, size_t len)
 {
     bool in_string = false;

@@ -43,7 +43,7 @@ bool kt_json_media_type(const char *content_type);
 typedef struct kt_json_doc {
     const char *what;
     kt_err_kind kind;
-    size_t max_size; /* longer texts are refused before parsing */
+    size_t max_size; /* longer texts are refused before parsing (kt_json_parse_doc only) */
     int max_depth;   /* json-c's tokener depth: 2 for an object of scalars, 1 more a level */
 } kt_json_doc;
 

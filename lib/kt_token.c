@@ -144,18 +144,14 @@ fail:
 
 static int kt_jwt_claims(json_object *payload, time_t *exp, bool *confirmed, kt_error *err)
 {
+    static const kt_json_doc doc = {"JWT", KT_ERR_PROTOCOL, 0, 0};
     json_object *v = NULL;
-    int64_t e;
+    int64_t e = 0;
 
     *exp = 0;
-    if (json_object_object_get_ex(payload, "exp", &v)) {
-        if (!json_object_is_type(v, json_type_int))
-            return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: exp is not an integer");
-        e = json_object_get_int64(v);
-        if (e <= 0 || e > KT_JWT_MAX_EXP)
-            return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: exp out of range");
-        *exp = (time_t)e;
-    }
+    if (kt_json_int64(&doc, payload, "exp", 0, 1, KT_JWT_MAX_EXP, &e, err) != 0)
+        return -1;
+    *exp = (time_t)e;
     *confirmed =
         json_object_object_get_ex(payload, "cnf", &v) && json_object_is_type(v, json_type_object);
     return 0;
