@@ -130,22 +130,11 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
 
 /* A scheme ("pkcs11:", "handle:", "file:") makes a key reference a URI; anything else is a path,
  * made absolute because the record is read later from another directory. */
-static bool is_uri(const char *ref)
-{
-    size_t i = 0;
-
-    if (!isalpha((unsigned char)ref[0]))
-        return false;
-    while (isalnum((unsigned char)ref[i]) || ref[i] == '+' || ref[i] == '-' || ref[i] == '.')
-        i++;
-    return ref[i] == ':';
-}
-
 static char *key_reference(const char *ref, kt_error *err)
 {
     char *out;
 
-    if (!is_uri(ref))
+    if (kt_uri_scheme_len(ref) == 0)
         return ka_absolute_path(ref, err);
     out = strdup(ref);
     if (out == NULL)

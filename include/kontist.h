@@ -179,6 +179,12 @@ void kt_record_free(kt_device_record *rec);
  * of [A-Za-z0-9_-]. A hostile server must not inject path characters into later requests. */
 #define KT_DEVICE_ID_MAX 128
 bool kt_device_id_ok(const char *id);
+/* True for a key reference that may be stored: an absolute path or a URI, never a relative path
+ * whose meaning depends on the working directory of whoever reads it. */
+bool kt_key_ref_ok(const char *ref);
+/* The length of a URI scheme and its colon at the start of s ("pkcs11:", "handle:"), 0 when s
+ * does not start with one. */
+size_t kt_uri_scheme_len(const char *s);
 
 /* --- 3. the context and the conversation ----------------------------------------------------- */
 

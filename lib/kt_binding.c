@@ -37,27 +37,17 @@ void kt_binding_request_free(kt_binding_request *b)
     memset(b, 0, sizeof(*b));
 }
 
-/* An optional string: absent or null gives NULL; any other type, or an overlong one, is a broken
- * answer. */
-static int kt_opt_text(json_object *obj, const char *key, char **out, const char *what,
+static int kt_opt_text(const kt_json_doc *doc, json_object *obj, const char *key, char **out,
                        kt_error *err)
 {
-    json_object *v = NULL;
-
-    *out = NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || v == NULL)
-        return 0;
-    if (!json_object_is_type(v, json_type_string))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: \"%s\" is not a string", what, key);
-    if (json_object_get_string_len(v) > KT_BINDING_TEXT_MAX)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: \"%s\" is too long", what, key);
-    *out = strdup(json_object_get_string(v));
-    return *out == NULL ? kt_error_set(err, KT_ERR_INTERNAL, "out of memory") : 0;
+    return kt_json_string(doc, obj, key, KT_JSON_NULLABLE | KT_JSON_MAY_BE_EMPTY,
+                          KT_BINDING_TEXT_MAX, out, err);
 }
 
 int kt_binding_request_read(struct json_object *obj, const char *what, kt_binding_request *out,
                             kt_error *err)
 {
+    kt_json_doc doc = {NULL, KT_ERR_PROTOCOL, 0, 0};
     int rc = -1;
 
     if (out == NULL)
@@ -65,6 +55,7 @@ int kt_binding_request_read(struct json_object *obj, const char *what, kt_bindin
     memset(out, 0, sizeof(*out));
     if (what == NULL)
         what = "device binding request";
+    doc.what = what;
     if (obj == NULL || !json_object_is_type(obj, json_type_object))
         return kt_error_set(err, KT_ERR_PROTOCOL, "%s: not an object", what);
     if (kt_json_get_string(obj, "id", &out->id, what, err) != 0)
@@ -74,12 +65,13 @@ int kt_binding_request_read(struct json_object *obj, const char *what, kt_bindin
         kt_error_set(err, KT_ERR_PROTOCOL, "%s: \"id\" is not a valid id", what);
         goto out;
     }
-    if (kt_opt_text(obj, "deviceName", &out->device_name, what, err) != 0 ||
-        kt_opt_text(obj, "ipAddress", &out->ip_address, what, err) != 0 ||
-        kt_opt_text(obj, "address", &out->address, what, err) != 0 ||
-        kt_opt_text(obj, "createdAt", &out->created_at, what, err) != 0 ||
-        kt_opt_text(obj, "confirmedAt", &out->confirmed_at, what, err) != 0 ||
-        kt_opt_text(obj, "rejectedAt", &out->rejected_at, what, err) != 0)
+    /* The rest is optional text: absent or null gives NULL; an overlong one is a broken answer. */
+    if (kt_opt_text(&doc, obj, "deviceName", &out->device_name, err) != 0 ||
+        kt_opt_text(&doc, obj, "ipAddress", &out->ip_address, err) != 0 ||
+        kt_opt_text(&doc, obj, "address", &out->address, err) != 0 ||
+        kt_opt_text(&doc, obj, "createdAt", &out->created_at, err) != 0 ||
+        kt_opt_text(&doc, obj, "confirmedAt", &out->confirmed_at, err) != 0 ||
+        kt_opt_text(&doc, obj, "rejectedAt", &out->rejected_at, err) != 0)
         goto out;
     /* A rejection wins over anything else the answer says. */
     if (out->rejected_at != NULL)
@@ -95,19 +87,12 @@ out:
     return rc;
 }
 
-static int kt_binding_parse(long status, const char *body, size_t len, long retry_after,
-                            const char *what, const char *field, kt_binding_request *out,
-                            kt_error *err)
+/* data.FIELD of an answer (NULL for a JSON null), read and put. */
+static int kt_binding_read_value(json_object *value, const char *what, kt_binding_request *out,
+                                 kt_error *err)
 {
-    json_object *value = NULL;
     int rc;
 
-    if (out == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
-    memset(out, 0, sizeof(*out));
-    if (kt_graphql_answer(status, body, len, retry_after, what, field, KT_ERR_MFA_FAILED, &value,
-                          err) != 0)
-        return -1;
     if (value == NULL)
         return kt_error_set(err, KT_ERR_MFA_FAILED,
                             "%s: the bank does not know the device binding request (any more)",
@@ -115,6 +100,21 @@ static int kt_binding_parse(long status, const char *body, size_t len, long retr
     rc = kt_binding_request_read(value, what, out, err);
     json_object_put(value);
     return rc;
+}
+
+static int kt_binding_parse(long status, const char *body, size_t len, long retry_after,
+                            const char *what, const char *field, kt_binding_request *out,
+                            kt_error *err)
+{
+    json_object *value = NULL;
+
+    if (out == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
+    memset(out, 0, sizeof(*out));
+    if (kt_graphql_answer(status, body, len, retry_after, what, field, KT_ERR_MFA_FAILED, &value,
+                          err) != 0)
+        return -1;
+    return kt_binding_read_value(value, what, out, err);
 }
 
 int kt_binding_parse_create(long status, const char *body, size_t len, long retry_after,
@@ -131,50 +131,23 @@ int kt_binding_parse_get(long status, const char *body, size_t len, long retry_a
                             out, err);
 }
 
-/* {"NAME": VALUE} */
-static json_object *kt_variables(const char *name, const char *value)
-{
-    json_object *vars = json_object_new_object(), *v;
-
-    if (vars == NULL)
-        return NULL;
-    v = json_object_new_string(value);
-    if (v == NULL || json_object_object_add(vars, name, v) != 0) {
-        json_object_put(v);
-        json_object_put(vars);
-        return NULL;
-    }
-    return vars;
-}
-
 static int kt_binding_call(kt_ctx *ctx, const char *access_token, const char *query,
                            const char *var_name, const char *var_value, const char *what,
                            const char *field, kt_binding_request *out, long *retry_after,
                            kt_error *err)
 {
-    json_object *vars, *value = NULL;
-    int rc;
+    const char *vars[] = {var_name, var_value, NULL};
+    json_object *value = NULL;
 
     if (retry_after != NULL)
         *retry_after = -1;
     if (out == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
     memset(out, 0, sizeof(*out));
-    vars = kt_variables(var_name, var_value);
-    if (vars == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    rc = kt_graphql_call(ctx, access_token, query, vars, what, field, KT_ERR_MFA_FAILED, &value,
-                         retry_after, err);
-    json_object_put(vars);
-    if (rc != 0)
+    if (kt_graphql_call(ctx, access_token, query, vars, what, field, KT_ERR_MFA_FAILED, &value,
+                        retry_after, err) != 0)
         return -1;
-    if (value == NULL)
-        return kt_error_set(err, KT_ERR_MFA_FAILED,
-                            "%s: the bank does not know the device binding request (any more)",
-                            what);
-    rc = kt_binding_request_read(value, what, out, err);
-    json_object_put(value);
-    return rc;
+    return kt_binding_read_value(value, what, out, err);
 }
 
 int kt_binding_create(kt_ctx *ctx, const char *access_token, const char *device_name,

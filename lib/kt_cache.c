@@ -31,38 +31,9 @@ static const char *const cache_members[] = {
 
 /* --- parsing --------------------------------------------------------------------------------- */
 
-static int get_string(struct json_object *obj, const char *key, char **out, kt_error *err)
-{
-    struct json_object *val;
-    const char *s;
-    size_t len;
-
-    *out = NULL;
-    if (!json_object_object_get_ex(obj, key, &val))
-        return 0;
-    if (!json_object_is_type(val, json_type_string))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "\"%s\" is not a string", key);
-    s = json_object_get_string(val);
-    len = (size_t)json_object_get_string_len(val);
-    if (len == 0)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "\"%s\" is empty", key);
-    if (strlen(s) != len)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "\"%s\" holds a NUL byte", key);
-    *out = strdup(s);
-    if (*out == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    return 0;
-}
-
-static int get_required(struct json_object *obj, const char *key, json_type type,
-                        const char *type_name, struct json_object **val, kt_error *err)
-{
-    if (!json_object_object_get_ex(obj, key, val))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "\"%s\" is missing", key);
-    if (!json_object_is_type(*val, type))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "\"%s\" is not %s", key, type_name);
-    return 0;
-}
+/* kt_cache_load says which token cache is corrupt; the messages name only the part. */
+static const kt_json_doc cache_doc = {"the cache", KT_ERR_PROTOCOL, KT_FILE_MAX_SIZE,
+                                      KT_CACHE_JSON_DEPTH};
 
 static int check_members(struct json_object *obj, kt_error *err)
 {
@@ -82,47 +53,34 @@ static int check_members(struct json_object *obj, kt_error *err)
 
 static int fill_token_set(struct json_object *obj, kt_token_set *t, kt_error *err)
 {
-    struct json_object *val;
-    int64_t expires_at;
+    int64_t version = 0, expires_at = 0, login_at = 0;
 
     if (check_members(obj, err) != 0)
         return -1;
-    if (get_required(obj, "version", json_type_int, "an integer", &val, err) != 0)
+    if (kt_json_int64(&cache_doc, obj, "version", KT_JSON_REQUIRED, INT64_MIN, INT64_MAX, &version,
+                      err) != 0)
         return -1;
-    if (json_object_get_int64(val) != KT_CACHE_VERSION)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "unsupported version %" PRId64,
-                            json_object_get_int64(val));
-    if (get_required(obj, "expires_at", json_type_int, "an integer", &val, err) != 0)
+    if (version != KT_CACHE_VERSION)
+        return kt_error_set(err, KT_ERR_PROTOCOL, "unsupported version %" PRId64, version);
+    if (kt_json_int64(&cache_doc, obj, "expires_at", KT_JSON_REQUIRED, 0, INT64_MAX, &expires_at,
+                      err) != 0 ||
+        kt_json_bool(&cache_doc, obj, "confirmed", KT_JSON_REQUIRED, &t->confirmed, err) != 0)
         return -1;
-    expires_at = json_object_get_int64(val);
-    if (expires_at < 0 || expires_at == INT64_MAX)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "\"expires_at\" is out of range");
     t->expires_at = (time_t)expires_at;
-    if (get_required(obj, "confirmed", json_type_boolean, "a boolean", &val, err) != 0)
-        return -1;
-    t->confirmed = json_object_get_boolean(val);
-    if (get_string(obj, "access_token", &t->access_token, err) != 0 ||
-        get_string(obj, "refresh_token", &t->refresh_token, err) != 0)
+    if (kt_json_string(&cache_doc, obj, "access_token", 0, 0, &t->access_token, err) != 0 ||
+        kt_json_string(&cache_doc, obj, "refresh_token", 0, 0, &t->refresh_token, err) != 0)
         return -1;
     /* Tokens go into Authorization headers: nothing but visible ASCII may come back out. */
     if ((t->access_token != NULL && !kt_token_string_ok(t->access_token)) ||
         (t->refresh_token != NULL && !kt_token_string_ok(t->refresh_token)))
         return kt_error_set(err, KT_ERR_PROTOCOL, "a token holds characters a token cannot have");
-    if (get_string(obj, "username", &t->username, err) != 0 ||
-        get_string(obj, "device_id", &t->device_id, err) != 0 ||
-        get_string(obj, "scope", &t->scope, err) != 0 ||
-        get_string(obj, "client_id", &t->client_id, err) != 0)
+    if (kt_json_string(&cache_doc, obj, "username", 0, 0, &t->username, err) != 0 ||
+        kt_json_string(&cache_doc, obj, "device_id", 0, 0, &t->device_id, err) != 0 ||
+        kt_json_string(&cache_doc, obj, "scope", 0, 0, &t->scope, err) != 0 ||
+        kt_json_string(&cache_doc, obj, "client_id", 0, 0, &t->client_id, err) != 0 ||
+        kt_json_int64(&cache_doc, obj, "login_at", 0, 0, INT64_MAX, &login_at, err) != 0)
         return -1;
-    if (json_object_object_get_ex(obj, "login_at", &val)) {
-        int64_t login_at;
-
-        if (!json_object_is_type(val, json_type_int))
-            return kt_error_set(err, KT_ERR_PROTOCOL, "\"login_at\" is not an integer");
-        login_at = json_object_get_int64(val);
-        if (login_at < 0 || login_at == INT64_MAX)
-            return kt_error_set(err, KT_ERR_PROTOCOL, "\"login_at\" is out of range");
-        t->login_at = (time_t)login_at;
-    }
+    t->login_at = (time_t)login_at;
     /* Only an erased access token (kt_cache_erase with access_only) leaves a cache without one,
      * and that cache exists only for its refresh token. */
     if (t->access_token == NULL && t->refresh_token == NULL)
@@ -132,136 +90,46 @@ static int fill_token_set(struct json_object *obj, kt_token_set *t, kt_error *er
 
 int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err)
 {
-    struct json_tokener *tok = NULL;
-    struct json_object *obj = NULL;
-    enum json_tokener_error jerr;
-    int ret = -1;
+    struct json_object *obj;
+    int ret = 0;
 
     memset(t, 0, sizeof(*t));
-    if (text == NULL || len == 0)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "token cache is empty");
-    if (len > KT_FILE_MAX_SIZE || memchr(text, '\0', len) != NULL)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "token cache is not a JSON text");
-    tok = kt_json_tokener_new(KT_CACHE_JSON_DEPTH, JSON_TOKENER_STRICT);
-    if (tok == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    obj = json_tokener_parse_ex(tok, text, (int)len);
-    jerr = json_tokener_get_error(tok);
-    if (jerr == json_tokener_continue) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "token cache is truncated");
-        goto out;
-    }
-    if (obj == NULL || jerr != json_tokener_success) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "token cache is not valid JSON: %s",
-                     json_tokener_error_desc(jerr));
-        goto out;
-    }
-    if (json_tokener_get_parse_end(tok) != len) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "token cache has data after the JSON object");
-        goto out;
-    }
-    if (!json_object_is_type(obj, json_type_object)) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "token cache is not a JSON object");
-        goto out;
-    }
+    /* kt_json wipes json-c's copies of the tokens: in the values, in the tokener's buffer and in
+     * the values a failed parse left half-built. */
+    obj = kt_json_parse_doc(&cache_doc, text, len, err);
+    if (obj == NULL)
+        return -1;
     if (fill_token_set(obj, t, err) != 0) {
         kt_token_set_free(t);
-        goto out;
+        ret = -1;
     }
-    ret = 0;
-out:
-    /* json-c's copies of the tokens: in the values, and in the tokener's buffer (and in the
-     * values a failed parse left half-built). */
     kt_json_put_wiped(obj);
-    kt_json_tokener_free_wiped(tok);
     return ret;
 }
 
 /* --- serialisation --------------------------------------------------------------------------- */
 
-/* A fixed-size buffer sized up front: growing it would leave unwiped copies of the tokens. */
-typedef struct json_out {
-    char *buf;
-    size_t len;
-    size_t cap;
-} json_out;
-
-static size_t json_string_bound(const char *s)
-{
-    return s == NULL ? 0 : 6 * strlen(s) + 2; /* worst case: every byte as \u00XX */
-}
-
-static void out_raw(json_out *o, const char *s)
-{
-    size_t n = strlen(s);
-
-    if (o->len + n < o->cap) {
-        memcpy(o->buf + o->len, s, n);
-        o->len += n;
-    }
-}
-
-static void out_string(json_out *o, const char *s)
-{
-    char esc[8];
-
-    out_raw(o, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*p;
-            esc[2] = '\0';
-        } else if (*p < 0x20 || *p == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", *p);
-        } else {
-            esc[0] = (char)*p;
-            esc[1] = '\0';
-        }
-        out_raw(o, esc);
-    }
-    out_raw(o, "\"");
-}
-
-static void out_member(json_out *o, const char *key, const char *value)
-{
-    if (value == NULL)
-        return;
-    out_raw(o, ",\"");
-    out_raw(o, key);
-    out_raw(o, "\":");
-    out_string(o, value);
-}
-
 char *kt_cache_serialize(const kt_token_set *t)
 {
-    char num[64];
-    json_out o = {NULL, 0, 0};
+    kt_json_writer w;
 
     if (t == NULL || (t->access_token == NULL && t->refresh_token == NULL))
         return NULL;
-    o.cap = 320 + json_string_bound(t->username) + json_string_bound(t->device_id) +
-            json_string_bound(t->access_token) + json_string_bound(t->refresh_token) +
-            json_string_bound(t->scope) + json_string_bound(t->client_id);
-    o.buf = malloc(o.cap);
-    if (o.buf == NULL)
-        return NULL;
-    out_raw(&o, "{\"version\":1");
-    out_member(&o, "username", t->username);
-    out_member(&o, "device_id", t->device_id);
-    out_member(&o, "access_token", t->access_token);
-    out_member(&o, "refresh_token", t->refresh_token);
-    snprintf(num, sizeof(num), ",\"expires_at\":%" PRId64 ",\"confirmed\":%s",
-             (int64_t)(t->expires_at < 0 ? 0 : t->expires_at), t->confirmed ? "true" : "false");
-    out_raw(&o, num);
-    out_member(&o, "scope", t->scope);
-    out_member(&o, "client_id", t->client_id);
-    if (t->login_at > 0) {
-        snprintf(num, sizeof(num), ",\"login_at\":%" PRId64, (int64_t)t->login_at);
-        out_raw(&o, num);
-    }
-    out_raw(&o, "}\n");
-    o.buf[o.len] = '\0';
-    return o.buf;
+    kt_json_writer_init(&w, 0, KT_JSON_STYLE_FILE);
+    kt_json_open(&w, NULL);
+    kt_json_put_int64(&w, "version", KT_CACHE_VERSION);
+    kt_json_put_string(&w, "username", t->username);
+    kt_json_put_string(&w, "device_id", t->device_id);
+    kt_json_put_string(&w, "access_token", t->access_token);
+    kt_json_put_string(&w, "refresh_token", t->refresh_token);
+    kt_json_put_int64(&w, "expires_at", (int64_t)(t->expires_at < 0 ? 0 : t->expires_at));
+    kt_json_put_bool(&w, "confirmed", t->confirmed);
+    kt_json_put_string(&w, "scope", t->scope);
+    kt_json_put_string(&w, "client_id", t->client_id);
+    if (t->login_at > 0)
+        kt_json_put_int64(&w, "login_at", (int64_t)t->login_at);
+    kt_json_close(&w);
+    return kt_json_writer_finish(&w, NULL);
 }
 
 /* --- files ----------------------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "kt_config.h"
+#include "kt_util.h"
 #include "kt_file.h"
 #include "kt_secret.h"
 
@@ -424,18 +425,6 @@ static int apply_value(kt_config *cfg, int id, const char *value, why_buf *why)
 
 #define KT_CONFIG_MAX_LINE 4096
 
-static char *trim(char *s)
-{
-    char *end;
-
-    while (*s == ' ' || *s == '\t')
-        s++;
-    end = s + strlen(s);
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
-        *--end = '\0';
-    return s;
-}
-
 static int bad_escape(char next, why_buf *why)
 {
     if (next == '\0')
@@ -520,14 +509,14 @@ static int parse_line(kt_config *cfg, const char *name, unsigned lineno, char *l
     char *eq, *key;
     int id, rc;
 
-    line = trim(line);
+    line = kt_trim(line);
     if (line[0] == '\0' || line[0] == '#')
         return 0;
     eq = strchr(line, '=');
     if (eq == NULL)
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%u: expected 'key = value'", name, lineno);
     *eq = '\0';
-    key = trim(line);
+    key = kt_trim(line);
     if (key[0] == '\0')
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%u: missing key before '='", name, lineno);
     id = key_lookup(key);
@@ -536,7 +525,7 @@ static int parse_line(kt_config *cfg, const char *name, unsigned lineno, char *l
     if (*seen & (1u << id))
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%u: duplicate key '%s'", name, lineno, key);
     *seen |= 1u << id;
-    if (unquote_value(trim(eq + 1), value, &why) != SET_OK)
+    if (unquote_value(kt_trim(eq + 1), value, &why) != SET_OK)
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%u: %s: %s", name, lineno, key, reason);
     rc = apply_value(cfg, id, value, &why);
     if (rc == SET_OK && set_origin(cfg, id, name, lineno) != 0)

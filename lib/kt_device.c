@@ -14,23 +14,6 @@
 #define KT_JSON_TYPE "application/json"
 #define KT_PATH_MAX 512
 
-bool kt_device_id_ok(const char *id)
-{
-    size_t n = 0;
-
-    if (id == NULL || *id == '\0')
-        return false;
-    for (; *id != '\0'; id++, n++) {
-        char c = *id;
-        if (n >= KT_DEVICE_ID_MAX)
-            return false;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
-}
-
 /* Reads a required member that will become a URL path segment. */
 static int kt_get_id(json_object *obj, const char *key, char **out, const char *what, kt_error *err)
 {
@@ -44,70 +27,61 @@ static int kt_get_id(json_object *obj, const char *key, char **out, const char *
     return 0;
 }
 
-int kt_device_parse_create(long status, const char *content_type, const char *body, size_t len,
-                           char **device_id, char **challenge_id, kt_error *err)
+/* A 2xx JSON answer with two required strings: an id, then an id too or (key2_is_id false) any
+ * text. */
+static int kt_parse_two(long status, const char *content_type, const char *body, size_t len,
+                        const char *what, const char *key1, const char *key2, bool key2_is_id,
+                        char **v1, char **v2, kt_error *err)
 {
-    const char *what = "create device";
     json_object *obj;
     int rc = -1;
 
-    *device_id = NULL;
-    *challenge_id = NULL;
+    *v1 = *v2 = NULL;
     obj = kt_json_parse_response(status, content_type, body, len, what, err);
     if (obj == NULL)
         return -1;
-    if (kt_get_id(obj, "deviceId", device_id, what, err) == 0 &&
-        kt_get_id(obj, "challengeId", challenge_id, what, err) == 0)
+    if (kt_get_id(obj, key1, v1, what, err) == 0 &&
+        (key2_is_id ? kt_get_id(obj, key2, v2, what, err)
+                    : kt_json_get_string(obj, key2, v2, what, err)) == 0)
         rc = 0;
     kt_json_put_wiped(obj);
     if (rc != 0) {
-        free(*device_id);
-        free(*challenge_id);
-        *device_id = *challenge_id = NULL;
+        free(*v1);
+        free(*v2);
+        *v1 = *v2 = NULL;
     }
     return rc;
+}
+
+int kt_device_parse_create(long status, const char *content_type, const char *body, size_t len,
+                           char **device_id, char **challenge_id, kt_error *err)
+{
+    return kt_parse_two(status, content_type, body, len, "create device", "deviceId", "challengeId",
+                        true, device_id, challenge_id, err);
 }
 
 int kt_device_parse_challenge(long status, const char *content_type, const char *body, size_t len,
                               char **challenge_id, char **string_to_sign, kt_error *err)
 {
-    const char *what = "create challenge";
-    json_object *obj;
-    int rc = -1;
-
-    *challenge_id = NULL;
-    *string_to_sign = NULL;
-    obj = kt_json_parse_response(status, content_type, body, len, what, err);
-    if (obj == NULL)
-        return -1;
-    if (kt_get_id(obj, "id", challenge_id, what, err) == 0 &&
-        kt_json_get_string(obj, "stringToSign", string_to_sign, what, err) == 0)
-        rc = 0;
-    kt_json_put_wiped(obj);
-    if (rc != 0) {
-        free(*challenge_id);
-        free(*string_to_sign);
-        *challenge_id = *string_to_sign = NULL;
-    }
-    return rc;
+    return kt_parse_two(status, content_type, body, len, "create challenge", "id", "stringToSign",
+                        false, challenge_id, string_to_sign, err);
 }
 
 static int kt_parse_confirmed_obj(json_object *obj, time_t now, kt_token_set *t, kt_error *err)
 {
-    const char *what = "verify challenge";
-    json_object *v = NULL;
+    static const kt_json_doc doc = {"verify challenge", KT_ERR_PROTOCOL, 0, 0};
+    const char *what = doc.what;
     kt_jwt_claims claims;
 
     if (kt_json_get_string(obj, "token", &t->access_token, what, err) != 0)
         return -1;
     if (!kt_token_string_ok(t->access_token))
         return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed token", what);
-    if (json_object_object_get_ex(obj, "refresh_token", &v) && v != NULL) {
-        if (kt_json_get_string(obj, "refresh_token", &t->refresh_token, what, err) != 0)
-            return -1;
-        if (!kt_token_string_ok(t->refresh_token))
-            return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed refresh_token", what);
-    }
+    if (kt_json_string(&doc, obj, "refresh_token", KT_JSON_NULLABLE, 0, &t->refresh_token, err) !=
+        0)
+        return -1;
+    if (t->refresh_token != NULL && !kt_token_string_ok(t->refresh_token))
+        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed refresh_token", what);
     /* No expires_in here: the JWT says how long the token lives. Its exp is the bank's clock;
      * exp - iat is a lifetime, counted from now on this machine's clock, so a clock that is off
      * neither hands out expired tokens nor throws away good ones. */
@@ -156,22 +130,33 @@ static int kt_device_path(char *buf, size_t size, const char *device_id, const c
     return 0;
 }
 
-static int kt_device_post(kt_ctx *ctx, const char *access_token, const char *path, const char *json,
-                          kt_http_response *resp, kt_error *err)
+/* POSTs the JSON object of string pairs (NULL: no body) to path. The body (a key, a signature)
+ * is wiped once sent. */
+static int kt_device_post(kt_ctx *ctx, const char *access_token, const char *path,
+                          const char *const *pairs, kt_http_response *resp, kt_error *err)
 {
+    char *json = NULL;
     kt_http_request req = {
         .method = "POST",
         .path = path,
-        .content_type = json != NULL ? KT_JSON_TYPE : NULL,
-        .body = json,
-        .body_len = json != NULL ? strlen(json) : 0,
         .auth = KT_AUTH_BEARER,
         .bearer = access_token,
     };
+    int rc;
 
     if (ctx == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "no context");
-    return kt_http_send(ctx->http, &req, resp, err);
+    if (pairs != NULL) {
+        json = kt_json_build(pairs);
+        if (json == NULL)
+            return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        req.content_type = KT_JSON_TYPE;
+        req.body = json;
+        req.body_len = strlen(json);
+    }
+    rc = kt_http_send(ctx->http, &req, resp, err);
+    kt_secret_free(json);
+    return rc;
 }
 
 static const char *kt_device_call_name(kt_device_call call)
@@ -221,23 +206,17 @@ int kt_device_create(kt_ctx *ctx, const char *access_token, const char *name,
 {
     const char *pairs[] = {"name", name, "key", pubkey_hex, NULL};
     kt_http_response resp;
-    char *json;
     int rc = -1;
 
     *device_id = *challenge_id = NULL;
     if (name == NULL || *name == '\0' || pubkey_hex == NULL || *pubkey_hex == '\0')
         return kt_error_set(err, KT_ERR_INTERNAL, "device name and key are required");
-    json = kt_json_build(pairs);
-    if (json == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    if (kt_device_post(ctx, access_token, "/api/user/devices", json, &resp, err) != 0)
-        goto out;
+    if (kt_device_post(ctx, access_token, "/api/user/devices", pairs, &resp, err) != 0)
+        return -1;
     if (kt_device_check_status(KT_DEVICE_CREATE, &resp, NULL, err) == 0)
         rc = kt_device_parse_create(resp.status, resp.content_type, resp.body, resp.body_len,
                                     device_id, challenge_id, err);
     kt_http_response_free(&resp);
-out:
-    kt_secret_free(json);
     return rc;
 }
 
@@ -247,8 +226,7 @@ int kt_device_verify(kt_ctx *ctx, const char *access_token, const char *device_i
     const char *pairs[] = {"challengeId", challenge_id, "signature", signature_hex, NULL};
     kt_http_response resp;
     char path[KT_PATH_MAX];
-    char *json = NULL;
-    int rc = -1;
+    int rc;
 
     if (kt_device_path(path, sizeof(path), device_id, "/verify", NULL, "", err) != 0)
         return -1;
@@ -256,15 +234,10 @@ int kt_device_verify(kt_ctx *ctx, const char *access_token, const char *device_i
         return kt_error_set(err, KT_ERR_PROTOCOL, "invalid challenge id");
     if (signature_hex == NULL || *signature_hex == '\0')
         return kt_error_set(err, KT_ERR_INTERNAL, "no signature");
-    json = kt_json_build(pairs);
-    if (json == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    if (kt_device_post(ctx, access_token, path, json, &resp, err) != 0)
-        goto out;
+    if (kt_device_post(ctx, access_token, path, pairs, &resp, err) != 0)
+        return -1;
     rc = kt_device_check_status(KT_DEVICE_VERIFY, &resp, device_id, err);
     kt_http_response_free(&resp);
-out:
-    kt_secret_free(json);
     return rc;
 }
 
@@ -294,7 +267,6 @@ int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char
     const char *pairs[] = {"signature", signature_hex, NULL};
     kt_http_response resp;
     char path[KT_PATH_MAX];
-    char *json = NULL;
     int rc = -1;
 
     memset(t, 0, sizeof(*t));
@@ -303,16 +275,11 @@ int kt_device_challenge_verify(kt_ctx *ctx, const char *access_token, const char
         return -1;
     if (signature_hex == NULL || *signature_hex == '\0')
         return kt_error_set(err, KT_ERR_INTERNAL, "no signature");
-    json = kt_json_build(pairs);
-    if (json == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    if (kt_device_post(ctx, access_token, path, json, &resp, err) != 0)
-        goto out;
+    if (kt_device_post(ctx, access_token, path, pairs, &resp, err) != 0)
+        return -1;
     if (kt_device_check_status(KT_DEVICE_CHALLENGE_VERIFY, &resp, device_id, err) == 0)
         rc = kt_device_parse_confirmed(resp.status, resp.content_type, resp.body, resp.body_len, t,
                                        err);
     kt_http_response_free(&resp);
-out:
-    kt_secret_free(json);
     return rc;
 }

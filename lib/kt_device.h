@@ -10,6 +10,7 @@
 #include "kt_http.h"
 #include "kt_json.h"
 #include "kt_token.h"
+#include "kt_validate.h"
 
 /* Response parsers, exposed for tests: strict JSON, required fields must be non-empty strings. */
 int kt_device_parse_create(long status, const char *content_type, const char *body, size_t len,

@@ -15,6 +15,7 @@
 
 #include "kt_file.h"
 #include "kt_secret.h"
+#include "kt_util.h"
 
 static int io_error(kt_error *err, const char *path, const char *what, int e)
 {
@@ -469,14 +470,6 @@ out:
     return rc;
 }
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -488,7 +481,7 @@ static void sleep_ms(long ms)
 /* Polls a non-blocking flock: no timer or signal handler, which a PAM module must not install. */
 static int wait_lock(int fd, const char *path, long timeout_ms, kt_error *err)
 {
-    uint64_t deadline = monotonic_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = kt_now_ms() + (uint64_t)timeout_ms;
     long pause = 5;
 
     for (;;) {
@@ -500,7 +493,7 @@ static int wait_lock(int fd, const char *path, long timeout_ms, kt_error *err)
             continue;
         if (errno != EWOULDBLOCK)
             return io_error(err, path, "cannot lock", errno);
-        now = monotonic_ms();
+        now = kt_now_ms();
         if (now >= deadline)
             return kt_error_set(err, KT_ERR_IO, "%s: still locked by another process after %ld ms",
                                 path, timeout_ms);

@@ -9,31 +9,24 @@
 #include "kt_graphql.h"
 #include "kt_http.h"
 #include "kt_json.h"
+#include "kt_secret.h"
 
-char *kt_graphql_body(const char *query, struct json_object *variables)
+char *kt_graphql_body(const char *query, const char *const *variables)
 {
-    json_object *obj, *q;
-    char *out = NULL;
+    kt_json_writer w;
 
     if (query == NULL)
         return NULL;
-    obj = json_object_new_object();
-    if (obj == NULL)
-        return NULL;
-    q = json_object_new_string(query);
-    if (q == NULL || json_object_object_add(obj, "query", q) != 0) {
-        json_object_put(q);
-        goto out;
+    kt_json_writer_init(&w, 0, KT_JSON_STYLE_COMPACT);
+    kt_json_open(&w, NULL);
+    kt_json_put_string(&w, "query", query);
+    if (variables != NULL) {
+        kt_json_open(&w, "variables");
+        kt_json_put_pairs(&w, variables);
+        kt_json_close(&w);
     }
-    if (variables != NULL &&
-        json_object_object_add(obj, "variables", json_object_get(variables)) != 0) {
-        json_object_put(variables);
-        goto out;
-    }
-    out = kt_json_to_string(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-out:
-    json_object_put(obj);
-    return out;
+    kt_json_close(&w);
+    return kt_json_writer_finish(&w, NULL);
 }
 
 /* A 2xx answer's "errors": the bank refused (or, UNAUTHENTICATED, wants a new login). */
@@ -98,7 +91,7 @@ out:
 }
 
 int kt_graphql_call(kt_ctx *ctx, const char *access_token, const char *query,
-                    struct json_object *variables, const char *what, const char *field,
+                    const char *const *variables, const char *what, const char *field,
                     kt_err_kind refused_kind, struct json_object **value, long *retry_after,
                     kt_error *err)
 {
@@ -125,7 +118,7 @@ int kt_graphql_call(kt_ctx *ctx, const char *access_token, const char *query,
     req.body = json;
     req.body_len = strlen(json);
     rc = kt_http_send(ctx->http, &req, &resp, err);
-    free(json);
+    kt_secret_free(json);
     if (rc != 0)
         return -1;
     if (retry_after != NULL)

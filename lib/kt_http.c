@@ -15,6 +15,7 @@
 
 #include "kt_error.h"
 #include "kt_curl.h"
+#include "kt_dynbuf.h"
 #include "kt_http.h"
 #include "kt_json.h"
 #include "kt_secret.h"
@@ -39,20 +40,9 @@ struct kt_http {
 /* What the callbacks of one transfer fill in. */
 typedef struct kt_xfer {
     kt_http_response *resp;
-    char *buf;
-    size_t len;
-    size_t cap;
+    kt_dynbuf body; /* capped at KT_HTTP_MAX_BODY */
     bool too_large;
 } kt_xfer;
-
-uint64_t kt_now_ms(void)
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* Joins up to four strings into one malloc'd buffer (memcpy: no format-truncation guesswork).
  * *len gets the allocation size so secret results can be wiped in full. */
@@ -242,52 +232,21 @@ void kt_http_response_free(kt_http_response *resp)
     resp->retry_after = -1;
 }
 
-/* Grows the body buffer without realloc, so no unwiped copy of a token is left on the heap. */
-static bool kt_xfer_grow(kt_xfer *x, size_t need)
-{
-    size_t cap = x->cap == 0 ? 4096 : x->cap;
-    char *buf;
-
-    while (cap < need)
-        cap *= 2;
-    if (cap > KT_HTTP_MAX_BODY + 1)
-        cap = KT_HTTP_MAX_BODY + 1;
-    buf = malloc(cap);
-    if (buf == NULL)
-        return false;
-    if (x->buf != NULL) {
-        memcpy(buf, x->buf, x->len);
-        kt_wipe(x->buf, x->cap);
-        free(x->buf);
-    }
-    x->buf = buf;
-    x->cap = cap;
-    return true;
-}
-
+/* The body may hold tokens: kt_dynbuf wipes every block it leaves behind. */
 static size_t kt_http_write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 {
     kt_xfer *x = userdata;
     size_t n = size * nmemb;
 
-    if (n > KT_HTTP_MAX_BODY - x->len) {
+    switch (kt_dynbuf_add(&x->body, data, n)) {
+    case KT_DYNBUF_OK:
+        return n;
+    case KT_DYNBUF_TOO_LARGE:
         x->too_large = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-    }
-    if (x->len + n + 1 > x->cap && !kt_xfer_grow(x, x->len + n + 1))
+    default:
         return 0;
-    memcpy(x->buf + x->len, data, n);
-    x->len += n;
-    return n;
-}
-
-static void kt_trim(const char **start, const char **end)
-{
-    while (*start < *end && (**start == ' ' || **start == '\t'))
-        (*start)++;
-    while (*end > *start &&
-           ((*end)[-1] == ' ' || (*end)[-1] == '\t' || (*end)[-1] == '\r' || (*end)[-1] == '\n'))
-        (*end)--;
+    }
 }
 
 static void kt_parse_content_type(kt_http_response *resp, const char *v, const char *end)
@@ -298,7 +257,7 @@ static void kt_parse_content_type(kt_http_response *resp, const char *v, const c
 
     if (semi != NULL)
         end = semi;
-    kt_trim(&v, &end);
+    kt_trim_span(&v, &end);
     len = (size_t)(end - v);
     free(resp->content_type);
     resp->content_type = NULL;
@@ -318,7 +277,7 @@ static void kt_parse_retry_after(kt_http_response *resp, const char *v, const ch
 {
     long secs = 0;
 
-    kt_trim(&v, &end);
+    kt_trim_span(&v, &end);
     resp->retry_after = -1;
     if (v == end || end - v > 9)
         return;
@@ -610,6 +569,7 @@ int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *re
     resp->retry_after = -1;
     memset(&x, 0, sizeof(x));
     x.resp = resp;
+    kt_dynbuf_init(&x.body, KT_HTTP_MAX_BODY);
     http->errbuf[0] = '\0';
 
     if (kt_http_timeout(http, &timeout_ms, &by_deadline, err) != 0)
@@ -631,25 +591,19 @@ int kt_http_send(kt_http *http, const kt_http_request *req, kt_http_response *re
         goto out;
     }
     http->api->easy_getinfo(http->curl, CURLINFO_RESPONSE_CODE, &status);
-    if (x.buf == NULL && !kt_xfer_grow(&x, 1)) {
+    resp->body = kt_dynbuf_take(&x.body, &resp->body_len);
+    if (resp->body == NULL) {
         kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
         goto out;
     }
-    x.buf[x.len] = '\0';
     resp->status = status;
-    resp->body = x.buf;
-    resp->body_len = x.len;
-    x.buf = NULL;
     ret = 0;
 
 out:
     kt_http_reset_request(http);
     kt_slist_free_wiped(http->api, headers);
     free(url);
-    if (x.buf != NULL) {
-        kt_wipe(x.buf, x.cap);
-        free(x.buf);
-    }
+    kt_dynbuf_free(&x.body);
     if (ret != 0)
         kt_http_response_free(resp);
     return ret;

@@ -12,6 +12,7 @@
 #include "kt_config.h"
 #include "kt_error.h"
 #include "kt_json.h"
+#include "kt_util.h"
 
 #define KT_HTTP_MAX_BODY KT_JSON_MAX_TEXT
 

@@ -1,5 +1,6 @@
 #include <config.h>
 
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "kt_json.h"
 #include "kt_secret.h"
+#include "kt_util.h"
 
 /* API responses are flat objects; anything nested deeper is not ours. */
 #define KT_JSON_MAX_DEPTH 8
@@ -25,8 +27,8 @@ static bool kt_json_ws(char c)
 }
 
 /* json-c's strict mode still takes single-quoted member names and NaN/Infinity. Outside string
- * literals, JSON only has structure, numbers and true/false/null: refuse every other character
- * before json-c sees the text. */
+ * literals, JSON only has structure, numbers and true/false/null: a text json-c accepted is
+ * refused still when it holds any other character there. */
 static bool kt_json_lexically_strict(const char *s, size_t len)
 {
     bool in_string = false;
@@ -65,54 +67,95 @@ bool kt_json_media_type(const char *content_type)
     return *p == '\0' || *p == ';';
 }
 
-struct json_object *kt_json_parse_text(const char *body, size_t len, const char *what,
-                                       kt_error *err)
+/* Reads the text with json-c into *out (NULL for a JSON null); the size and NUL checks are done
+ * already. */
+static int kt_json_tokenize(const kt_json_doc *doc, const char *text, size_t len, json_object **out,
+                            kt_error *err)
 {
-    struct json_tokener *tok = NULL;
-    json_object *obj = NULL;
+    struct json_tokener *tok;
+    enum json_tokener_error jerr;
+    json_object *obj;
     size_t end;
 
-    if (what == NULL)
-        what = "response";
-    if (body == NULL || len == 0) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "%s: empty response", what);
-        return NULL;
-    }
-    if (len > KT_JSON_MAX_TEXT || memchr(body, '\0', len) != NULL ||
-        !kt_json_lexically_strict(body, len)) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed response", what);
-        return NULL;
-    }
-    tok = kt_json_tokener_new(KT_JSON_MAX_DEPTH, JSON_TOKENER_STRICT |
-                                                     JSON_TOKENER_ALLOW_TRAILING_CHARS |
-                                                     JSON_TOKENER_VALIDATE_UTF8);
-    if (tok == NULL) {
-        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-        return NULL;
-    }
-    obj = json_tokener_parse_ex(tok, body, (int)len);
-    if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "%s: malformed JSON", what);
-        goto fail;
-    }
-    /* The whole body must be this one value; only whitespace may follow. */
-    for (end = json_tokener_get_parse_end(tok); end < len; end++) {
-        if (!kt_json_ws(body[end])) {
-            kt_error_set(err, KT_ERR_PROTOCOL, "%s: trailing data after JSON", what);
+    /* Trailing data is allowed by json-c only to be refused below with a clearer message. */
+    tok = kt_json_tokener_new(doc->max_depth, JSON_TOKENER_STRICT |
+                                                  JSON_TOKENER_ALLOW_TRAILING_CHARS |
+                                                  JSON_TOKENER_VALIDATE_UTF8);
+    *out = NULL;
+    if (tok == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    obj = json_tokener_parse_ex(tok, text, (int)len);
+    end = json_tokener_get_parse_end(tok);
+    if (json_tokener_get_error(tok) == json_tokener_continue && end == len) {
+        /* All input consumed but a bare number is not known to be complete: end it. Anything else
+         * still open now fails as truncated. */
+        obj = json_tokener_parse_ex(tok, "", 1);
+        if (json_tokener_get_error(tok) != json_tokener_success) {
+            kt_error_set(err, doc->kind, "%s is not valid JSON (truncated)", doc->what);
             goto fail;
         }
     }
-    if (!json_object_is_type(obj, json_type_object)) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "%s: JSON is not an object", what);
+    jerr = json_tokener_get_error(tok);
+    if (jerr != json_tokener_success) {
+        kt_error_set(err, doc->kind, "%s is not valid JSON (%s)", doc->what,
+                     json_tokener_error_desc(jerr));
+        goto fail;
+    }
+    while (end < len && kt_json_ws(text[end]))
+        end++;
+    if (end != len) {
+        kt_error_set(err, doc->kind, "%s has data after the JSON object", doc->what);
+        goto fail;
+    }
+    if (!kt_json_lexically_strict(text, len)) {
+        kt_error_set(err, doc->kind, "%s is not valid JSON (not strict JSON)", doc->what);
         goto fail;
     }
     kt_json_tokener_free_wiped(tok);
-    return obj;
+    *out = obj;
+    return 0;
 
 fail:
     kt_json_put_wiped(obj);
     kt_json_tokener_free_wiped(tok);
-    return NULL;
+    return -1;
+}
+
+struct json_object *kt_json_parse_doc(const kt_json_doc *doc, const char *text, size_t len,
+                                      kt_error *err)
+{
+    json_object *obj;
+
+    if (text == NULL || len == 0) {
+        kt_error_set(err, doc->kind, "%s is not valid JSON (empty)", doc->what);
+        return NULL;
+    }
+    if (len > doc->max_size) {
+        kt_error_set(err, doc->kind, "%s is larger than %zu bytes", doc->what, doc->max_size);
+        return NULL;
+    }
+    if (memchr(text, '\0', len) != NULL) {
+        kt_error_set(err, doc->kind, "%s contains a NUL byte", doc->what);
+        return NULL;
+    }
+    if (kt_json_tokenize(doc, text, len, &obj, err) != 0)
+        return NULL;
+    /* json-c gives a JSON null as a NULL object: not an object either. */
+    if (obj == NULL || !json_object_is_type(obj, json_type_object)) {
+        kt_error_set(err, doc->kind, "%s is not a JSON object", doc->what);
+        kt_json_put_wiped(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+struct json_object *kt_json_parse_text(const char *body, size_t len, const char *what,
+                                       kt_error *err)
+{
+    const kt_json_doc doc = {what != NULL ? what : "response", KT_ERR_PROTOCOL, KT_JSON_MAX_TEXT,
+                             KT_JSON_MAX_DEPTH};
+
+    return kt_json_parse_doc(&doc, body, len, err);
 }
 
 struct json_object *kt_json_parse_body(const char *content_type, const char *body, size_t len,
@@ -141,83 +184,269 @@ struct json_object *kt_json_parse_response(long status, const char *content_type
     return kt_json_parse_body(content_type, body, len, what, err);
 }
 
-int kt_json_get_string(struct json_object *obj, const char *key, char **out, const char *what,
-                       kt_error *err)
+/* Finds member key: 1 with *v set, 0 when it counts as absent, -1 when that is an error. */
+static int kt_json_member(const kt_json_doc *doc, json_object *obj, const char *key, unsigned flags,
+                          json_object **v, kt_error *err)
 {
-    json_object *v = NULL;
-    const char *s;
-    int len;
+    *v = NULL;
+    if (obj != NULL && json_object_object_get_ex(obj, key, v) &&
+        (*v != NULL || (flags & KT_JSON_NULLABLE) == 0))
+        return 1;
+    if (flags & KT_JSON_REQUIRED)
+        return kt_error_set(err, doc->kind, "%s has no \"%s\"", doc->what, key);
+    return 0;
+}
 
-    if (out == NULL)
-        return kt_error_set(err, KT_ERR_INTERNAL, "no output");
+int kt_json_string(const kt_json_doc *doc, struct json_object *obj, const char *key, unsigned flags,
+                   size_t max_len, char **out, kt_error *err)
+{
+    json_object *v;
+    const char *s;
+    size_t len;
+    int found;
+
     *out = NULL;
-    if (what == NULL)
-        what = "response";
-    if (obj == NULL || !json_object_object_get_ex(obj, key, &v) || v == NULL)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: missing \"%s\"", what, key);
+    found = kt_json_member(doc, obj, key, flags, &v, err);
+    if (found <= 0)
+        return found;
     if (!json_object_is_type(v, json_type_string))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: \"%s\" is not a string", what, key);
+        return kt_error_set(err, doc->kind, "%s: \"%s\" is not a string", doc->what, key);
     s = json_object_get_string(v);
-    len = json_object_get_string_len(v);
-    if (s == NULL || len <= 0)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: \"%s\" is empty", what, key);
-    if (strlen(s) != (size_t)len)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: \"%s\" holds a NUL byte", what, key);
+    len = (size_t)json_object_get_string_len(v);
+    if (len == 0 && (flags & KT_JSON_MAY_BE_EMPTY) == 0)
+        return kt_error_set(err, doc->kind, "%s: \"%s\" is empty", doc->what, key);
+    if (strlen(s) != len)
+        return kt_error_set(err, doc->kind, "%s: \"%s\" is malformed (a NUL byte)", doc->what, key);
+    if ((flags & KT_JSON_PRINTABLE) && kt_has_control(s))
+        return kt_error_set(err, doc->kind, "%s: \"%s\" is malformed (a control character)",
+                            doc->what, key);
+    if (max_len > 0 && len > max_len)
+        return kt_error_set(err, doc->kind, "%s: \"%s\" is too long", doc->what, key);
     *out = strdup(s);
     if (*out == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     return 0;
 }
 
+int kt_json_int64(const kt_json_doc *doc, struct json_object *obj, const char *key, unsigned flags,
+                  int64_t min, int64_t max, int64_t *out, kt_error *err)
+{
+    json_object *v;
+    int64_t n;
+    int found;
+
+    found = kt_json_member(doc, obj, key, flags, &v, err);
+    if (found <= 0)
+        return found;
+    if (!json_object_is_type(v, json_type_int))
+        return kt_error_set(err, doc->kind, "%s: \"%s\" is not an integer", doc->what, key);
+    n = json_object_get_int64(v);
+    if (n < min || n > max || n == INT64_MIN || n == INT64_MAX)
+        return kt_error_set(err, doc->kind, "%s: \"%s\" is out of range", doc->what, key);
+    *out = n;
+    return 0;
+}
+
+int kt_json_bool(const kt_json_doc *doc, struct json_object *obj, const char *key, unsigned flags,
+                 bool *out, kt_error *err)
+{
+    json_object *v;
+    int found;
+
+    found = kt_json_member(doc, obj, key, flags, &v, err);
+    if (found <= 0)
+        return found;
+    if (!json_object_is_type(v, json_type_boolean))
+        return kt_error_set(err, doc->kind, "%s: \"%s\" is not a boolean", doc->what, key);
+    *out = json_object_get_boolean(v);
+    return 0;
+}
+
+int kt_json_get_string(struct json_object *obj, const char *key, char **out, const char *what,
+                       kt_error *err)
+{
+    const kt_json_doc doc = {what != NULL ? what : "response", KT_ERR_PROTOCOL, KT_JSON_MAX_TEXT,
+                             KT_JSON_MAX_DEPTH};
+
+    if (out == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "no output");
+    return kt_json_string(&doc, obj, key, KT_JSON_REQUIRED, 0, out, err);
+}
+
+/* --- writing ---------------------------------------------------------------------------------- */
+
+/* Deeper than any document the core writes; the bit set in has_members has room for it. */
+#define KT_JSON_WRITER_DEPTH 8
+
+void kt_json_writer_init(kt_json_writer *w, size_t max, unsigned style)
+{
+    memset(w, 0, sizeof(*w));
+    kt_dynbuf_init(&w->out, max);
+    w->style = style;
+}
+
+static void kt_json_raw(kt_json_writer *w, const char *s, size_t n)
+{
+    if (!w->failed && kt_dynbuf_add(&w->out, s, n) != KT_DYNBUF_OK)
+        w->failed = true;
+}
+
+/* A string literal, escaped as json-c escapes it (no "\/"), and DEL as \u007f too. */
+static void kt_json_quoted(kt_json_writer *w, const char *s)
+{
+    static const char escaped[] = "\"\\\b\f\n\r\t", letters[] = "\"\\bfnrt";
+    const char *run = s, *short_esc;
+    char esc[8];
+
+    kt_json_raw(w, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\')
+            continue;
+        kt_json_raw(w, run, (size_t)(s - run));
+        run = s + 1;
+        short_esc = strchr(escaped, c); /* c is never NUL here */
+        if (short_esc != NULL)
+            snprintf(esc, sizeof(esc), "\\%c", letters[short_esc - escaped]);
+        else
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+        kt_json_raw(w, esc, strlen(esc));
+        kt_wipe(esc, sizeof(esc));
+    }
+    kt_json_raw(w, run, (size_t)(s - run));
+    kt_json_raw(w, "\"", 1);
+}
+
+static void kt_json_newline(kt_json_writer *w, unsigned depth)
+{
+    static const char spaces[] = "                "; /* 2 * KT_JSON_WRITER_DEPTH */
+
+    if ((w->style & KT_JSON_STYLE_PRETTY) == 0)
+        return;
+    kt_json_raw(w, "\n", 1);
+    kt_json_raw(w, spaces, 2 * depth);
+}
+
+/* The separator and "key": before a member of the innermost open object. */
+static void kt_json_key(kt_json_writer *w, const char *key)
+{
+    uint32_t bit;
+
+    if (w->depth == 0 || key == NULL) {
+        w->failed = true; /* members belong in an object */
+        return;
+    }
+    bit = 1u << (w->depth - 1);
+    if (w->has_members & bit)
+        kt_json_raw(w, ",", 1);
+    w->has_members |= bit;
+    kt_json_newline(w, w->depth);
+    kt_json_quoted(w, key);
+    kt_json_raw(w, ":", 1);
+}
+
+void kt_json_open(kt_json_writer *w, const char *key)
+{
+    if (w->failed)
+        return;
+    if (w->depth >= KT_JSON_WRITER_DEPTH || (key == NULL) != (w->depth == 0) ||
+        (w->depth == 0 && w->out.len > 0)) {
+        w->failed = true; /* one top-level object; every other object is a member */
+        return;
+    }
+    if (key != NULL)
+        kt_json_key(w, key);
+    kt_json_raw(w, "{", 1);
+    w->depth++;
+    w->has_members &= ~(1u << (w->depth - 1));
+}
+
+void kt_json_close(kt_json_writer *w)
+{
+    if (w->failed)
+        return;
+    if (w->depth == 0) {
+        w->failed = true;
+        return;
+    }
+    if (w->has_members & (1u << (w->depth - 1)))
+        kt_json_newline(w, w->depth - 1);
+    w->depth--;
+    kt_json_raw(w, "}", 1);
+}
+
+void kt_json_put_string(kt_json_writer *w, const char *key, const char *value)
+{
+    if (w->failed || value == NULL)
+        return;
+    kt_json_key(w, key);
+    kt_json_quoted(w, value);
+}
+
+void kt_json_put_int64(kt_json_writer *w, const char *key, int64_t value)
+{
+    char num[24];
+
+    if (w->failed)
+        return;
+    kt_json_key(w, key);
+    snprintf(num, sizeof(num), "%" PRId64, value);
+    kt_json_raw(w, num, strlen(num));
+}
+
+void kt_json_put_bool(kt_json_writer *w, const char *key, bool value)
+{
+    if (w->failed)
+        return;
+    kt_json_key(w, key);
+    kt_json_raw(w, value ? "true" : "false", value ? 4 : 5);
+}
+
+void kt_json_put_pairs(kt_json_writer *w, const char *const *pairs)
+{
+    size_t i;
+
+    for (i = 0; !w->failed && pairs[i] != NULL; i += 2) {
+        if (pairs[i + 1] == NULL)
+            w->failed = true;
+        kt_json_put_string(w, pairs[i], pairs[i + 1]);
+    }
+}
+
+char *kt_json_writer_finish(kt_json_writer *w, size_t *len)
+{
+    char *text = NULL;
+
+    if (!w->failed && w->depth == 0 && w->out.len > 0) {
+        if (w->style & KT_JSON_STYLE_FILE)
+            kt_json_raw(w, "\n", 1);
+        if (!w->failed)
+            text = kt_dynbuf_take(&w->out, len);
+    }
+    kt_json_writer_discard(w);
+    return text;
+}
+
+void kt_json_writer_discard(kt_json_writer *w)
+{
+    kt_dynbuf_free(&w->out);
+    w->depth = 0;
+    w->has_members = 0;
+    w->failed = false;
+}
+
 char *kt_json_build(const char *const *pairs)
 {
-    json_object *obj;
-    char *out = NULL;
-    size_t i;
+    kt_json_writer w;
 
     if (pairs == NULL)
         return NULL;
-    obj = json_object_new_object();
-    if (obj == NULL)
-        return NULL;
-    for (i = 0; pairs[i] != NULL; i += 2) {
-        json_object *v;
-
-        if (pairs[i + 1] == NULL)
-            goto out;
-        v = json_object_new_string(pairs[i + 1]);
-        if (v == NULL)
-            goto out;
-        if (json_object_object_add(obj, pairs[i], v) != 0) {
-            kt_json_put_wiped(v);
-            goto out;
-        }
-    }
-    out = kt_json_to_string(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-out:
-    kt_json_put_wiped(obj);
-    return out;
-}
-
-char *kt_json_to_string(struct json_object *obj, int flags)
-{
-    const char *text;
-    size_t len = 0;
-    char *out;
-
-    if (obj == NULL)
-        return NULL;
-    /* The text lives in the object's own print buffer until the object is freed. */
-    text = json_object_to_json_string_length(obj, flags, &len);
-    if (text == NULL)
-        return NULL;
-    out = malloc(len + 1);
-    if (out != NULL) {
-        memcpy(out, text, len);
-        out[len] = '\0';
-    }
-    kt_wipe((void *)(uintptr_t)text, len);
-    return out;
+    kt_json_writer_init(&w, 0, KT_JSON_STYLE_COMPACT);
+    kt_json_open(&w, NULL);
+    kt_json_put_pairs(&w, pairs);
+    kt_json_close(&w);
+    return kt_json_writer_finish(&w, NULL);
 }
 
 /* json-c has no hook for wiping; its strings are heap memory it owns and frees right after, so

@@ -113,22 +113,18 @@ static int kt_oauth_refused(long status, const char *body, size_t len, kt_grant 
                         words[0] != '\0' ? ": " : "", words);
 }
 
+static const kt_json_doc kt_token_response = {"token response", KT_ERR_PROTOCOL, 0, 0};
+
 /* Optional string member: absent or null is fine, any other type is not. */
 static int kt_opt_string(json_object *obj, const char *key, char **out, kt_error *err)
 {
-    json_object *v = NULL;
-
-    *out = NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || v == NULL)
-        return 0;
-    return kt_json_get_string(obj, key, out, "token response", err);
+    return kt_json_string(&kt_token_response, obj, key, KT_JSON_NULLABLE, 0, out, err);
 }
 
 static int kt_oauth_parse_success(json_object *obj, time_t now, kt_token_set *t, kt_error *err)
 {
-    json_object *v = NULL;
     char *type = NULL;
-    int64_t expires_in;
+    int64_t expires_in = 0;
     time_t jwt_exp;
     int rc = -1;
 
@@ -144,17 +140,10 @@ static int kt_oauth_parse_success(json_object *obj, time_t now, kt_token_set *t,
         kt_error_set(err, KT_ERR_PROTOCOL, "token response: token_type is not Bearer");
         goto out;
     }
-    if (!json_object_object_get_ex(obj, "expires_in", &v) ||
-        !json_object_is_type(v, json_type_int)) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "token response: expires_in missing or not an integer");
-        goto out;
-    }
-    expires_in = json_object_get_int64(v);
     /* 0 is an already expired token: useless, but not a broken server. */
-    if (expires_in < 0 || expires_in > KT_MAX_EXPIRES_IN) {
-        kt_error_set(err, KT_ERR_PROTOCOL, "token response: expires_in out of range");
+    if (kt_json_int64(&kt_token_response, obj, "expires_in", KT_JSON_REQUIRED, 0, KT_MAX_EXPIRES_IN,
+                      &expires_in, err) != 0)
         goto out;
-    }
     if (kt_opt_string(obj, "refresh_token", &t->refresh_token, err) != 0 ||
         kt_opt_string(obj, "scope", &t->scope, err) != 0)
         goto out;

@@ -28,8 +28,3 @@ void kt_secret_clear(char **s)
     kt_secret_free(*s);
     *s = NULL;
 }
-
-char *kt_strdup_or_null(const char *s)
-{
-    return s == NULL ? NULL : strdup(s);
-}

@@ -1,12 +1,10 @@
-/* Helpers for memory that holds passwords, OTPs, tokens and keys: wiped before it is freed. */
+/* Memory that holds passwords, OTPs, tokens and keys is wiped before it is freed. kt_wipe,
+ * kt_secret_free and kt_secret_clear are in kontist.h: the front ends hold secrets too. */
 #ifndef KT_SECRET_H
 #define KT_SECRET_H
 
 #include <stddef.h>
 
 #include "kontist.h"
-
-/* strdup that returns NULL on NULL input. */
-char *kt_strdup_or_null(const char *s);
 
 #endif

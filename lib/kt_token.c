@@ -136,17 +136,12 @@ static int kt_jwt_string_claim(json_object *obj, const char *name, char *buf, si
 
 static int kt_jwt_time_claim(json_object *payload, const char *name, time_t *out, kt_error *err)
 {
-    json_object *v = NULL;
-    int64_t e;
+    static const kt_json_doc doc = {"JWT", KT_ERR_PROTOCOL, 0, 0};
+    int64_t e = 0;
 
     *out = 0;
-    if (!json_object_object_get_ex(payload, name, &v))
-        return 0;
-    if (!json_object_is_type(v, json_type_int))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s is not an integer", name);
-    e = json_object_get_int64(v);
-    if (e <= 0 || e > KT_JWT_MAX_EXP)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s out of range", name);
+    if (kt_json_int64(&doc, payload, name, 0, 1, KT_JWT_MAX_EXP, &e, err) != 0)
+        return -1;
     *out = (time_t)e;
     return 0;
 }

@@ -101,7 +101,7 @@ static int fill_record(const char *name, int lineno, char **fields, int n, kt_de
                             lineno);
     if (n == 4 && !kt_device_id_ok(fields[2]))
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%d: malformed device id", name, lineno);
-    if (n == 4 && fields[3][0] != '/' && strchr(fields[3], ':') == NULL)
+    if (n == 4 && !kt_key_ref_ok(fields[3]))
         return kt_error_set(err, KT_ERR_CONFIG,
                             "%s:%d: the key reference must be an absolute path or a URI", name,
                             lineno);

@@ -65,15 +65,6 @@ void kt_pam_log_escape_text(const char *in, char *out, size_t size)
     out[o] = '\0';
 }
 
-uint64_t kt_pam_now_ms(void)
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static const char *pam_str_item(pam_handle_t *pamh, int item)
 {
     const void *v = NULL;
@@ -105,7 +96,7 @@ void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, c
         reason[REASON_MAX];
     const char *outcome = code == PAM_SUCCESS ? "success" : "failure";
     const char *kind = "ok";
-    uint64_t elapsed = kt_pam_now_ms() - a->start_ms;
+    uint64_t elapsed = kt_now_ms() - a->start_ms;
 
     kt_pam_log_escape(pam_str_item(pamh, PAM_SERVICE), service, sizeof(service));
     kt_pam_log_escape(a->user, user, sizeof(user));

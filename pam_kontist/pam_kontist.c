@@ -133,7 +133,7 @@ static void wait_for_floor(uint64_t start_ms, long floor_ms)
     uint64_t until = start_ms + (uint64_t)floor_ms;
     uint64_t now;
 
-    while ((now = kt_pam_now_ms()) < until) {
+    while ((now = kt_now_ms()) < until) {
         struct timespec ts = {(time_t)((until - now) / 1000),
                               (long)((until - now) % 1000) * 1000000};
 
@@ -151,7 +151,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
     (void)flags;
     memset(&r, 0, sizeof(r));
     memset(&attempt, 0, sizeof(attempt));
-    attempt.start_ms = kt_pam_now_ms();
+    attempt.start_ms = kt_now_ms();
     /* Asked for up front, so that every failure below, early or late, takes at least as long. */
     pam_fail_delay(pamh, KT_PAM_FAIL_DELAY_USEC);
     if (kt_pam_args_parse(&r.args, argc, argv, &r.res.err) != 0)

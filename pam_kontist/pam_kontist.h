@@ -120,8 +120,6 @@ typedef struct kt_pam_attempt {
     kt_pam_mfa mfa;
 } kt_pam_attempt;
 
-/* Milliseconds of CLOCK_MONOTONIC, for durations. */
-uint64_t kt_pam_now_ms(void);
 /* The one line an authentication attempt leaves in syslog (LOG_AUTHPRIV): service, user, rhost,
  * Kontist username, device id, outcome, PAM code, duration and, on failure, the reason. */
 void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, const kt_error *err);

@@ -139,7 +139,7 @@ static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms)
     size_t len = 0;
 
     for (;;) {
-        uint64_t now = kt_pam_now_ms();
+        uint64_t now = kt_now_ms();
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int rc;
         ssize_t n;
@@ -302,7 +302,7 @@ static void parse_answer(const char *buf, size_t len, kt_pam_result *res)
  * and waits HELPER_EXIT_MS more. Returns its wait status, or -1 when it could not be had. */
 static int reap(pid_t pid, bool kill_it)
 {
-    uint64_t until = kt_pam_now_ms() + HELPER_EXIT_MS;
+    uint64_t until = kt_now_ms() + HELPER_EXIT_MS;
     int status = 0;
 
     if (kill_it)
@@ -315,12 +315,12 @@ static int reap(pid_t pid, bool kill_it)
             return status;
         if (rc < 0 && errno != EINTR)
             return -1;
-        if (rc == 0 && kt_pam_now_ms() >= until) {
+        if (rc == 0 && kt_now_ms() >= until) {
             if (kill_it)
                 return -1;
             kill_it = true;
             kill(pid, SIGKILL);
-            until = kt_pam_now_ms() + HELPER_EXIT_MS;
+            until = kt_now_ms() + HELPER_EXIT_MS;
         }
         nanosleep(&ts, NULL);
     }
@@ -374,7 +374,7 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     char request[KT_WIRE_MAX];
     size_t request_len = 0;
     long timeout = args->login_timeout > 0 ? args->login_timeout : KT_PAM_LOGIN_TIMEOUT_MAX;
-    uint64_t deadline_ms = kt_pam_now_ms() + (uint64_t)(timeout + HELPER_GRACE_SECONDS) * 1000u;
+    uint64_t deadline_ms = kt_now_ms() + (uint64_t)(timeout + HELPER_GRACE_SECONDS) * 1000u;
     struct sigaction dfl, saved;
     sigset_t all, saved_mask;
     pid_t pid, parent = getpid();

@@ -23,5 +23,7 @@
 #include "kt_secret.h"
 #include "kt_session.h"
 #include "kt_token.h"
+#include "kt_util.h"
+#include "kt_validate.h"
 
 #endif

@@ -376,33 +376,6 @@ static void test_json_tokener_wipe(void **state)
     kt_json_tokener_free_wiped(NULL);
 }
 
-static void test_json_to_string_wipes(void **state)
-{
-    const int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
-    json_object *obj = json_object_new_object();
-    const char *own, *again;
-    size_t len;
-    char *copy;
-
-    (void)state;
-    assert_non_null(obj);
-    assert_int_equal(json_object_object_add(obj, "signature", json_object_new_string("3045-sig")),
-                     0);
-    /* json-c serialises into a buffer the object owns, and reuses it for the same text. */
-    own = json_object_to_json_string_ext(obj, flags);
-    again = json_object_to_json_string_ext(obj, flags);
-    assert_ptr_equal(own, again);
-    len = strlen(own);
-    copy = kt_json_to_string(obj, flags);
-    assert_non_null(copy);
-    assert_string_equal(copy, "{\"signature\":\"3045-sig\"}");
-    /* The object's own copy is wiped; ours is the caller's to wipe. */
-    assert_true(all_zero(own, len));
-    kt_secret_free(copy);
-    kt_json_put_wiped(obj);
-    assert_null(kt_json_to_string(NULL, flags));
-}
-
 /* ---- response parsers --------------------------------------------------------------------- */
 
 static void test_parse_create(void **state)
@@ -1129,7 +1102,6 @@ int main(void)
         cmocka_unit_test(test_json_server_text),
         cmocka_unit_test(test_json_wipe_values),
         cmocka_unit_test(test_json_tokener_wipe),
-        cmocka_unit_test(test_json_to_string_wipes),
         cmocka_unit_test(test_parse_create),
         cmocka_unit_test(test_parse_challenge),
         cmocka_unit_test(test_parse_confirmed),

@@ -136,7 +136,6 @@ static void test_secret_helpers(void **state)
 {
     char buf[16];
     char *s = strdup("hunter2");
-    char *copy;
 
     assert_non_null(s);
     kt_secret_clear(&s);
@@ -150,11 +149,6 @@ static void test_secret_helpers(void **state)
     for (size_t i = 0; i < sizeof(buf); i++)
         assert_int_equal(buf[i], 0);
     kt_wipe(NULL, 10);
-
-    assert_null(kt_strdup_or_null(NULL));
-    copy = kt_strdup_or_null("abc");
-    assert_string_equal(copy, "abc");
-    kt_secret_free(copy);
 }
 
 static void test_hex_encode(void **state)

@@ -52,13 +52,13 @@ static void test_parse_full(void **state)
     kt_device_record rec;
     kt_error err = {KT_OK, ""};
 
-    assert_int_equal(parse("{\"username\":\"demo@example.com\",\"device_id\":\"d-1_2.3~\","
+    assert_int_equal(parse("{\"username\":\"demo@example.com\",\"device_id\":\"d-1_2-3\","
                            "\"key\":\"/home/demo/.config/kontist/device-key.pem\","
                            "\"name\":\"laptop \\u00e4\"}\n",
                            &rec, &err),
                      0);
     assert_string_equal(rec.username, "demo@example.com");
-    assert_string_equal(rec.device_id, "d-1_2.3~");
+    assert_string_equal(rec.device_id, "d-1_2-3");
     assert_string_equal(rec.key_ref, "/home/demo/.config/kontist/device-key.pem");
     assert_string_equal(rec.name, "laptop \xc3\xa4");
     kt_record_free(&rec);
@@ -150,6 +150,9 @@ static void test_parse_unsafe_values(void **state)
     expect_bad("{\"username\":\"u\",\"device_id\":\"a/b\"}", "device_id");
     expect_bad("{\"username\":\"u\",\"device_id\":\"a?b=c\"}", "device_id");
     expect_bad("{\"username\":\"u\",\"device_id\":\"a b\"}", "device_id");
+    /* The same rule as for ids the server hands out (kt_device_id_ok): no '.' or '~' either. */
+    expect_bad("{\"username\":\"u\",\"device_id\":\"d-1.2\"}", "device_id");
+    expect_bad("{\"username\":\"u\",\"device_id\":\"d~1\"}", "device_id");
     /* A key must not depend on the working directory. */
     expect_bad("{\"username\":\"u\",\"key\":\"device-key.pem\"}", "\"key\"");
     expect_bad("{\"username\":\"u\",\"key\":\"./device-key.pem\"}", "\"key\"");
