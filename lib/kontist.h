@@ -8,6 +8,7 @@
 #include "kt_conv.h"
 #include "kt_ctx.h"
 #include "kt_device.h"
+#include "kt_doctor.h"
 #include "kt_error.h"
 #include "kt_file.h"
 #include "kt_flow.h"
@@ -22,6 +23,7 @@
 #include "kt_record.h"
 #include "kt_secret.h"
 #include "kt_token.h"
+#include "kt_version.h"
 
 #define KT_USER_AGENT "kontist-auth/" PACKAGE_VERSION
 
