@@ -674,7 +674,7 @@ static void check_device(doctor *d, kt_ctx *ctx)
     const char *path = d->o->paths->record_file;
     kt_device_record rec;
     kt_error err = {KT_OK, ""};
-    char why[256], fix[512], om[64];
+    char why[sizeof(((kt_error *)0)->message) + 64], fix[512], om[64];
     EVP_PKEY *key;
     int e = 0;
 

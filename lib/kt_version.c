@@ -18,7 +18,7 @@ void kt_runtime_versions_get(kt_runtime_versions *v)
         snprintf(v->curl, sizeof(v->curl), "%s (%s)", info->version,
                  info->ssl_version != NULL ? info->ssl_version : "no TLS");
     else
-        snprintf(v->curl, sizeof(v->curl), "not loadable: %s", err.message);
+        snprintf(v->curl, sizeof(v->curl), "not loadable: %.140s", err.message);
     snprintf(v->openssl, sizeof(v->openssl), "%s", OpenSSL_version(OPENSSL_VERSION));
     snprintf(v->json_c, sizeof(v->json_c), "%s", json_c_version());
 }

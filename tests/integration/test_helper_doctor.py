@@ -53,6 +53,7 @@ class DoctorEnv:
     def run(self, *extra, sshd=""):
         r = self.k.run("doctor", "--json", "--system", "--pam-dir", self.pam_dir,
                        "--sshd-config", self.sshd_config, "--sshd", sshd, *extra)
+        assert "Sanitizer" not in r.stderr, r.stderr  # a failing check must not hide a leak
         try:
             report = json.loads(r.stdout)
         except ValueError:
