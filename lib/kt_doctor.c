@@ -33,6 +33,7 @@
 #include "kt_doctor.h"
 #include "kt_file.h"
 #include "kt_hex.h"
+#include "kt_json.h"
 #include "kt_keys.h"
 #include "kt_record.h"
 #include "kt_secret.h"
@@ -452,6 +453,7 @@ static void check_api(doctor *d, kt_ctx *ctx)
     };
     kt_http_response resp;
     kt_error err = {KT_OK, ""};
+    char code[KT_JSON_SERVER_TEXT_MAX + 1];
     long skew;
 
     if (kt_http_send(ctx->http, &req, &resp, &err) != 0) {
@@ -492,16 +494,19 @@ static void check_api(doctor *d, kt_ctx *ctx)
             emit(d, "clock", KT_DOCTOR_OK, KT_OK, NULL, "%ld s from the server's clock", skew);
     }
 
-    if (resp.status == 400)
+    /* RFC 6749 lets a server refuse the client with 400 as well as 401: the code decides. */
+    kt_json_server_text(resp.body, resp.body_len, code, sizeof(code), NULL, 0);
+    if (resp.status == 400 && strcmp(code, "invalid_client") != 0)
         emit(d, "token-endpoint", KT_DOCTOR_OK, KT_OK, NULL,
              "answers; client %s accepted (HTTP 400 to a refresh token that does not exist, as "
              "expected)",
              d->cfg.client_id);
-    else if (resp.status == 401)
+    else if (resp.status == 401 || resp.status == 400)
         emit(d, "token-endpoint", KT_DOCTOR_FAIL, KT_ERR_CONFIG,
              "client_id and the secret in client_secret_file must be those the bank issued "
              "(a public client has no client_secret_file)",
-             "the token endpoint refused client %s (HTTP 401)", d->cfg.client_id);
+             "the token endpoint refused client %s (HTTP %ld%s%s)", d->cfg.client_id, resp.status,
+             code[0] != '\0' ? " " : "", code);
     else if (resp.status == 429)
         emit(d, "token-endpoint", KT_DOCTOR_WARN, KT_OK,
              "wait and run the doctor again; many failed logins from this address cause this",
@@ -905,7 +910,8 @@ static bool stack_file_safe(doctor *d, const char *path, int fd)
 
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
         return false;
-    if (st.st_uid != 0 || (st.st_mode & 022) != 0) {
+    /* The stacks of /etc/pam.d are root's; a test copy (--pam-dir) may be the caller's. */
+    if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022) != 0) {
         char fix[2 * PATH_MAX + 40];
 
         snprintf(fix, sizeof(fix), "chown root:root %s && chmod 0644 %s", path, path);
@@ -1107,11 +1113,11 @@ static int sshd_parse_file(sshd_settings *s, const char *path, int depth)
         if (strcasecmp(key, "match") == 0) {
             rc = 1;
         } else if (strcasecmp(key, "include") == 0) {
-            char pattern[PATH_MAX];
+            char pattern[PATH_MAX], *save = NULL;
             glob_t g;
 
-            for (char *tok = strtok(value, " \t"); tok != NULL && rc == 0;
-                 tok = strtok(NULL, " \t")) {
+            for (char *tok = strtok_r(value, " \t", &save); tok != NULL && rc == 0;
+                 tok = strtok_r(NULL, " \t", &save)) {
                 snprintf(pattern, sizeof(pattern), "%s%s", tok[0] == '/' ? "" : "/etc/ssh/", tok);
                 memset(&g, 0, sizeof(g));
                 if (glob(pattern, 0, NULL, &g) == 0)
@@ -1136,7 +1142,7 @@ static int sshd_ask(sshd_settings *s, const char *binary, const char *config)
     char *const argv[] = {bin, opt_t, opt_f, conf, NULL};
     char *const envp[] = {env_path, env_lc, NULL};
     posix_spawn_file_actions_t fa;
-    char out[65536];
+    char out[65536], *save = NULL;
     size_t used = 0;
     int pipefd[2], status = 0;
     pid_t pid;
@@ -1181,7 +1187,8 @@ static int sshd_ask(sshd_settings *s, const char *binary, const char *config)
     out[used] = '\0';
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || used == 0)
         return -1;
-    for (char *line = strtok(out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+    for (char *line = strtok_r(out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
         char *sp = strchr(line, ' ');
 
         if (sp != NULL) {

@@ -179,6 +179,12 @@ def break_client_secret(d, mock_factory):
     d.k.secret_file.write_text("not-the-secret\n")
 
 
+def break_client_refused_400(d, mock_factory):
+    # RFC 6749 allows 400 for invalid_client too: the error code decides, not the status.
+    d.k.mock.set_fault(endpoint="token", kind="status", status=400,
+                       body={"error": "invalid_client", "error_description": "unknown client"})
+
+
 def break_unreachable(d, mock_factory):
     d.k.write_config(base_url="https://127.0.0.1:9")
 
@@ -197,6 +203,15 @@ def break_usepam_in_include(d, mock_factory):
     inc.mkdir()
     (inc / "10-pam.conf").write_text("UsePAM no\n")
     d.sshd_config.write_text(f"Include {inc}/*.conf\n{GOOD_SSHD_CONFIG}")
+
+
+def break_usepam_after_nested_include(d, mock_factory):
+    inc = d.sshd_config.with_name("sshd_config.d")
+    inc.mkdir()
+    (inc / "a.conf").write_text(f"Include {inc}/c.conf\n")
+    (inc / "c.conf").write_text("PasswordAuthentication no\n")
+    (inc / "b.conf").write_text("UsePAM no\n")
+    d.sshd_config.write_text(f"Include {inc}/a.conf {inc}/b.conf\n{GOOD_SSHD_CONFIG}")
 
 
 def break_no_kbd(d, mock_factory):
@@ -235,9 +250,11 @@ BROKEN = [
     (break_config_syntax, "config-file", "bogus_key", "kontist.conf(5)"),
     (break_config_writable, "config-file", "", "chmod 0644"),
     (break_client_secret, "token-endpoint", "HTTP 401", "client_secret_file"),
+    (break_client_refused_400, "token-endpoint", "HTTP 400 invalid_client", "client_secret_file"),
     (break_unreachable, "tcp", "127.0.0.1", "firewall"),
     (break_no_usepam, "sshd-usepam", "UsePAM no", "UsePAM yes"),
     (break_usepam_in_include, "sshd-usepam", "UsePAM no", "UsePAM yes"),
+    (break_usepam_after_nested_include, "sshd-usepam", "UsePAM no", "UsePAM yes"),
     (break_no_kbd, "sshd-kbdinteractive", "no password", "KbdInteractiveAuthentication yes"),
     (break_grace_time, "sshd-logingracetime", "20 s", "LoginGraceTime above"),
     (break_module_argument, "pam-stack", "login_timout", "pam_kontist(8)"),
