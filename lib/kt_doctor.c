@@ -651,7 +651,7 @@ static void check_bound(doctor *d, kt_ctx *ctx, const kt_device_record *rec, EVP
                  "the key is not the one the bank bound to this device: restore the key the "
                  "device was enrolled with, or enroll again (kontist-auth device enroll)",
                  "device %s: the bank refused a challenge signed with %s: %s", rec->device_id,
-                 rec->key_ref, err.message);
+                 rec->key_ref[0] == '/' ? rec->key_ref : "its key (URI)", err.message);
         else if (err.kind == KT_ERR_NOT_ENROLLED)
             emit(d, "device-bound", KT_DOCTOR_FAIL, err.kind,
                  "the bank no longer knows this device: enroll again (kontist-auth device enroll)",
@@ -728,8 +728,8 @@ static void check_device(doctor *d, kt_ctx *ctx)
     }
     if (sign_and_verify(key, why, sizeof(why)) != 0) {
         emit(d, "device-key", KT_DOCTOR_FAIL, KT_ERR_KEY_UNUSABLE,
-             "enroll again with a new key (kontist-auth device enroll)", "%s: %s", rec.key_ref,
-             why);
+             "enroll again with a new key (kontist-auth device enroll)", "%s: %s",
+             rec.key_ref[0] == '/' ? rec.key_ref : "(key URI)", why);
     } else {
         if (rec.key_ref[0] == '/')
             owner_mode(rec.key_ref, om, sizeof(om));
