@@ -118,6 +118,8 @@ def test_installed_version(root):
 
 
 def test_profile_is_registered_but_not_enabled(root):
+    # What the postinst ran, once more by hand: the profile stays off.
+    pam_auth_update(root, "--package")
     assert "kontist" in (root / "var/lib/pam/seen").read_text().split()
     assert "pam_kontist" not in (root / "etc/pam.d/common-auth").read_text()
     profile = (root / "usr/share/pam-configs/kontist").read_text()

@@ -51,3 +51,12 @@ def test_global_options_and_operations(build_dir):
     assert complete(["kontist-auth", "device", ""], build_dir) == ["enroll"]
     assert complete(["git-credential-kontist", "g"], build_dir,
                     function="_git_credential_kontist") == ["get"]
+
+
+def test_zsh_completion_parses_and_names_both_commands():
+    script = REPO_DIR / "completion" / "_kontist-auth"
+    assert script.read_text().splitlines()[0] == "#compdef kontist-auth git-credential-kontist"
+    r = subprocess.run(["zsh", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    for command in ("login", "device", "token", "status", "logout", "credential", "doctor"):
+        assert f"'{command}:" in script.read_text(), command
