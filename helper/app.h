@@ -39,6 +39,12 @@ int ka_cmd_token(ka_app *app, int argc, char **argv);
 int ka_cmd_status(ka_app *app, int argc, char **argv);
 int ka_cmd_logout(ka_app *app, int argc, char **argv);
 int ka_cmd_credential(ka_app *app, int argc, char **argv);
+int ka_cmd_doctor(ka_app *app, int argc, char **argv);
+/* pam_kontist's own argument parser, for the doctor's PAM stack checks (doctor_module.c). */
+int ka_doctor_parse_module_args(int argc, const char **argv, kt_doctor_module_args *out,
+                                kt_error *err);
+/* The --version text: this program's version and the libraries it runs with. */
+void ka_print_version(const char *prog);
 /* The credential operations themselves (get, store, erase; others are ignored). */
 int ka_credential_run(ka_app *app, const char *operation);
 

@@ -27,12 +27,13 @@ static const char usage_text[] =
     "  status                       who is logged in, token expiry, device binding\n"
     "  logout                       remove the cached tokens\n"
     "  credential get|store|erase   the git credential protocol (also as git-credential-kontist)\n"
+    "  doctor [--json]              check the whole setup and say how to fix what is wrong\n"
     "\n"
     "Options:\n"
     "  --config FILE   read only FILE as configuration (default: /etc/kontist/kontist.conf,\n"
     "                  then ~/.config/kontist/kontist.conf; KONTIST_CONFIG also names a file)\n"
     "  -h, --help      show this help ('kontist-auth COMMAND --help' for a command)\n"
-    "  -V, --version   show the version\n"
+    "  -V, --version   show the version and those of libcurl, OpenSSL and json-c\n"
     "\n";
 
 static const char cred_usage_text[] =
@@ -56,6 +57,7 @@ struct command {
 static const struct command commands[] = {
     {"login", ka_cmd_login},   {"device", ka_cmd_device}, {"token", ka_cmd_token},
     {"status", ka_cmd_status}, {"logout", ka_cmd_logout}, {"credential", ka_cmd_credential},
+    {"doctor", ka_cmd_doctor},
 };
 
 static const struct option global_options[] = {
@@ -83,7 +85,7 @@ static int parse_global(ka_app *app, int argc, char **argv, const char *help, bo
             *done = true;
             return KA_EXIT_OK;
         case 'V':
-            printf("%s %s\n", app->prog, PACKAGE_VERSION);
+            ka_print_version(app->prog);
             *done = true;
             return KA_EXIT_OK;
         default:

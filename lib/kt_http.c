@@ -289,6 +289,26 @@ static void kt_parse_retry_after(kt_http_response *resp, const char *v, const ch
     resp->retry_after = secs;
 }
 
+/* Date as IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), the only form RFC 9110 lets a server
+ * send; anything else leaves 0. Only `kontist-auth doctor` reads it, to measure clock skew. */
+static void kt_parse_date(kt_http_response *resp, const char *v, const char *end)
+{
+    char text[40];
+    struct tm tm;
+    const char *rest;
+
+    kt_trim_span(&v, &end);
+    resp->date = 0;
+    if (end - v >= (long)sizeof(text))
+        return;
+    memcpy(text, v, (size_t)(end - v));
+    text[end - v] = '\0';
+    memset(&tm, 0, sizeof(tm));
+    rest = strptime(text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (rest != NULL && *rest == '\0')
+        resp->date = timegm(&tm);
+}
+
 static bool kt_header_is(const char *line, size_t len, const char *name)
 {
     size_t n = strlen(name);
@@ -307,6 +327,9 @@ static size_t kt_http_header_cb(char *line, size_t size, size_t nmemb, void *use
         free(x->resp->content_type);
         x->resp->content_type = NULL;
         x->resp->retry_after = -1;
+        x->resp->date = 0;
+    } else if (kt_header_is(line, n, "date")) {
+        kt_parse_date(x->resp, line + 5, end);
     } else if (kt_header_is(line, n, "content-type")) {
         kt_parse_content_type(x->resp, line + 13, end);
     } else if (kt_header_is(line, n, "retry-after")) {

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "kt_config.h"
 #include "kt_error.h"
@@ -24,6 +25,7 @@ typedef struct kt_http_response {
     size_t body_len;
     char *content_type; /* lowercased media type without parameters, or NULL */
     long retry_after;   /* seconds from Retry-After, or -1 */
+    time_t date;        /* the server's clock from the Date header (IMF-fixdate), 0 if none */
 } kt_http_response;
 
 typedef enum kt_http_auth { KT_AUTH_NONE, KT_AUTH_BASIC_CLIENT, KT_AUTH_BEARER } kt_http_auth;

@@ -103,7 +103,7 @@ def extract(path):
 
 def documents():
     paths = [REPO_DIR / "README.md", *sorted((REPO_DIR / "doc").glob("*.md")),
-             *sorted((REPO_DIR / "doc").glob("*.[18]")),
+             *sorted((REPO_DIR / "doc").glob("*.[158]")),
              *sorted(p for p in (REPO_DIR / "examples").rglob("*") if p.is_file())]
     return paths
 

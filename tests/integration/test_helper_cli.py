@@ -59,7 +59,8 @@ def test_credential_binary_help(kenv):
 def test_version(kenv):
     r = kenv.run("--version")
     assert r.returncode == EXIT_OK
-    assert re.fullmatch(r"kontist-auth \d+\.\d+\.\d+\n", r.stdout)
+    assert re.fullmatch(r"kontist-auth \d+\.\d+\.\d+\nlibcurl \S+ \(.*\)\nOpenSSL .*\njson-c .*\n",
+                        r.stdout)
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -68,6 +68,9 @@ def parse_args(argv):
                    help="reuse (or create) the TLS files here (default STATE_DIR/tls)")
     p.add_argument("--rate-limit", type=int, default=0, metavar="N",
                    help="answer 429 beyond N API requests a minute (default: no limit)")
+    p.add_argument("--date-skew", type=float, default=0.0, metavar="SECONDS",
+                   help="add SECONDS (negative: subtract) to the Date header of every answer, "
+                        "as a server with a wrong clock would send it")
     p.add_argument("--watch-stdin", action="store_true",
                    help="also stop when standard input reaches end of file")
     p.add_argument("-v", "--verbose", action="store_true",
@@ -108,6 +111,7 @@ def main(argv=None):
                         args.challenge_lifetime, args.rotate_refresh,
                         args.binding_requests, args.binding_window)
     app = App(None, faults.Faults(args.fault), state_dir, args.rate_limit, args.verbose)
+    app.date_skew = args.date_skew
     app.api = Api(known_users, clients, settings, app.send_sms)
 
     host, port = args.listen

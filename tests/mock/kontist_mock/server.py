@@ -46,6 +46,7 @@ class App:
         self._conn_ids = itertools.count(1)
         self._recent = collections.deque()
         self.counts = collections.Counter()
+        self.date_skew = 0.0  # seconds added to the Date header (--date-skew)
         self.connections = 0
         self._requests_log = open(os.path.join(state_dir, "requests.jsonl"), "a",
                                   encoding="utf-8")
@@ -261,7 +262,7 @@ class Handler(BaseHTTPRequestHandler):
             reason = "Status"
         lines = [f"HTTP/1.1 {status} {reason}",
                  f"Server: {self.server_version}",
-                 f"Date: {self.date_time_string()}"]
+                 f"Date: {self.date_time_string(time.time() + self.app.date_skew)}"]
         lines += [f"{k}: {v}" for k, v in headers]
         if announce_close is None:
             announce_close = self.close_connection

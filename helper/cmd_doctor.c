@@ -1,0 +1,212 @@
+/* kontist-auth doctor: the front end of kt_doctor. It chooses the configuration files exactly as
+ * every other command does, runs the checks and prints one line per check (or JSON). */
+#include <config.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "exit_codes.h"
+
+static const char doctor_help[] =
+    "Usage: kontist-auth doctor [--json] [--offline] [--system|--no-system]\n"
+    "\n"
+    "Checks everything a working setup needs and says how to fix what is wrong: the\n"
+    "configuration files (syntax, owner, mode, the client secret file), the API (DNS, TCP, TLS\n"
+    "with the configured CA or pin, the server's clock, the token endpoint and the client\n"
+    "credentials), this user's token cache, device record and key (it signs a test message\n"
+    "and, when logged in, lets the bank verify a signed challenge), and, as root, the PAM\n"
+    "stacks that use pam_kontist.so and sshd's settings. One line per check:\n"
+    "  ok|warn|fail|skip  NAME: WHAT WAS FOUND[; fix: WHAT TO DO]\n"
+    "It sends no password, changes no file and makes at most three requests.\n"
+    "Exits 0 when no check failed (warnings and skipped checks included), else with the code of\n"
+    "the first failure's kind (below).\n"
+    "\n"
+    "Options:\n"
+    "      --json            one JSON object: {\"ok\", \"checks\": [{\"name\", \"status\",\n"
+    "                        \"detail\", \"fix\"}]}\n"
+    "      --offline         no DNS lookup, connection or request\n"
+    "      --system          check the PAM stacks and sshd also when not root\n"
+    "      --no-system       do not check them, also as root\n"
+    "      --pam-dir DIR     PAM stacks (default /etc/pam.d)\n"
+    "      --sshd-config FILE  sshd's configuration (default /etc/ssh/sshd_config)\n"
+    "      --sshd PATH       sshd, asked with -T for its settings (default /usr/sbin/sshd;\n"
+    "                        '' reads the configuration file itself)\n"
+    "      --config FILE     read only FILE as configuration\n"
+    "  -h, --help            show this help\n"
+    "\n";
+
+enum {
+    OPT_JSON = 0x200,
+    OPT_OFFLINE,
+    OPT_SYSTEM,
+    OPT_NO_SYSTEM,
+    OPT_PAM_DIR,
+    OPT_SSHD_CONFIG,
+    OPT_SSHD,
+};
+
+static const struct option doctor_options[] = {
+    {"config", required_argument, NULL, KA_OPT_CONFIG},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"offline", no_argument, NULL, OPT_OFFLINE},
+    {"system", no_argument, NULL, OPT_SYSTEM},
+    {"no-system", no_argument, NULL, OPT_NO_SYSTEM},
+    {"pam-dir", required_argument, NULL, OPT_PAM_DIR},
+    {"sshd-config", required_argument, NULL, OPT_SSHD_CONFIG},
+    {"sshd", required_argument, NULL, OPT_SSHD},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct printer {
+    bool json;
+    unsigned count;
+} printer;
+
+static void put_json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static void print_result(const kt_doctor_result *r, void *data)
+{
+    printer *p = data;
+
+    if (p->json) {
+        fputs(p->count++ == 0 ? "\n  " : ",\n  ", stdout);
+        fputs("{\"name\": ", stdout);
+        put_json_string(r->name);
+        printf(", \"status\": \"%s\", \"detail\": ", kt_doctor_status_name(r->status));
+        put_json_string(r->detail);
+        fputs(", \"fix\": ", stdout);
+        if (r->fix != NULL)
+            put_json_string(r->fix);
+        else
+            fputs("null", stdout);
+        putchar('}');
+        return;
+    }
+    printf("%-4s  %s: %s", kt_doctor_status_name(r->status), r->name, r->detail);
+    if (r->fix != NULL)
+        printf("; fix: %s", r->fix);
+    putchar('\n');
+}
+
+/* The files every other command would read, in the same order and with the same owners. */
+static size_t config_files(ka_app *app, kt_doctor_config_file *files, char **chosen_abs,
+                           kt_error *err)
+{
+    kt_owner_policy user_cfg_owners = app->user_owners;
+    const char *chosen = app->config_path;
+
+    user_cfg_owners.allow_root = true;
+    if (chosen == NULL) {
+        chosen = getenv("KONTIST_CONFIG");
+        if (chosen != NULL && chosen[0] == '\0')
+            chosen = NULL;
+    }
+    if (chosen != NULL) {
+        *chosen_abs = ka_absolute_path(chosen, err);
+        if (*chosen_abs == NULL)
+            return 0;
+        files[0] = (kt_doctor_config_file){*chosen_abs, user_cfg_owners, false};
+        return 1;
+    }
+    files[0] = (kt_doctor_config_file){KT_SYSTEM_CONFIG, {true, false, 0}, true};
+    files[1] = (kt_doctor_config_file){app->paths.user_config, user_cfg_owners, true};
+    return 2;
+}
+
+int ka_cmd_doctor(ka_app *app, int argc, char **argv)
+{
+    kt_error err = {KT_OK, ""};
+    kt_doctor_config_file files[2];
+    kt_doctor_options opts;
+    kt_doctor_summary sum;
+    printer pr = {false, 0};
+    char *chosen = NULL;
+    int c, sys = -1;
+
+    memset(&opts, 0, sizeof(opts));
+    opts.network = true;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", doctor_options, NULL)) != -1) {
+        switch (c) {
+        case KA_OPT_CONFIG:
+            app->config_path = optarg;
+            break;
+        case OPT_JSON:
+            pr.json = true;
+            break;
+        case OPT_OFFLINE:
+            opts.network = false;
+            break;
+        case OPT_SYSTEM:
+            sys = 1;
+            break;
+        case OPT_NO_SYSTEM:
+            sys = 0;
+            break;
+        case OPT_PAM_DIR:
+            opts.pam_dir = optarg;
+            break;
+        case OPT_SSHD_CONFIG:
+            opts.sshd_config = optarg;
+            break;
+        case OPT_SSHD:
+            opts.sshd_binary = optarg;
+            break;
+        case 'h':
+            fputs(doctor_help, stdout);
+            fputs(ka_exit_codes_help, stdout);
+            return KA_EXIT_OK;
+        default:
+            return ka_bad_option(app, "doctor", c, argv);
+        }
+    }
+    if (optind < argc)
+        return ka_usage_error(app, "doctor", "unexpected argument '%s'", argv[optind]);
+    if (ka_app_setup_paths(app, &err) != 0)
+        return ka_report(app->prog, &err);
+    opts.config_files = files;
+    opts.n_config_files = config_files(app, files, &chosen, &err);
+    if (opts.n_config_files == 0)
+        return ka_report(app->prog, &err);
+    opts.paths = &app->paths;
+    opts.user_owners = app->user_owners;
+    opts.system = sys >= 0 ? sys == 1 : geteuid() == 0;
+    opts.parse_module_args = ka_doctor_parse_module_args;
+
+    if (pr.json)
+        fputs("{\"checks\": [", stdout);
+    kt_doctor_run(&opts, print_result, &pr, &sum);
+    if (pr.json)
+        printf("\n], \"ok\": %s, \"failed\": %u, \"warnings\": %u}\n",
+               sum.fail == 0 ? "true" : "false", sum.fail, sum.warn);
+    else
+        printf("%u ok, %u warnings, %u failed, %u skipped\n", sum.ok, sum.warn, sum.fail, sum.skip);
+    free(chosen);
+    return sum.fail == 0 ? KA_EXIT_OK : ka_exit_code(sum.first_failure);
+}
+
+void ka_print_version(const char *prog)
+{
+    kt_runtime_versions v;
+
+    kt_runtime_versions_get(&v);
+    printf("%s %s\nlibcurl %s\n%s\njson-c %s\n", prog, PACKAGE_VERSION, v.curl, v.openssl,
+           v.json_c);
+}

@@ -1,0 +1,338 @@
+"""kontist-auth doctor against the mock: every check passes on a good setup, and each broken
+setup of the table is reported by the check it concerns, with its fix."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import DEMO_USER
+from kt_crypto import make_key, write_key_pem
+from test_helper_env import EXIT_OK, EXIT_USAGE, HelperEnv
+
+SSHD = Path("/usr/sbin/sshd")
+GOOD_SSHD_CONFIG = "UsePAM yes\nKbdInteractiveAuthentication yes\nLoginGraceTime 120\n"
+
+
+class DoctorEnv:
+    """A logged-in user with an enrolled device, a PAM stack for sshd and an sshd_config."""
+
+    def __init__(self, root, mock, build_dir):
+        self.k = HelperEnv(root / "env", mock, build_dir)
+        self.build_dir = Path(build_dir)
+        self.device_id, key = mock.enroll_device()
+        self.k.config_dir.mkdir(parents=True, mode=0o700)
+        write_key_pem(key, self.k.key_file)
+        self.k.record_file.write_text(json.dumps({
+            "username": DEMO_USER, "device_id": self.device_id, "key": str(self.k.key_file),
+            "name": "test device"}))
+        self.k.record_file.chmod(0o600)
+        r = self.k.login()
+        assert r.returncode == EXIT_OK, r.stderr
+        assert self.k.cache()["confirmed"] is True
+        self.pam_dir = root / "pam.d"
+        self.pam_dir.mkdir()
+        self.write_stack()
+        self.sshd_config = root / "sshd_config"
+        self.sshd_config.write_text(GOOD_SSHD_CONFIG)
+
+    def write_stack(self, control="[success=done authinfo_unavail=ignore ignore=ignore "
+                                  "default=die]", args="nouserok login_timeout=20", helper=None):
+        helper = helper or self.build_dir / "pam_kontist" / "kontist-pam-helper"
+        path = self.pam_dir / "sshd"
+        path.write_text(
+            "# test stack\n"
+            "auth requisite pam_nologin.so\n"
+            f"auth {control} pam_kontist.so config={self.k.config} helper={helper} {args}\n"
+            "auth required pam_unix.so try_first_pass\n"
+            "@include common-account\n")
+        path.chmod(0o644)
+
+    def run(self, *extra, sshd=""):
+        r = self.k.run("doctor", "--json", "--system", "--pam-dir", self.pam_dir,
+                       "--sshd-config", self.sshd_config, "--sshd", sshd, *extra)
+        assert "Sanitizer" not in r.stderr, r.stderr  # a failing check must not hide a leak
+        try:
+            report = json.loads(r.stdout)
+        except ValueError:
+            raise AssertionError(f"not JSON: {r.stdout!r} {r.stderr!r}") from None
+        return r, report
+
+
+@pytest.fixture
+def denv(tmp_path, mock, build_dir):
+    return DoctorEnv(tmp_path, mock, build_dir)
+
+
+def checks(report, name):
+    return [c for c in report["checks"] if c["name"] == name]
+
+
+def assert_all_pass(r, report):
+    bad = [c for c in report["checks"] if c["status"] not in ("ok", "skip")]
+    assert bad == [], bad
+    assert report["ok"] is True and r.returncode == EXIT_OK, (r.returncode, r.stderr)
+
+
+def test_good_setup_passes_every_check(denv, mock):
+    before = len(mock.requests())
+    r, report = denv.run()
+    assert_all_pass(r, report)
+    names = [c["name"] for c in report["checks"]]
+    for name in ("config-file", "config", "client-secret", "config-files", "dns", "tcp", "tls",
+                 "clock", "token-endpoint", "token-cache", "device-record", "device-key",
+                 "device-bound", "pam-stack", "sshd-usepam", "sshd-kbdinteractive",
+                 "sshd-logingracetime"):
+        assert name in names, name
+    assert [c["status"] for c in checks(report, "device-bound")] == ["ok"]
+    # No password, and at most three requests: the token probe, one challenge and its answer.
+    requests = mock.requests()[before:]
+    assert len(requests) <= 3, requests
+    assert not any(q.get("grant_type") == "password" for q in requests)
+    assert [q for q in requests if q["endpoint"] == "token"][0]["grant_type"] == "refresh_token"
+
+
+def test_good_setup_plain_lines(denv):
+    r = denv.k.run("doctor", "--system", "--pam-dir", denv.pam_dir, "--sshd-config",
+                   denv.sshd_config, "--sshd", "")
+    assert r.returncode == EXIT_OK, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert all(line.split()[0] in ("ok", "skip") for line in lines[:-1]), r.stdout
+    assert lines[-1].endswith("0 failed, 0 skipped") or " 0 failed" in lines[-1]
+    assert any(line.startswith("ok    device-bound: ") for line in lines)
+
+
+def test_doctor_changes_no_file(denv):
+    before = {p: p.read_bytes() for p in denv.k.home.rglob("*") if p.is_file()}
+    denv.run()
+    after = {p: p.read_bytes() for p in denv.k.home.rglob("*") if p.is_file()}
+    assert before == after
+
+
+@pytest.mark.skipif(not SSHD.exists() or os.geteuid() != 0,
+                    reason="needs openssh-server and root for sshd -T")
+def test_sshd_settings_from_sshd_t(denv, tmp_path):
+    hostkey = tmp_path / "hostkey"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey)],
+                   check=True)
+    denv.sshd_config.write_text(f"HostKey {hostkey}\nUsePAM no\n")
+    r, report = denv.run(sshd=str(SSHD))
+    (usepam,) = checks(report, "sshd-usepam")
+    assert usepam["status"] == "fail" and "sshd -T" in usepam["detail"], usepam
+    denv.sshd_config.write_text(f"HostKey {hostkey}\n{GOOD_SSHD_CONFIG}")
+    r, report = denv.run(sshd=str(SSHD))
+    assert_all_pass(r, report)
+    assert "sshd -T" in checks(report, "sshd-usepam")[0]["detail"]
+
+
+# -- broken setups ----------------------------------------------------------------------------
+
+def break_secret_mode(d, mock_factory):
+    d.k.secret_file.chmod(0o644)
+
+
+def break_wrong_ca(d, mock_factory):
+    d.k.write_config(ca_file=Path(d.k.mock.ca_file).with_name("untrusted-ca.pem"))
+
+
+def break_missing_ca(d, mock_factory):
+    d.k.write_config(ca_file=d.k.root / "no-such-ca.pem")
+
+
+def break_key_mode(d, mock_factory):
+    d.k.key_file.chmod(0o644)
+
+
+def break_key_missing(d, mock_factory):
+    d.k.key_file.unlink()
+
+
+def break_key_mismatch(d, mock_factory):
+    d.k.key_file.unlink()
+    write_key_pem(make_key(), d.k.key_file)
+
+
+def break_record_mode(d, mock_factory):
+    d.k.record_file.chmod(0o644)
+
+
+def break_cache_mode(d, mock_factory):
+    d.k.cache_file.chmod(0o644)
+
+
+def break_cache_corrupt(d, mock_factory):
+    d.k.write_cache_text("{not json")
+
+
+def break_config_syntax(d, mock_factory):
+    with open(d.k.config, "a") as f:
+        f.write("bogus_key = 1\n")
+
+
+def break_config_writable(d, mock_factory):
+    d.k.config.chmod(0o666)
+
+
+def break_client_secret(d, mock_factory):
+    d.k.secret_file.write_text("not-the-secret\n")
+
+
+def break_client_refused_400(d, mock_factory):
+    # RFC 6749 allows 400 for invalid_client too: the error code decides, not the status.
+    d.k.mock.set_fault(endpoint="token", kind="status", status=400,
+                       body={"error": "invalid_client", "error_description": "unknown client"})
+
+
+def break_unreachable(d, mock_factory):
+    d.k.write_config(base_url="https://127.0.0.1:9")
+
+
+def break_skewed_clock(d, mock_factory):
+    skewed = mock_factory("--date-skew", "-600")
+    d.k.write_config(base_url=skewed.url, ca_file=skewed.ca_file)
+
+
+def break_no_usepam(d, mock_factory):
+    d.sshd_config.write_text("UsePAM no\nKbdInteractiveAuthentication yes\n")
+
+
+def break_usepam_in_include(d, mock_factory):
+    inc = d.sshd_config.with_name("sshd_config.d")
+    inc.mkdir()
+    (inc / "10-pam.conf").write_text("UsePAM no\n")
+    d.sshd_config.write_text(f"Include {inc}/*.conf\n{GOOD_SSHD_CONFIG}")
+
+
+def break_usepam_after_nested_include(d, mock_factory):
+    inc = d.sshd_config.with_name("sshd_config.d")
+    inc.mkdir()
+    (inc / "a.conf").write_text(f"Include {inc}/c.conf\n")
+    (inc / "c.conf").write_text("PasswordAuthentication no\n")
+    (inc / "b.conf").write_text("UsePAM no\n")
+    d.sshd_config.write_text(f"Include {inc}/a.conf {inc}/b.conf\n{GOOD_SSHD_CONFIG}")
+
+
+def break_no_kbd(d, mock_factory):
+    d.sshd_config.write_text("UsePAM yes\nKbdInteractiveAuthentication no\n"
+                             "PasswordAuthentication no\n")
+
+
+def break_grace_time(d, mock_factory):
+    d.sshd_config.write_text("UsePAM yes\nKbdInteractiveAuthentication yes\nLoginGraceTime 20s\n")
+
+
+def break_module_argument(d, mock_factory):
+    d.write_stack(args="nouserok login_timout=20")
+
+
+def break_module_helper(d, mock_factory):
+    d.write_stack(helper="/nonexistent/kontist-pam-helper")
+
+
+def break_stack_writable(d, mock_factory):
+    (d.pam_dir / "sshd").chmod(0o666)
+
+
+BROKEN = [
+    # (breaker, check, what the detail says, what the fix says)
+    (break_secret_mode, "client-secret", "0644", "chmod 0600"),
+    (break_wrong_ca, "tls", "certificate", "ca_file"),
+    (break_missing_ca, "config-files", "does not exist", "readable"),
+    (break_skewed_clock, "clock", "600 s", "timedatectl"),
+    (break_key_mode, "device-key", "", "chmod 0600"),
+    (break_key_missing, "device-key", "", "enroll again"),
+    (break_key_mismatch, "device-bound", "refused", "enroll again"),
+    (break_record_mode, "device-record", "", "chmod 0600"),
+    (break_cache_mode, "token-cache", "", "chmod 0600"),
+    (break_cache_corrupt, "token-cache", "", "kontist-auth login"),
+    (break_config_syntax, "config-file", "bogus_key", "kontist.conf(5)"),
+    (break_config_writable, "config-file", "", "chmod 0644"),
+    (break_client_secret, "token-endpoint", "HTTP 401", "client_secret_file"),
+    (break_client_refused_400, "token-endpoint", "HTTP 400 invalid_client", "client_secret_file"),
+    (break_unreachable, "tcp", "127.0.0.1", "firewall"),
+    (break_no_usepam, "sshd-usepam", "UsePAM no", "UsePAM yes"),
+    (break_usepam_in_include, "sshd-usepam", "UsePAM no", "UsePAM yes"),
+    (break_usepam_after_nested_include, "sshd-usepam", "UsePAM no", "UsePAM yes"),
+    (break_no_kbd, "sshd-kbdinteractive", "no password", "KbdInteractiveAuthentication yes"),
+    (break_grace_time, "sshd-logingracetime", "20 s", "LoginGraceTime above"),
+    (break_module_argument, "pam-stack", "login_timout", "pam_kontist(8)"),
+    (break_module_helper, "pam-stack", "/nonexistent", "helper="),
+    (break_stack_writable, "pam-stack", "0666", "chmod 0644"),
+]
+
+
+@pytest.mark.parametrize("breaker,check,detail,fix", BROKEN,
+                         ids=[b[0].__name__[len("break_"):] for b in BROKEN])
+def test_broken_setup_is_reported_with_its_fix(denv, mock_factory, breaker, check, detail, fix):
+    breaker(denv, mock_factory)
+    r, report = denv.run()
+    assert r.returncode != EXIT_OK and report["ok"] is False
+    failed = [c for c in report["checks"] if c["status"] == "fail"]
+    mine = [c for c in failed if c["name"] == check]
+    assert mine, (check, report["checks"])
+    assert detail in mine[0]["detail"], mine[0]
+    assert mine[0]["fix"] and fix in mine[0]["fix"], mine[0]
+
+
+def test_sufficient_is_a_warning_that_explains_the_fallback(denv):
+    denv.write_stack(control="sufficient")
+    r, report = denv.run()
+    (stack,) = checks(report, "pam-stack")
+    assert stack["status"] == "warn" and "protects nothing" in stack["detail"]
+    assert "default=die" in stack["fix"]
+    assert r.returncode == EXIT_OK  # a warning alone does not fail the doctor
+
+
+def test_fallback_choice_is_explained(denv):
+    r, report = denv.run()
+    (stack,) = checks(report, "pam-stack")
+    assert "only when the API is unavailable" in stack["detail"]
+    denv.write_stack(control="requisite")
+    r, report = denv.run()
+    (stack,) = checks(report, "pam-stack")
+    assert stack["status"] == "ok" and "no fallback" in stack["detail"]
+
+
+def test_not_logged_in_skips_the_bank_check(denv):
+    denv.k.cache_file.unlink()
+    r, report = denv.run()
+    assert checks(report, "token-cache")[0]["status"] == "warn"
+    bound = checks(report, "device-bound")[0]
+    assert bound["status"] == "skip" and "kontist-auth login" in bound["detail"]
+    assert r.returncode == EXIT_OK
+
+
+def test_offline_makes_no_request(denv, mock):
+    before = len(mock.requests())
+    r, report = denv.run("--offline")
+    assert len(mock.requests()) == before
+    assert checks(report, "api")[0]["status"] == "skip"
+    assert r.returncode == EXIT_OK
+
+
+def test_no_system_skips_pam_and_sshd(denv):
+    r = denv.k.run("doctor", "--json", "--no-system", "--pam-dir", denv.pam_dir)
+    report = json.loads(r.stdout)
+    assert not checks(report, "pam-stack") and not checks(report, "sshd-usepam")
+
+
+def test_usage_errors(denv):
+    r = denv.k.run("doctor", "--bogus")
+    assert r.returncode == EXIT_USAGE and "unknown option '--bogus'" in r.stderr
+    r = denv.k.run("doctor", "extra")
+    assert r.returncode == EXIT_USAGE
+    r = denv.k.run("doctor", "--help")
+    assert r.returncode == EXIT_OK and "Usage: kontist-auth doctor" in r.stdout
+
+
+def test_version_names_the_libraries(denv):
+    r = denv.k.run("--version")
+    assert r.returncode == EXIT_OK
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("kontist-auth ")
+    assert lines[1].startswith("libcurl ") and "not loadable" not in lines[1]
+    assert lines[2].startswith("OpenSSL 3.")
+    assert lines[3].startswith("json-c ")
+
