@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,7 +15,8 @@
 #include "exit_codes.h"
 
 static const char device_help[] =
-    "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI] [--otp-stdin]\n"
+    "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI | --tpm |\n"
+    "                                  --pkcs11 URI [--generate]] [--otp-stdin]\n"
     "                                  [--confirm-timeout SECONDS] [--force]\n"
     "\n"
     "Binds this machine to the logged-in Kontist user as a device, the way the bank asks for it:\n"
@@ -39,6 +41,13 @@ static const char device_help[] =
     "                    (default: kontist-auth on HOST)\n"
     "  -k, --key REF     use this key instead of generating one: a PEM file (mode 0600) or an\n"
     "                    OpenSSL store URI served by a provider (handle:0x81000001)\n"
+    "      --tpm         generate the key inside this machine's TPM; its TSS2 key blob (useless\n"
+    "                    without this TPM) goes to ~/.config/kontist/device-key.tss2\n"
+    "      --pkcs11 URI  use the P-256 private key on a PKCS#11 token that the RFC 7512 URI names\n"
+    "                    (token=, object=, id=, module-path= or module-name=,\n"
+    "                    pin-source=file:...); the PIN is asked on the terminal when the token\n"
+    "                    needs one and the URI has no pin-source\n"
+    "      --generate    with --pkcs11: generate the key on the token (not extractable)\n"
     "      --otp-stdin   read the SMS code from standard input\n"
     "      --confirm-timeout SECONDS\n"
     "                    how long to wait for the binding request to be confirmed, 1 to 3600\n"
@@ -55,17 +64,22 @@ static const char device_help[] =
 struct enroll_opts {
     const char *name;
     const char *key;
+    const char *pkcs11; /* --pkcs11 URI: with --generate, where the key is made */
+    bool tpm, generate;
     bool otp_stdin;
     bool force;
     long confirm_timeout;
 };
 
-enum { OPT_OTP_STDIN = 0x200, OPT_FORCE, OPT_CONFIRM_TIMEOUT };
+enum { OPT_OTP_STDIN = 0x200, OPT_FORCE, OPT_CONFIRM_TIMEOUT, OPT_TPM, OPT_PKCS11, OPT_GENERATE };
 
 static const struct option enroll_options[] = {
     {"name", required_argument, NULL, 'n'},
     {"key", required_argument, NULL, 'k'},
     {"otp-stdin", no_argument, NULL, OPT_OTP_STDIN},
+    {"tpm", no_argument, NULL, OPT_TPM},
+    {"pkcs11", required_argument, NULL, OPT_PKCS11},
+    {"generate", no_argument, NULL, OPT_GENERATE},
     {"confirm-timeout", required_argument, NULL, OPT_CONFIRM_TIMEOUT},
     {"force", no_argument, NULL, OPT_FORCE},
     {"config", required_argument, NULL, KA_OPT_CONFIG},
@@ -97,6 +111,17 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
         case OPT_OTP_STDIN:
             o->otp_stdin = true;
             break;
+        case OPT_TPM:
+            o->tpm = true;
+            break;
+        case OPT_PKCS11:
+            if (strncasecmp(optarg, "pkcs11:", 7) != 0)
+                return ka_usage_error(app, "device enroll", "--pkcs11 takes a pkcs11: URI");
+            o->pkcs11 = optarg;
+            break;
+        case OPT_GENERATE:
+            o->generate = true;
+            break;
         case OPT_FORCE:
             o->force = true;
             break;
@@ -123,6 +148,13 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
     }
     if (optind < argc)
         return ka_usage_error(app, "device enroll", "unexpected argument '%s'", argv[optind]);
+    if ((o->key != NULL) + o->tpm + (o->pkcs11 != NULL) > 1)
+        return ka_usage_error(app, "device enroll", "--key, --tpm and --pkcs11 exclude each other");
+    if (o->generate && o->pkcs11 == NULL)
+        return ka_usage_error(app, "device enroll", "--generate goes with --pkcs11 URI");
+    /* An existing token key is used like any other key reference. */
+    if (o->pkcs11 != NULL && !o->generate)
+        o->key = o->pkcs11;
     if (o->name != NULL) {
         size_t len = strlen(o->name);
 
@@ -179,6 +211,24 @@ static char *new_key_path(const ka_app *app, const kt_device_record *old, kt_err
     return out;
 }
 
+/* The reference of a TPM key blob: tpm2:CONFIG_DIR/device-key.tss2, or a new name while the
+ * current record still uses that one. */
+static char *new_tpm_ref(const ka_app *app, const kt_device_record *old, kt_error *err)
+{
+    char *out = NULL;
+
+    if (asprintf(&out, "tpm2:%s/device-key.tss2", app->paths.config_dir) >= 0 &&
+        old->key_ref != NULL && strcmp(old->key_ref, out) == 0) {
+        free(out);
+        if (asprintf(&out, "tpm2:%s/device-key-%lld.tss2", app->paths.config_dir,
+                     (long long)time(NULL)) < 0)
+            out = NULL;
+    }
+    if (out == NULL)
+        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    return out;
+}
+
 static char *default_name(kt_error *err)
 {
     char host[256];
@@ -222,6 +272,7 @@ struct enroll_state {
     kt_device_record rec;
     kt_token_set t;
     EVP_PKEY *key;
+    bool generated; /* the key was made here (not --key): saved once the device is verified */
     kt_binding binding;
     kt_ctx *ctx;
     enum enroll_phase phase;
@@ -234,6 +285,22 @@ static int load_key(ka_app *app, const struct enroll_opts *o, struct enroll_stat
     if (s->rec.key_ref == NULL)
         return -1;
     s->key = kt_key_load(s->rec.key_ref, &app->user_owners, err);
+    return s->key == NULL ? -1 : 0;
+}
+
+/* A key made in the TPM or on a token, before the bank is asked anything, so that a missing TPM
+ * or token, a wrong PIN or a locked one stops at once. Until the device is verified only the
+ * TPM's transient copy (no blob file yet) or the token object (removed again on failure) exist. */
+static int generate_hardware_key(ka_app *app, const struct enroll_opts *o, struct enroll_state *s,
+                                 kt_error *err)
+{
+    char *where = o->tpm ? new_tpm_ref(app, &s->old, err) : strdup(o->pkcs11);
+
+    if (where == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    s->key = kt_key_generate_on(where, &app->user_owners, &s->rec.key_ref, err);
+    free(where);
+    s->generated = s->key != NULL;
     return s->key == NULL ? -1 : 0;
 }
 
@@ -344,7 +411,8 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
     if (s->rec.name == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     if (kt_dir_ensure_private(app->paths.config_dir, err) != 0 ||
-        (o->key != NULL && load_key(app, o, s, err) != 0))
+        (o->key != NULL && load_key(app, o, s, err) != 0) ||
+        ((o->tpm || o->generate) && generate_hardware_key(app, o, s, err) != 0))
         return -1;
     kt_ctx_set_progress(s->ctx, &progress);
     /* Stopped before the bank was asked anything. */
@@ -356,13 +424,14 @@ static int enroll(ka_app *app, const struct enroll_opts *o, struct enroll_state 
                      err) != 0)
         return -1;
     s->phase = PHASE_DEVICE;
-    if (o->key == NULL && generate_key(app, s, err) != 0)
+    if (s->key == NULL && generate_key(app, s, err) != 0)
         return -1;
+    s->generated = s->generated || o->key == NULL;
     if (kt_flow_enroll(s->ctx, s->t.access_token, s->rec.name, s->key, &s->binding,
                        &s->rec.device_id, err) != 0)
         return -1;
     s->phase = PHASE_SAVE;
-    if (o->key == NULL && kt_key_save_pem(s->key, s->rec.key_ref, err) != 0)
+    if (s->generated && kt_key_save(s->key, s->rec.key_ref, err) != 0)
         return -1;
     if (kt_record_save(app->paths.record_file, &s->rec, err) != 0)
         return -1;
@@ -407,7 +476,7 @@ static int enroll_report(const ka_app *app, const struct enroll_state *s, const 
 
 static int cmd_enroll(ka_app *app, int argc, char **argv)
 {
-    struct enroll_opts o = {NULL, NULL, false, false, KA_CONFIRM_TIMEOUT_DEFAULT};
+    struct enroll_opts o = {.confirm_timeout = KA_CONFIRM_TIMEOUT_DEFAULT};
     struct sigaction old[ENROLL_NSIGNALS];
     struct waiting_line line = {app->prog, isatty(STDERR_FILENO) == 1, false, 0};
     struct enroll_state s;
@@ -420,6 +489,9 @@ static int cmd_enroll(ka_app *app, int argc, char **argv)
     enroll_signo = 0;
     catch_signals(old);
     rc = enroll(app, &o, &s, &line, &err);
+    /* A key made on a token for an enrollment that failed is removed again. */
+    if (rc != 0 && s.generated)
+        kt_key_discard(s.key);
     release_signals(old);
     signo = enroll_signo;
     if (rc != 0 && signo != 0)
