@@ -527,6 +527,7 @@ EVP_PKEY *kt_pkcs11_generate(const char *uri_text, const kt_owner_policy *owners
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
     CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
     char default_label[] = DEFAULT_LABEL;
+    char label_buf[128];
     unsigned char oid[sizeof(p256_oid)];
     CK_ATTRIBUTE label = {CKA_LABEL, default_label, strlen(default_label)};
     CK_ATTRIBUTE idattr = {CKA_ID, id, sizeof(id)};
@@ -538,8 +539,16 @@ EVP_PKEY *kt_pkcs11_generate(const char *uri_text, const kt_owner_policy *owners
     *ref_out = NULL;
     if (tk == NULL)
         return NULL;
-    if ((label_attr = p11_kit_uri_get_attribute(uri, CKA_LABEL)) != NULL)
-        label = *label_attr;
+    /* Copied: setting attributes on the URI below replaces the storage it points into. */
+    if ((label_attr = p11_kit_uri_get_attribute(uri, CKA_LABEL)) != NULL) {
+        if (label_attr->ulValueLen >= sizeof(label_buf)) {
+            kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the object= label is too long");
+            goto out;
+        }
+        memcpy(label_buf, label_attr->pValue, label_attr->ulValueLen);
+        label.pValue = label_buf;
+        label.ulValueLen = label_attr->ulValueLen;
+    }
     memcpy(oid, p256_oid, sizeof(oid));
     if (RAND_bytes(id, sizeof(id)) != 1) {
         kt_error_set(err, KT_ERR_INTERNAL, "no random bytes for the key id");
