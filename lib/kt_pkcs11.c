@@ -4,6 +4,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -109,6 +111,49 @@ static void copy_label(char *out, const unsigned char *label)
     out[n] = '\0';
 }
 
+/* A module runs inside the process that loads it: in kontist-pam-helper that is a root process
+ * (its effective identity switched to the user's only while loading, with root still in its
+ * saved set), so a module the user could write or swap would be the user's code running as root.
+ * The file the URI names, links resolved, and every directory above it must belong to root (or
+ * to the process's own real user, who can do nothing through it that the user could not do
+ * anyway) and be writable by nobody else. */
+static int check_module_trusted(const char *path, kt_error *err)
+{
+    char *real = realpath(path, NULL);
+    uid_t self = getuid();
+    int rc = 0;
+
+    if (real == NULL)
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                            "PKCS#11 module %s cannot be loaded (token software not installed "
+                            "or removed?): %s",
+                            path, strerror(errno));
+    /* realpath gives an absolute path without links, "." or "..": walk it up to "/". */
+    while (rc == 0) {
+        struct stat st;
+        char *slash;
+
+        if (stat(real, &st) != 0)
+            rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE, "PKCS#11 module %s: %s", path,
+                              strerror(errno));
+        else if (st.st_uid != 0 && st.st_uid != self)
+            rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                              "PKCS#11 module %s refused: %s belongs to uid %u, not root", path,
+                              real, (unsigned)st.st_uid);
+        /* A sticky directory of root's (/tmp) lets nobody replace another's entries. */
+        else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
+                 !(S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) != 0 && st.st_uid == 0))
+            rc = kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                              "PKCS#11 module %s refused: %s is writable by group or others", path,
+                              real);
+        if (strcmp(real, "/") == 0 || (slash = strrchr(real, '/')) == NULL)
+            break;
+        slash[slash == real ? 1 : 0] = '\0';
+    }
+    free(real);
+    return rc;
+}
+
 /* Loads the module the URI names, or every module of p11-kit's registry. */
 static int load_modules(P11KitUri *uri, token_key *tk, CK_FUNCTION_LIST ***list, kt_error *err)
 {
@@ -117,6 +162,11 @@ static int load_modules(P11KitUri *uri, token_key *tk, CK_FUNCTION_LIST ***list,
     CK_RV rv;
 
     if (path != NULL) {
+        if (path[0] != '/')
+            return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                                "module-path in a key URI must be an absolute path");
+        if (check_module_trusted(path, err) != 0)
+            return -1;
         tk->module = p11_kit_module_load(path, 0);
         if (tk->module == NULL)
             return kt_error_set(err, KT_ERR_KEY_UNUSABLE,

@@ -198,3 +198,25 @@ def test_without_pin_source_or_terminal_the_pin_is_not_guessed(penv, token):
     assert r.returncode == EXIT_MFA, r.stderr
     assert "needs a PIN and there is no terminal to ask on" in r.stderr, r.stderr
     assert_nothing_written(penv)
+
+
+def test_a_module_others_could_replace_is_refused(penv, token, tmp_path):
+    """A module runs inside the process that loads it (in the PAM helper, a root process): one in
+    a directory others may write to could be swapped for anyone's code."""
+    token.keypair("EC:prime256v1", "f6", "k")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shutil.copy(MODULE, shared / "libsofthsm2.so")
+    shared.chmod(0o777)
+    r = penv.enroll("--pkcs11", token.uri("object=k", pin_file=token.pin_file,
+                                          module=shared / "libsofthsm2.so"))
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert f"{shared} is writable by group or others" in r.stderr, r.stderr
+    assert_nothing_written(penv)
+    shared.chmod(0o755)
+    (shared / "libsofthsm2.so").chmod(0o666)
+    r = penv.enroll("--pkcs11", token.uri("object=k", pin_file=token.pin_file,
+                                          module=shared / "libsofthsm2.so"))
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "libsofthsm2.so is writable by group or others" in r.stderr, r.stderr
+    assert_nothing_written(penv)
