@@ -273,7 +273,13 @@ def test_enroll_tpm_generates_the_key_inside_the_tpm(plain_tenv, tpm, tmp_path):
     other = SoftTpm(tmp_path / "other-tpm").start()
     try:
         before = len(tenv.mock.requests())
-        r = tenv.login(env={"TPM2OPENSSL_TCTI": other.tcti}, timeout=TOOL_TIMEOUT)
+        env = {"TPM2OPENSSL_TCTI": other.tcti}
+        if "ASAN_OPTIONS" in tenv.env:
+            # The tpm2 provider leaks its TPM context when a blob fails to load (every block
+            # lost is inside libtss2-esys and the provider); leaks of kontist-auth's own are
+            # checked by every other run.
+            env["ASAN_OPTIONS"] = tenv.env["ASAN_OPTIONS"] + ":detect_leaks=0"
+        r = tenv.login(env=env, timeout=TOOL_TIMEOUT)
         assert r.returncode == EXIT_MFA, r.stderr
         assert "the TPM cannot load the key blob" in r.stderr, r.stderr
         assert all(q["endpoint"] != "challenge_verify"

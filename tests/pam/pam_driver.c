@@ -584,5 +584,9 @@ int main(int argc, char **argv)
         explicit_bzero(o.password, strlen(o.password));
         free(o.password);
     }
+    if (o.pin != NULL) {
+        explicit_bzero(o.pin, strlen(o.pin));
+        free(o.pin);
+    }
     return 0;
 }
