@@ -220,3 +220,27 @@ def test_a_module_others_could_replace_is_refused(penv, token, tmp_path):
     assert r.returncode == EXIT_MFA, r.stderr
     assert "libsofthsm2.so is writable by group or others" in r.stderr, r.stderr
     assert_nothing_written(penv)
+
+
+@pytest.mark.parametrize("module", [None, "softhsm2"])
+def test_modules_come_from_the_p11kit_registry(penv, token, module):
+    """Without module-path the key is looked for in the modules p11-kit's registry names (the
+    softhsm2 package registers its module); module-name= picks one of them."""
+    token.keypair("EC:prime256v1", "a7", "registry")
+    query = f"?pin-source=file:{token.pin_file}"
+    if module:
+        query += f"&module-name={module}"
+    uri = f"pkcs11:token={TOKEN};object=registry" + query
+    r = penv.enroll("--pkcs11", uri)
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(penv.record_file.read_text())
+    assert bank_key(penv, record) == token.public_point("registry")
+    confirmed_login_with(penv, record)
+
+
+def test_an_unknown_module_name_is_an_error(penv, token):
+    r = penv.enroll("--pkcs11", f"pkcs11:token={TOKEN}?module-name=no-such-module"
+                                f"&pin-source=file:{token.pin_file}")
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "no PKCS#11 module named no-such-module is registered with p11-kit" in r.stderr
+    assert_nothing_written(penv)
