@@ -244,3 +244,43 @@ def test_an_unknown_module_name_is_an_error(penv, token):
     assert r.returncode == EXIT_MFA, r.stderr
     assert "no PKCS#11 module named no-such-module is registered with p11-kit" in r.stderr
     assert_nothing_written(penv)
+
+
+def test_the_pin_is_asked_on_the_terminal_without_echo(penv, token):
+    """Without a pin-source, kontist-auth asks for the PIN on its terminal, without echo, once."""
+    from test_helper_terminal import Terminal, confirm_binding_request
+    token.keypair("EC:prime256v1", "b8", "typed")
+    uri = token.uri("object=typed")
+    terminal = Terminal()
+    try:
+        proc = terminal.run(penv, "device", "enroll", "--pkcs11", uri)
+        terminal.read_until(f'PIN for token "{TOKEN}": '.encode())
+        terminal.wait_for_echo(False)
+        terminal.type(PIN + "\n")
+        confirm_binding_request(penv)
+        terminal.read_until(b" left): ")
+        terminal.type(penv.mock.last_otp() + "\n")
+        out, err = proc.communicate(timeout=60)
+        terminal.drain()
+        assert proc.returncode == EXIT_OK, err
+        assert PIN.encode() not in terminal.output
+        assert terminal.echo(), "echo was not restored"
+        assert terminal.output.count(b"PIN for token") == 1
+        record = json.loads(penv.record_file.read_text())
+        assert record["key"] == uri
+
+        # A wrong PIN at login: one prompt, an error before the password is asked or anything
+        # is sent, no second try.
+        before = len(penv.mock.requests())
+        proc = terminal.run(penv, "login")
+        terminal.read_until(b"PIN for token", timeout=30)
+        terminal.type("000000\n")
+        out, err = proc.communicate(timeout=60)
+        terminal.drain()
+        assert proc.returncode == EXIT_MFA, err
+        assert b"wrong PIN" in err, err
+        assert terminal.output.count(b"PIN for token") == 2
+        assert b"Kontist password" not in terminal.output
+        assert penv.mock.requests()[before:] == []
+    finally:
+        terminal.close()
