@@ -15,7 +15,7 @@
 #include "exit_codes.h"
 
 static const char device_help[] =
-    "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI | --tpm |\n"
+    "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI | --tpm [--tpm-handle H] |\n"
     "                                  --pkcs11 URI [--generate]] [--otp-stdin]\n"
     "                                  [--confirm-timeout SECONDS] [--force]\n"
     "\n"
@@ -43,6 +43,9 @@ static const char device_help[] =
     "                    OpenSSL store URI served by a provider (handle:0x81000001)\n"
     "      --tpm         generate the key inside this machine's TPM; its TSS2 key blob (useless\n"
     "                    without this TPM) goes to ~/.config/kontist/device-key.tss2\n"
+    "      --tpm-handle HANDLE\n"
+    "                    with --tpm: keep the key persistent in the TPM at HANDLE\n"
+    "                    (0x81000000 to 0x81ffffff) instead of a blob file\n"
     "      --pkcs11 URI  use the P-256 private key on a PKCS#11 token that the RFC 7512 URI names\n"
     "                    (token=, object=, id=, module-path= or module-name=,\n"
     "                    pin-source=file:...); the PIN is asked on the terminal when the token\n"
@@ -64,14 +67,23 @@ static const char device_help[] =
 struct enroll_opts {
     const char *name;
     const char *key;
-    const char *pkcs11; /* --pkcs11 URI: with --generate, where the key is made */
+    const char *pkcs11;     /* --pkcs11 URI: with --generate, where the key is made */
+    const char *tpm_handle; /* --tpm-handle: the persistent handle for the --tpm key */
     bool tpm, generate;
     bool otp_stdin;
     bool force;
     long confirm_timeout;
 };
 
-enum { OPT_OTP_STDIN = 0x200, OPT_FORCE, OPT_CONFIRM_TIMEOUT, OPT_TPM, OPT_PKCS11, OPT_GENERATE };
+enum {
+    OPT_OTP_STDIN = 0x200,
+    OPT_FORCE,
+    OPT_CONFIRM_TIMEOUT,
+    OPT_TPM,
+    OPT_PKCS11,
+    OPT_GENERATE,
+    OPT_TPM_HANDLE
+};
 
 static const struct option enroll_options[] = {
     {"name", required_argument, NULL, 'n'},
@@ -80,6 +92,7 @@ static const struct option enroll_options[] = {
     {"tpm", no_argument, NULL, OPT_TPM},
     {"pkcs11", required_argument, NULL, OPT_PKCS11},
     {"generate", no_argument, NULL, OPT_GENERATE},
+    {"tpm-handle", required_argument, NULL, OPT_TPM_HANDLE},
     {"confirm-timeout", required_argument, NULL, OPT_CONFIRM_TIMEOUT},
     {"force", no_argument, NULL, OPT_FORCE},
     {"config", required_argument, NULL, KA_OPT_CONFIG},
@@ -122,6 +135,9 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
         case OPT_GENERATE:
             o->generate = true;
             break;
+        case OPT_TPM_HANDLE:
+            o->tpm_handle = optarg;
+            break;
         case OPT_FORCE:
             o->force = true;
             break;
@@ -152,6 +168,20 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
         return ka_usage_error(app, "device enroll", "--key, --tpm and --pkcs11 exclude each other");
     if (o->generate && o->pkcs11 == NULL)
         return ka_usage_error(app, "device enroll", "--generate goes with --pkcs11 URI");
+    if (o->tpm_handle != NULL && !o->tpm)
+        return ka_usage_error(app, "device enroll", "--tpm-handle goes with --tpm");
+    if (o->tpm_handle != NULL) {
+        char *end = NULL;
+        unsigned long h;
+
+        errno = 0;
+        h = strtoul(o->tpm_handle, &end, 16);
+        if (errno != 0 || strncasecmp(o->tpm_handle, "0x", 2) != 0 || *end != '\0' ||
+            h < 0x81000000ul || h > 0x81fffffful)
+            return ka_usage_error(app, "device enroll",
+                                  "--tpm-handle takes a persistent handle, 0x81000000 to "
+                                  "0x81ffffff");
+    }
     /* An existing token key is used like any other key reference. */
     if (o->pkcs11 != NULL && !o->generate)
         o->key = o->pkcs11;
@@ -294,7 +324,14 @@ static int load_key(ka_app *app, const struct enroll_opts *o, struct enroll_stat
 static int generate_hardware_key(ka_app *app, const struct enroll_opts *o, struct enroll_state *s,
                                  kt_error *err)
 {
-    char *where = o->tpm ? new_tpm_ref(app, &s->old, err) : strdup(o->pkcs11);
+    char *where = NULL;
+
+    if (o->tpm && o->tpm_handle != NULL) {
+        if (asprintf(&where, "handle:%s", o->tpm_handle) < 0)
+            where = NULL;
+    } else {
+        where = o->tpm ? new_tpm_ref(app, &s->old, err) : strdup(o->pkcs11);
+    }
 
     if (where == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
@@ -491,7 +528,7 @@ static int cmd_enroll(ka_app *app, int argc, char **argv)
     rc = enroll(app, &o, &s, &line, &err);
     /* A key made on a token for an enrollment that failed is removed again. */
     if (rc != 0 && s.generated)
-        kt_key_discard(s.key);
+        kt_key_discard(s.key, s.rec.key_ref);
     release_signals(old);
     signo = enroll_signo;
     if (rc != 0 && signo != 0)

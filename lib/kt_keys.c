@@ -498,20 +498,48 @@ EVP_PKEY *kt_key_generate_on(const char *where, const kt_owner_policy *owners, c
         }
         return key;
     }
+    if (where != NULL && strncasecmp(where, "handle:", 7) == 0) {
+        char *end = NULL;
+        unsigned long handle;
+
+        errno = 0;
+        handle = strtoul(where + 7, &end, 16);
+        if (errno != 0 || end == where + 7 || *end != '\0') {
+            kt_error_set(err, KT_ERR_KEY_UNUSABLE, "not a TPM handle: %s", where + 7);
+            return NULL;
+        }
+        if (kt_tpm_create_persistent(handle, err) != 0)
+            return NULL;
+        *ref_out = strdup(where);
+        if (*ref_out != NULL) {
+            EVP_PKEY *key = kt_key_load(where, owners, err);
+
+            if (key != NULL)
+                return key;
+            free(*ref_out);
+            *ref_out = NULL;
+        } else {
+            kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        }
+        kt_tpm_evict(handle);
+        return NULL;
+    }
     kt_error_set(err, KT_ERR_INTERNAL, "keys are generated on a token or in the TPM only");
     return NULL;
 }
 
 int kt_key_save(EVP_PKEY *key, const char *ref, kt_error *err)
 {
-    if (strncasecmp(ref, "pkcs11:", 7) == 0)
-        return 0; /* the token keeps it */
+    if (strncasecmp(ref, "pkcs11:", 7) == 0 || strncasecmp(ref, "handle:", 7) == 0)
+        return 0; /* the token or the TPM keeps it */
     if (strncmp(ref, KT_TPM_REF_PREFIX, strlen(KT_TPM_REF_PREFIX)) == 0)
         return kt_tpm_save_blob(key, ref + strlen(KT_TPM_REF_PREFIX), err);
     return kt_key_save_pem(key, ref, err);
 }
 
-void kt_key_discard(EVP_PKEY *key)
+void kt_key_discard(EVP_PKEY *key, const char *ref)
 {
     kt_pkcs11_discard(key);
+    if (ref != NULL && strncasecmp(ref, "handle:", 7) == 0)
+        kt_tpm_evict(strtoul(ref + 7, NULL, 16));
 }

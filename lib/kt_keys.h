@@ -40,13 +40,15 @@ typedef int (*kt_key_pin_fn)(void *data, const char *token, char *pin, size_t si
 void kt_key_set_pin_prompt(kt_key_pin_fn fn, void *data);
 /* Generates a P-256 key where the reference says: "pkcs11:URI" on that token (*ref_out then
  * names the new key), "tpm2:/path" inside the TPM (*ref_out is a copy; kt_key_save writes the
- * blob). The private half never exists outside the token or TPM. */
+ * blob), "handle:0x81......" inside the TPM, made persistent at that handle. The private half never
+ * exists outside the token or TPM. */
 EVP_PKEY *kt_key_generate_on(const char *where, const kt_owner_policy *owners, char **ref_out,
                              kt_error *err);
 /* Stores what is needed to use key again under ref: the PEM file (kt_key_save_pem), the TPM blob,
  * or nothing for a token key. */
 int kt_key_save(EVP_PKEY *key, const char *ref, kt_error *err);
-/* Removes a key that kt_key_generate_on made on a token, when enrolling it failed. */
-void kt_key_discard(EVP_PKEY *key);
+/* Removes a key that kt_key_generate_on made on a token or persistent in the TPM (ref), when
+ * enrolling it failed. */
+void kt_key_discard(EVP_PKEY *key, const char *ref);
 
 #endif

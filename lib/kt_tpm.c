@@ -15,6 +15,9 @@
 #include <openssl/evp.h>
 #include <openssl/provider.h>
 
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_tctildr.h>
+
 #include "kt_file.h"
 #include "kt_secret.h"
 #include "kt_tpm.h"
@@ -179,4 +182,155 @@ out:
     kt_secret_free(data);
     ERR_clear_error();
     return pkey;
+}
+
+/* An ESYS context on the TPM the tpm2 provider uses: TPM2OPENSSL_TCTI, else the TSS default. */
+static int esys_open(ESYS_CONTEXT **ectx, TSS2_TCTI_CONTEXT **tcti, kt_error *err)
+{
+    *ectx = NULL;
+    *tcti = NULL;
+    if (Tss2_TctiLdr_Initialize(getenv("TPM2OPENSSL_TCTI"), tcti) != TSS2_RC_SUCCESS)
+        return explain_no_tpm(err);
+    if (Esys_Initialize(ectx, *tcti, NULL) != TSS2_RC_SUCCESS) {
+        Tss2_TctiLdr_Finalize(tcti);
+        return explain_no_tpm(err);
+    }
+    return 0;
+}
+
+static void esys_close(ESYS_CONTEXT **ectx, TSS2_TCTI_CONTEXT **tcti)
+{
+    if (*ectx != NULL)
+        Esys_Finalize(ectx);
+    if (*tcti != NULL)
+        Tss2_TctiLdr_Finalize(tcti);
+}
+
+static int esys_failure(const char *what, TSS2_RC rc, kt_error *err)
+{
+    if ((rc & 0xfff) == TPM2_RC_LOCKOUT)
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                            "the TPM is in dictionary-attack lockout: wait for it to end, or "
+                            "have the TPM owner clear it (tpm2_dictionarylockout "
+                            "--clear-lockout)");
+    return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the TPM cannot %s (TPM error 0x%x)", what,
+                        (unsigned)rc);
+}
+
+int kt_tpm_create_persistent(unsigned long handle, kt_error *err)
+{
+    /* The usual storage primary: an ECC P-256 decryption key, restricted, AES-128-CFB. */
+    TPM2B_PUBLIC primary_template = {
+        .publicArea =
+            {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT |
+                                    TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH,
+                .parameters.eccDetail =
+                    {
+                        .symmetric = {.algorithm = TPM2_ALG_AES,
+                                      .keyBits.aes = 128,
+                                      .mode.aes = TPM2_ALG_CFB},
+                        .scheme = {.scheme = TPM2_ALG_NULL},
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf = {.scheme = TPM2_ALG_NULL},
+                    },
+            },
+    };
+    /* The device key: ECDSA with SHA-256 only, never leaves this TPM. */
+    TPM2B_PUBLIC key_template = {
+        .publicArea =
+            {
+                .type = TPM2_ALG_ECC,
+                .nameAlg = TPM2_ALG_SHA256,
+                .objectAttributes = TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_FIXEDTPM |
+                                    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                    TPMA_OBJECT_USERWITHAUTH,
+                .parameters.eccDetail =
+                    {
+                        .symmetric = {.algorithm = TPM2_ALG_NULL},
+                        .scheme = {.scheme = TPM2_ALG_ECDSA,
+                                   .details.ecdsa.hashAlg = TPM2_ALG_SHA256},
+                        .curveID = TPM2_ECC_NIST_P256,
+                        .kdf = {.scheme = TPM2_ALG_NULL},
+                    },
+            },
+    };
+    TPM2B_SENSITIVE_CREATE sensitive;
+    TPM2B_DATA outside;
+    TPML_PCR_SELECTION pcrs;
+    TPM2B_PRIVATE *priv = NULL;
+    TPM2B_PUBLIC *pub = NULL;
+    ESYS_CONTEXT *ectx;
+    TSS2_TCTI_CONTEXT *tcti;
+    ESYS_TR primary = ESYS_TR_NONE, key = ESYS_TR_NONE, existing = ESYS_TR_NONE;
+    ESYS_TR persistent = ESYS_TR_NONE;
+    TSS2_RC rc;
+    int ret = -1;
+
+    if (handle < 0x81000000ul || handle > 0x81fffffful)
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                            "a persistent TPM handle is 0x81000000 to 0x81ffffff");
+    if (esys_open(&ectx, &tcti, err) != 0)
+        return -1;
+    memset(&sensitive, 0, sizeof(sensitive));
+    memset(&outside, 0, sizeof(outside));
+    memset(&pcrs, 0, sizeof(pcrs));
+    if (Esys_TR_FromTPMPublic(ectx, (TPM2_HANDLE)handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                              &existing) == TSS2_RC_SUCCESS) {
+        Esys_TR_Close(ectx, &existing);
+        kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                     "TPM handle 0x%lx already holds a key: choose another handle, or remove "
+                     "it (tpm2_evictcontrol -C o -c 0x%lx)",
+                     handle, handle);
+        goto out;
+    }
+    rc = Esys_CreatePrimary(ectx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                            &sensitive, &primary_template, &outside, &pcrs, &primary, NULL, NULL,
+                            NULL, NULL);
+    if (rc == TSS2_RC_SUCCESS)
+        rc = Esys_Create(ectx, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive,
+                         &key_template, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
+    if (rc == TSS2_RC_SUCCESS)
+        rc =
+            Esys_Load(ectx, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &key);
+    if (rc != TSS2_RC_SUCCESS) {
+        esys_failure("generate a P-256 key", rc, err);
+        goto out;
+    }
+    rc = Esys_EvictControl(ectx, ESYS_TR_RH_OWNER, key, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                           ESYS_TR_NONE, (TPMI_DH_PERSISTENT)handle, &persistent);
+    if (rc != TSS2_RC_SUCCESS) {
+        esys_failure("make the key persistent", rc, err);
+        goto out;
+    }
+    Esys_TR_Close(ectx, &persistent);
+    ret = 0;
+out:
+    if (key != ESYS_TR_NONE)
+        Esys_FlushContext(ectx, key);
+    if (primary != ESYS_TR_NONE)
+        Esys_FlushContext(ectx, primary);
+    Esys_Free(priv);
+    Esys_Free(pub);
+    esys_close(&ectx, &tcti);
+    return ret;
+}
+
+void kt_tpm_evict(unsigned long handle)
+{
+    ESYS_CONTEXT *ectx;
+    TSS2_TCTI_CONTEXT *tcti;
+    ESYS_TR obj = ESYS_TR_NONE, out = ESYS_TR_NONE;
+    kt_error ignored = {KT_OK, ""};
+
+    if (esys_open(&ectx, &tcti, &ignored) != 0)
+        return;
+    if (Esys_TR_FromTPMPublic(ectx, (TPM2_HANDLE)handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                              &obj) == TSS2_RC_SUCCESS)
+        Esys_EvictControl(ectx, ESYS_TR_RH_OWNER, obj, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                          (TPMI_DH_PERSISTENT)handle, &out);
+    esys_close(&ectx, &tcti);
 }

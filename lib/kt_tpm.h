@@ -25,6 +25,12 @@ int kt_tpm_ensure_provider(kt_error *err);
 EVP_PKEY *kt_tpm_generate(kt_error *err);
 /* Writes the key's TSS2 blob (PEM) to path, atomically, mode 0600. */
 int kt_tpm_save_blob(EVP_PKEY *key, const char *path, kt_error *err);
+/* Generates a P-256 ECDSA signing key inside the TPM (below the owner hierarchy's ECC primary)
+ * and makes it persistent at handle (0x81000000 to 0x81ffffff), for "handle:0x81......"
+ * references. A handle that already holds an object is refused. */
+int kt_tpm_create_persistent(unsigned long handle, kt_error *err);
+/* Removes the persistent object at handle again (an enrollment that failed). */
+void kt_tpm_evict(unsigned long handle);
 /* Loads the key of a "tpm2:/path" reference: the blob file is opened with the same checks as a
  * PEM key file (owners, mode 0600, no link) and handed to the TPM. */
 EVP_PKEY *kt_tpm_load_blob(const char *ref, const kt_owner_policy *owners, kt_error *err);

@@ -301,3 +301,39 @@ def test_enroll_tpm_without_a_tpm_says_so_and_writes_nothing(plain_tenv, tmp_pat
     assert not tenv.record_file.exists()
     assert not (tenv.config_dir / "device-key.tss2").exists()
     assert tenv.mock.requests("devices_create") == []
+
+
+def _handle_in_use(tpm, handle):
+    env = dict(os.environ, TPM2TOOLS_TCTI=tpm.tcti, TSS2_LOG="all+none")
+    r = subprocess.run(["tpm2_readpublic", "-c", handle], capture_output=True, text=True,
+                       env=env, timeout=TOOL_TIMEOUT)
+    return r.returncode == 0
+
+
+def test_enroll_tpm_handle_keeps_the_key_persistent(plain_tenv, tpm):
+    tenv = plain_tenv
+    handle = "0x81000010"
+    r = tenv.login("--no-device")
+    assert r.returncode == EXIT_OK, r.stderr
+    # An enrollment that fails removes the key it made persistent.
+    r = tenv.enroll("--tpm", "--tpm-handle", handle, binding="REJECTED", timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert not tenv.record_file.exists()
+    assert not _handle_in_use(tpm, handle)
+
+    r = tenv.enroll("--tpm", "--tpm-handle", handle, timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(tenv.record_file.read_text())
+    assert record["key"] == f"handle:{handle}"
+    assert not (tenv.config_dir / "device-key.tss2").exists()
+    assert _handle_in_use(tpm, handle)
+    r = tenv.login()
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "confirmed by device" in r.stderr
+
+    # A handle that holds a key already is not overwritten.
+    r = tenv.enroll("--tpm", "--tpm-handle", handle, "--force", timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert f"TPM handle {handle} already holds a key" in r.stderr, r.stderr
+    assert json.loads(tenv.record_file.read_text()) == record
+    assert _handle_in_use(tpm, handle)
