@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,7 +15,8 @@
 #include "exit_codes.h"
 
 static const char device_help[] =
-    "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI] [--otp-stdin]\n"
+    "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI | --tpm [--tpm-handle H] |\n"
+    "                                  --pkcs11 URI [--generate]] [--otp-stdin]\n"
     "                                  [--confirm-timeout SECONDS] [--force]\n"
     "\n"
     "Binds this machine to the logged-in Kontist user as a device, the way the bank asks for it:\n"
@@ -39,6 +41,16 @@ static const char device_help[] =
     "                    (default: kontist-auth on HOST)\n"
     "  -k, --key REF     use this key instead of generating one: a PEM file (mode 0600) or an\n"
     "                    OpenSSL store URI served by a provider (handle:0x81000001)\n"
+    "      --tpm         generate the key inside this machine's TPM; its TSS2 key blob (useless\n"
+    "                    without this TPM) goes to ~/.config/kontist/device-key.tss2\n"
+    "      --tpm-handle HANDLE\n"
+    "                    with --tpm: keep the key persistent in the TPM at HANDLE\n"
+    "                    (0x81000000 to 0x81ffffff) instead of a blob file\n"
+    "      --pkcs11 URI  use the P-256 private key on a PKCS#11 token that the RFC 7512 URI names\n"
+    "                    (token=, object=, id=, module-path= or module-name=,\n"
+    "                    pin-source=file:...); the PIN is asked on the terminal when the token\n"
+    "                    needs one and the URI has no pin-source\n"
+    "      --generate    with --pkcs11: generate the key on the token (not extractable)\n"
     "      --otp-stdin   read the SMS code from standard input\n"
     "      --confirm-timeout SECONDS\n"
     "                    how long to wait for the binding request to be confirmed, 1 to 3600\n"
@@ -54,17 +66,32 @@ static const char device_help[] =
 struct enroll_opts {
     const char *name;
     const char *key;
+    const char *pkcs11;     /* --pkcs11 URI: with --generate, where the key is made */
+    const char *tpm_handle; /* --tpm-handle: the persistent handle for the --tpm key */
+    bool tpm, generate;
     bool otp_stdin;
     bool force;
     long confirm_timeout;
 };
 
-enum { OPT_OTP_STDIN = 0x200, OPT_FORCE, OPT_CONFIRM_TIMEOUT };
+enum {
+    OPT_OTP_STDIN = 0x200,
+    OPT_FORCE,
+    OPT_CONFIRM_TIMEOUT,
+    OPT_TPM,
+    OPT_PKCS11,
+    OPT_GENERATE,
+    OPT_TPM_HANDLE
+};
 
 static const struct option enroll_options[] = {
     {"name", required_argument, NULL, 'n'},
     {"key", required_argument, NULL, 'k'},
     {"otp-stdin", no_argument, NULL, OPT_OTP_STDIN},
+    {"tpm", no_argument, NULL, OPT_TPM},
+    {"pkcs11", required_argument, NULL, OPT_PKCS11},
+    {"generate", no_argument, NULL, OPT_GENERATE},
+    {"tpm-handle", required_argument, NULL, OPT_TPM_HANDLE},
     {"confirm-timeout", required_argument, NULL, OPT_CONFIRM_TIMEOUT},
     {"force", no_argument, NULL, OPT_FORCE},
     {"config", required_argument, NULL, KA_OPT_CONFIG},
@@ -97,6 +124,20 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
         case OPT_OTP_STDIN:
             o->otp_stdin = true;
             break;
+        case OPT_TPM:
+            o->tpm = true;
+            break;
+        case OPT_PKCS11:
+            if (strncasecmp(optarg, "pkcs11:", 7) != 0)
+                return ka_usage_error(app, "device enroll", "--pkcs11 takes a pkcs11: URI");
+            o->pkcs11 = optarg;
+            break;
+        case OPT_GENERATE:
+            o->generate = true;
+            break;
+        case OPT_TPM_HANDLE:
+            o->tpm_handle = optarg;
+            break;
         case OPT_FORCE:
             o->force = true;
             break;
@@ -123,6 +164,27 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
     }
     if (optind < argc)
         return ka_usage_error(app, "device enroll", "unexpected argument '%s'", argv[optind]);
+    if ((o->key != NULL) + o->tpm + (o->pkcs11 != NULL) > 1)
+        return ka_usage_error(app, "device enroll", "--key, --tpm and --pkcs11 exclude each other");
+    if (o->generate && o->pkcs11 == NULL)
+        return ka_usage_error(app, "device enroll", "--generate goes with --pkcs11 URI");
+    if (o->tpm_handle != NULL && !o->tpm)
+        return ka_usage_error(app, "device enroll", "--tpm-handle goes with --tpm");
+    if (o->tpm_handle != NULL) {
+        char *end = NULL;
+        unsigned long h;
+
+        errno = 0;
+        h = strtoul(o->tpm_handle, &end, 16);
+        if (errno != 0 || strncasecmp(o->tpm_handle, "0x", 2) != 0 || *end != '\0' ||
+            h < 0x81000000ul || h > 0x81fffffful)
+            return ka_usage_error(app, "device enroll",
+                                  "--tpm-handle takes a persistent handle, 0x81000000 to "
+                                  "0x81ffffff");
+    }
+    /* An existing token key is used like any other key reference. */
+    if (o->pkcs11 != NULL && !o->generate)
+        o->key = o->pkcs11;
     if (o->name != NULL && kt_enroll_check_name(o->name, &err) != 0)
         return ka_usage_error(app, "device enroll", "%s", err.message);
     return -1;
@@ -214,7 +276,8 @@ static int enroll(ka_app *app, const struct enroll_opts *o, kt_enroll_outcome *o
     kt_conv_progress progress = {show_waiting, enroll_cancelled, line};
     kt_enroll_request req;
     kt_ctx *ctx = NULL;
-    char *key_ref = NULL;
+    char *key_ref = NULL, *handle = NULL;
+    const char *generate_on = NULL;
     char key[512];
     int rc = -1;
 
@@ -231,6 +294,18 @@ static int enroll(ka_app *app, const struct enroll_opts *o, kt_enroll_outcome *o
     /* A path is taken from this directory: the record is read later from another one. */
     if (o->key != NULL && (key_ref = key_reference(o->key, err)) == NULL)
         return -1;
+    if (o->tpm && o->tpm_handle != NULL) {
+        if (asprintf(&handle, "handle:%s", o->tpm_handle) < 0) {
+            handle = NULL;
+            kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+            goto out;
+        }
+        generate_on = handle;
+    } else if (o->tpm) {
+        generate_on = "tpm2";
+    } else if (o->generate) {
+        generate_on = o->pkcs11;
+    }
     conv = ka_term_conv(&app->term);
     ctx = kt_ctx_new(&app->cfg, &conv, err);
     if (ctx == NULL)
@@ -241,6 +316,7 @@ static int enroll(ka_app *app, const struct enroll_opts *o, kt_enroll_outcome *o
         .owners = &app->user_owners,
         .name = o->name,
         .key_ref = key_ref,
+        .generate_on = generate_on,
         .username = app->cfg.username,
         .force = o->force,
         .confirm_timeout_s = o->confirm_timeout,
@@ -257,6 +333,7 @@ static int enroll(ka_app *app, const struct enroll_opts *o, kt_enroll_outcome *o
 out:
     kt_ctx_free(ctx);
     free(key_ref);
+    free(handle);
     return rc;
 }
 
@@ -293,7 +370,7 @@ static int enroll_report(const ka_app *app, const kt_enroll_outcome *s, const kt
 
 static int cmd_enroll(ka_app *app, int argc, char **argv)
 {
-    struct enroll_opts o = {NULL, NULL, false, false, KA_CONFIRM_TIMEOUT_DEFAULT};
+    struct enroll_opts o = {.confirm_timeout = KA_CONFIRM_TIMEOUT_DEFAULT};
     struct sigaction old[ENROLL_NSIGNALS];
     struct waiting_line line = {app->prog, isatty(STDERR_FILENO) == 1, false, 0};
     kt_enroll_outcome outcome;

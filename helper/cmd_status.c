@@ -132,9 +132,9 @@ static int show_device(const ka_app *app)
                rec.username != NULL ? rec.username : "unknown");
     else
         printf("device:        %s \"%s\" for %s\n"
-               "device key:    %s\n",
+               "device key:    %s (%s)\n",
                rec.device_id, rec.name != NULL ? rec.name : "",
-               rec.username != NULL ? rec.username : "unknown", key);
+               rec.username != NULL ? rec.username : "unknown", key, kt_key_kind(rec.key_ref));
     kt_record_free(&rec);
     return KA_EXIT_OK;
 }

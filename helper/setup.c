@@ -104,8 +104,42 @@ static int validate(ka_app *app, kt_error *err)
     return kt_error_set(err, verr.kind, "%s: %s", app->config_used[0], verr.message);
 }
 
+/* A token's PIN, asked on the terminal without echo, once: a wrong one is an error, never asked
+ * again (the token counts failed attempts). Never from standard input or the environment. */
+static int ask_token_pin(void *data, const char *token, char *pin, size_t size, kt_error *err)
+{
+    const ka_term *t = data;
+    char prompt[128];
+    char *answer = NULL;
+    int rc;
+
+    if (t->no_prompt)
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                            "token \"%s\" needs a PIN and nobody may be asked here (add "
+                            "pin-source=file:... to the key URI)",
+                            token);
+    snprintf(prompt, sizeof(prompt), "PIN for token \"%.60s\": ", token);
+    rc = ka_tty_ask(prompt, false, &answer, err);
+    if (rc == 1)
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                            "token \"%s\" needs a PIN and there is no terminal to ask on (add "
+                            "pin-source=file:... to the key URI)",
+                            token);
+    if (rc != 0)
+        return -1;
+    if (answer == NULL || answer[0] == '\0' || strlen(answer) >= size) {
+        kt_secret_free(answer);
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "no usable PIN given for token \"%s\"",
+                            token);
+    }
+    memcpy(pin, answer, strlen(answer) + 1);
+    kt_secret_free(answer);
+    return 0;
+}
+
 int ka_app_setup(ka_app *app, kt_error *err)
 {
+    kt_key_set_pin_prompt(ask_token_pin, &app->term);
     kt_config_init(&app->cfg);
     app->config_loaded = true;
     if (ka_app_setup_paths(app, err) != 0)

@@ -284,6 +284,12 @@ void kt_device_selection_free(kt_device_selection *sel);
  * Must be a P-256 EC key. Failures are KT_ERR_KEY_UNUSABLE. */
 EVP_PKEY *kt_key_load(const char *ref, const kt_owner_policy *owners, kt_error *err);
 
+const char *kt_key_kind(const char *ref);
+/* How a token's PIN is asked for when a pkcs11: key needs one and its URI has no pin-source
+ * (kt_pkcs11.h). Process-wide; NULL refuses such keys. */
+typedef int (*kt_key_pin_fn)(void *data, const char *token, char *pin, size_t size, kt_error *err);
+void kt_key_set_pin_prompt(kt_key_pin_fn fn, void *data);
+
 typedef struct kt_login_params {
     const char *username;
     const char *password;
@@ -338,9 +344,15 @@ typedef struct kt_enroll_request {
     const kt_owner_policy *owners; /* who may own them (a given key, the current record) */
     const char *name;              /* device name; NULL: "kontist-auth on HOST" */
     const char *key_ref;           /* an existing key (absolute path or URI); NULL: generate one */
-    const char *username;          /* when the cached login names no user (configuration) */
-    bool force;                    /* enroll although a device is enrolled (replaces the record) */
-    long confirm_timeout_s;        /* how long the binding request is awaited */
+    /* Where a new key is generated when key_ref is NULL: NULL, a PEM file in the config
+     * directory (after the binding request is confirmed); "tpm2", inside this machine's TPM with
+     * its blob in the config directory; "handle:0x81......", inside the TPM, persistent at that
+     * handle; "pkcs11:URI", on that token. A hardware key is made before the bank is asked
+     * anything (a missing TPM, a wrong PIN stop at once) and removed again when enrolling fails. */
+    const char *generate_on;
+    const char *username;   /* when the cached login names no user (configuration) */
+    bool force;             /* enroll although a device is enrolled (replaces the record) */
+    long confirm_timeout_s; /* how long the binding request is awaited */
 } kt_enroll_request;
 
 typedef struct kt_enroll_outcome {

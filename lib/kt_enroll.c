@@ -60,6 +60,24 @@ static char *new_key_path(const kt_paths *paths, const kt_device_record *old, kt
     return out;
 }
 
+/* The reference of a TPM key blob: tpm2:CONFIG_DIR/device-key.tss2, or a new name while the
+ * current record still uses that one. */
+static char *new_tpm_ref(const kt_paths *paths, const kt_device_record *old, kt_error *err)
+{
+    char *out = NULL;
+
+    if (asprintf(&out, "tpm2:%s/device-key.tss2", paths->config_dir) >= 0 && old->key_ref != NULL &&
+        strcmp(old->key_ref, out) == 0) {
+        free(out);
+        if (asprintf(&out, "tpm2:%s/device-key-%lld.tss2", paths->config_dir,
+                     (long long)time(NULL)) < 0)
+            out = NULL;
+    }
+    if (out == NULL)
+        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    return out;
+}
+
 /* The current record; missing is fine, and a broken one only matters without force. */
 static int check_existing(const kt_enroll_request *req, kt_device_record *old, kt_error *err)
 {
@@ -84,8 +102,25 @@ typedef struct enrollment {
     kt_token_set t;
     EVP_PKEY *key;
     kt_binding binding;
+    bool generated;   /* the key was made here (not given): saved once the device is verified */
+    bool hardware;    /* ...in a TPM or on a token: removed there again when enrolling fails */
     bool key_written; /* a generated key is on disk: the rollback removes it */
 } enrollment;
+
+/* A key made in the TPM or on a token, before the bank is asked anything. Until the device is
+ * verified only the TPM's transient copy (no blob file yet) or the token object exist. */
+static int generate_hardware_key(enrollment *e, kt_device_record *rec, kt_error *err)
+{
+    const char *on = e->req->generate_on;
+    char *where = strcmp(on, "tpm2") == 0 ? new_tpm_ref(e->req->paths, &e->old, err) : strdup(on);
+
+    if (where == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    e->key = kt_key_generate_on(where, e->req->owners, &rec->key_ref, err);
+    free(where);
+    e->generated = e->hardware = e->key != NULL;
+    return e->key == NULL ? -1 : 0;
+}
 
 /* Everything that can be checked before the bank is asked anything. */
 static int prepare(kt_ctx *ctx, enrollment *e, kt_device_record *rec, kt_error *err)
@@ -120,6 +155,8 @@ static int prepare(kt_ctx *ctx, enrollment *e, kt_device_record *rec, kt_error *
         e->key = kt_key_load(rec->key_ref, req->owners, err);
         if (e->key == NULL)
             return -1;
+    } else if (req->generate_on != NULL && generate_hardware_key(e, rec, err) != 0) {
+        return -1;
     }
     if (kt_ctx_cancelled(ctx))
         return kt_error_set(err, KT_ERR_CONV, "cancelled");
@@ -134,6 +171,7 @@ static int generate_key(enrollment *e, kt_device_record *rec, kt_error *err)
     if (rec->key_ref == NULL)
         return -1;
     e->key = kt_key_generate(err);
+    e->generated = e->key != NULL;
     return e->key == NULL ? -1 : 0;
 }
 
@@ -141,10 +179,10 @@ static int save(enrollment *e, const kt_device_record *rec, kt_error *err)
 {
     kt_error undo = {KT_OK, ""};
 
-    if (e->req->key_ref == NULL) {
-        if (kt_key_save_pem(e->key, rec->key_ref, err) != 0)
+    if (e->generated) {
+        if (kt_key_save(e->key, rec->key_ref, err) != 0)
             return -1;
-        e->key_written = true;
+        e->key_written = !e->hardware;
     }
     if (kt_record_save(e->req->paths->record_file, rec, err) == 0)
         return 0;
@@ -172,7 +210,7 @@ int kt_enroll(kt_ctx *ctx, const kt_enroll_request *req, kt_enroll_outcome *out,
                      err) != 0)
         goto out;
     out->step = KT_ENROLL_DEVICE;
-    if (req->key_ref == NULL && generate_key(&e, &out->rec, err) != 0)
+    if (e.key == NULL && generate_key(&e, &out->rec, err) != 0)
         goto out;
     if (kt_flow_enroll(ctx, e.t.access_token, out->rec.name, e.key, &e.binding, &out->rec.device_id,
                        err) != 0)
@@ -183,6 +221,9 @@ int kt_enroll(kt_ctx *ctx, const kt_enroll_request *req, kt_enroll_outcome *out,
     out->step = KT_ENROLL_DONE;
     rc = 0;
 out:
+    /* A key made on a token or persistent in the TPM for an enrollment that failed goes again. */
+    if (rc != 0 && e.hardware)
+        kt_key_discard(e.key, out->rec.key_ref);
     EVP_PKEY_free(e.key);
     kt_binding_free(&e.binding);
     kt_token_set_free(&e.t);

@@ -21,7 +21,9 @@
 #include "kt_file.h"
 #include "kt_hex.h"
 #include "kt_keys.h"
+#include "kt_pkcs11.h"
 #include "kt_secret.h"
+#include "kt_tpm.h"
 
 #define KT_EC_POINT_LEN 65 /* 04 || X || Y for a 256-bit curve */
 #define KT_EC_COORD_LEN 32
@@ -318,7 +320,13 @@ EVP_PKEY *kt_key_load(const char *ref, const kt_owner_policy *owners, kt_error *
         return NULL;
     }
     scheme_len = ref[0] == '/' ? 0 : uri_scheme_len(ref);
-    if (ref[0] == '/') {
+    if (strcmp(kt_key_kind(ref), "pkcs11") == 0) {
+        what = "on the token";
+        pkey = kt_pkcs11_load(ref, owners, err);
+    } else if (strncmp(ref, KT_TPM_REF_PREFIX, strlen(KT_TPM_REF_PREFIX)) == 0) {
+        what = "in the TPM";
+        pkey = kt_tpm_load_blob(ref, owners, err);
+    } else if (ref[0] == '/') {
         what = ref;
         pkey = load_key_file(ref, owners, err);
     } else if (scheme_len == 4 && strncasecmp(ref, "file", 4) == 0) {
@@ -328,7 +336,9 @@ EVP_PKEY *kt_key_load(const char *ref, const kt_owner_policy *owners, kt_error *
             pkey = load_key_file(path, owners, err);
     } else if (scheme_len > 0) {
         what = "from the URI";
-        pkey = load_key_uri(ref, scheme_len, err);
+        /* handle: is the tpm2 provider's: loaded here when openssl.cnf does not load it. */
+        if (!kt_tpm_is_ref(ref) || kt_tpm_ensure_provider(err) == 0)
+            pkey = load_key_uri(ref, scheme_len, err);
     } else {
         kt_error_set(err, KT_ERR_KEY_UNUSABLE,
                      "device key reference %s is neither an absolute path nor a URI", ref);
@@ -414,6 +424,12 @@ int kt_key_sign_hex(EVP_PKEY *key, const char *msg, size_t len, char **sig_hex, 
     *sig_hex = NULL;
     if (key == NULL || msg == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "nothing to sign with or sign");
+    /* A token key is only the public half here: the token signs. */
+    if (kt_pkcs11_is_token_key(key)) {
+        if (kt_pkcs11_sign(key, (const unsigned char *)msg, len, &sig, &sig_len, err) != 0)
+            goto out;
+        goto encode;
+    }
     md = EVP_MD_CTX_new();
     if (md == NULL ||
         !EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL,
@@ -433,6 +449,7 @@ int kt_key_sign_hex(EVP_PKEY *key, const char *msg, size_t len, char **sig_hex, 
                      ossl_reason());
         goto out;
     }
+encode:
     *sig_hex = malloc(2 * sig_len + 1);
     if (*sig_hex == NULL) {
         kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
@@ -444,4 +461,85 @@ out:
     free(sig);
     EVP_MD_CTX_free(md);
     return ret;
+}
+
+const char *kt_key_kind(const char *ref)
+{
+    if (ref == NULL)
+        return "none";
+    if (strncasecmp(ref, "pkcs11:", 7) == 0)
+        return "pkcs11";
+    if (kt_tpm_is_ref(ref))
+        return "tpm";
+    if (ref[0] == '/' || strncasecmp(ref, "file:", 5) == 0)
+        return "file";
+    return "uri";
+}
+
+void kt_key_set_pin_prompt(kt_key_pin_fn fn, void *data)
+{
+    kt_pkcs11_set_pin_prompt(fn, data);
+}
+
+EVP_PKEY *kt_key_generate_on(const char *where, const kt_owner_policy *owners, char **ref_out,
+                             kt_error *err)
+{
+    *ref_out = NULL;
+    if (where != NULL && strncasecmp(where, "pkcs11:", 7) == 0)
+        return kt_pkcs11_generate(where, owners, ref_out, err);
+    if (where != NULL && strncmp(where, KT_TPM_REF_PREFIX, strlen(KT_TPM_REF_PREFIX)) == 0) {
+        EVP_PKEY *key = kt_tpm_generate(err);
+
+        *ref_out = key != NULL ? strdup(where) : NULL;
+        if (key != NULL && *ref_out == NULL) {
+            EVP_PKEY_free(key);
+            kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+            return NULL;
+        }
+        return key;
+    }
+    if (where != NULL && strncasecmp(where, "handle:", 7) == 0) {
+        char *end = NULL;
+        unsigned long handle;
+
+        errno = 0;
+        handle = strtoul(where + 7, &end, 16);
+        if (errno != 0 || end == where + 7 || *end != '\0') {
+            kt_error_set(err, KT_ERR_KEY_UNUSABLE, "not a TPM handle: %s", where + 7);
+            return NULL;
+        }
+        if (kt_tpm_create_persistent(handle, err) != 0)
+            return NULL;
+        *ref_out = strdup(where);
+        if (*ref_out != NULL) {
+            EVP_PKEY *key = kt_key_load(where, owners, err);
+
+            if (key != NULL)
+                return key;
+            free(*ref_out);
+            *ref_out = NULL;
+        } else {
+            kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        }
+        kt_tpm_evict(handle);
+        return NULL;
+    }
+    kt_error_set(err, KT_ERR_INTERNAL, "keys are generated on a token or in the TPM only");
+    return NULL;
+}
+
+int kt_key_save(EVP_PKEY *key, const char *ref, kt_error *err)
+{
+    if (strncasecmp(ref, "pkcs11:", 7) == 0 || strncasecmp(ref, "handle:", 7) == 0)
+        return 0; /* the token or the TPM keeps it */
+    if (strncmp(ref, KT_TPM_REF_PREFIX, strlen(KT_TPM_REF_PREFIX)) == 0)
+        return kt_tpm_save_blob(key, ref + strlen(KT_TPM_REF_PREFIX), err);
+    return kt_key_save_pem(key, ref, err);
+}
+
+void kt_key_discard(EVP_PKEY *key, const char *ref)
+{
+    kt_pkcs11_discard(key);
+    if (ref != NULL && strncasecmp(ref, "handle:", 7) == 0)
+        kt_tpm_evict(strtoul(ref + 7, NULL, 16));
 }

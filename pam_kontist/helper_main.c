@@ -33,6 +33,8 @@ typedef struct request {
     char *buf; /* the whole request; holds the password, wiped at exit */
     size_t len;
     const char *password; /* inside buf */
+    const char *pin;      /* inside buf, pin_len bytes (not NUL-terminated) */
+    size_t pin_len;
     char op[16], user[256], home[PATH_MAX], config[PATH_MAX], authfile[PATH_MAX];
     char mfa[16];
     uid_t uid;
@@ -47,6 +49,7 @@ typedef struct answer {
     const char *kontist_user;
     const char *device_id;
     const char *cache; /* "written", "failed", "skipped" */
+    char need_pin[64]; /* a token asked for a PIN the request did not carry */
     kt_error cache_err;
     long connections;
 } answer;
@@ -149,7 +152,7 @@ static int parse_request(request *rq, kt_error *err)
 {
     const char *sep = strstr(rq->buf, "\n" KT_WIRE_PASSWORD_LINE);
     size_t head;
-    long uid, gid, flag = 0;
+    long uid, gid, flag = 0, pin_len = 0;
     char given[4] = "", nocache[4] = "", version[8] = "";
     bool ok;
 
@@ -172,10 +175,18 @@ static int parse_request(request *rq, kt_error *err)
          /* (uid_t)-1 and (gid_t)-1 mean "unchanged" to setresuid: never a user. */
          get_number(rq->buf, head, "uid", 0, (long)UINT32_MAX - 1, &uid) &&
          get_number(rq->buf, head, "gid", 0, (long)UINT32_MAX - 1, &gid) &&
-         get_number(rq->buf, head, "login_timeout", 0, 3600, &flag);
+         get_number(rq->buf, head, "login_timeout", 0, 3600, &flag) &&
+         get_number(rq->buf, head, "pin_len", 0, KT_WIRE_PIN_MAX, &pin_len);
     if (!ok || rq->user[0] == '\0' || rq->home[0] != '/' || rq->config[0] != '/' ||
         rq->authfile[0] != '/')
         return kt_error_set(err, KT_ERR_INTERNAL, "malformed request");
+    /* The PIN comes first after the separator line, then the password. */
+    if ((size_t)pin_len > rq->len - (size_t)(rq->password - rq->buf) ||
+        memchr(rq->password, '\0', (size_t)pin_len) != NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "malformed request");
+    rq->pin = rq->password;
+    rq->pin_len = (size_t)pin_len;
+    rq->password += pin_len;
     rq->uid = (uid_t)uid;
     rq->gid = (gid_t)gid;
     rq->login_timeout = flag;
@@ -233,6 +244,29 @@ typedef struct login_to_save {
     kt_token_set *tokens;
 } login_to_save;
 
+/* Where a token's PIN comes from here: the request, once; without one the helper stops before the
+ * bank is asked anything and tells the module which token wants a PIN (wire.h). */
+typedef struct pin_source {
+    const request *rq;
+    answer *ans;
+    bool used;
+} pin_source;
+
+static int pin_from_request(void *data, const char *token, char *pin, size_t size, kt_error *err)
+{
+    pin_source *src = data;
+
+    if (src->rq->pin_len > 0 && !src->used && src->rq->pin_len < size) {
+        memcpy(pin, src->rq->pin, src->rq->pin_len);
+        pin[src->rq->pin_len] = '\0';
+        src->used = true;
+        return 0;
+    }
+    if (src->rq->pin_len == 0)
+        snprintf(src->ans->need_pin, sizeof(src->ans->need_pin), "%s", token);
+    return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "token \"%s\" needs a PIN", token);
+}
+
 static int store_tokens(const kt_pam_user *u, void *data, kt_error *err)
 {
     login_to_save *save = data;
@@ -250,6 +284,7 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
 {
     bool device = strcmp(rq->mfa, "device") == 0;
     kt_conv conv = {no_prompt, no_message, NULL};
+    pin_source pins = {rq, ans, false};
     kt_token_set tokens;
     kt_config cfg;
     kt_ctx *ctx = NULL;
@@ -259,8 +294,12 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
     kt_config_init(&cfg);
     if (load_config(rq, &cfg, &ans->err) != 0)
         goto out;
+    /* The alarm bounds loading the key too: a token that hangs (a slow card, a module stuck on
+     * a reader) ends the helper, and the module has its answer within login_timeout. */
     alarm((unsigned)(cfg.login_timeout + SELF_DEADLINE_MARGIN));
+    kt_key_set_pin_prompt(pin_from_request, &pins);
     rc = kt_pam_user_load(u, rq->authfile, !rq->authfile_given, device, &ans->err);
+    kt_key_set_pin_prompt(NULL, NULL);
     /* Reported even when loading failed: a pinned user stays pinned (no nouserok) whatever
      * went wrong with their device. */
     ans->pinned = u->pinned;
@@ -327,6 +366,8 @@ static void send_answer(const answer *ans)
     kt_wire_add(buf, sizeof(buf), &len, "cache_reason", ans->cache_err.message);
     kt_wire_add(buf, sizeof(buf), &len, "connections", num);
     kt_wire_add(buf, sizeof(buf), &len, "reason", ans->err.message);
+    if (ans->need_pin[0] != '\0')
+        kt_wire_add(buf, sizeof(buf), &len, "need_pin", ans->need_pin);
     for (size_t off = 0; off < len;) {
         ssize_t n = write(STDOUT_FILENO, buf + off, len - off);
 

@@ -107,6 +107,33 @@ static void log_cache(pam_handle_t *pamh, const auth_run *r)
     pam_syslog(pamh, LOG_WARNING, "auth user=%s token cache not written: %s", user, reason);
 }
 
+/* The device key is on a token that needs a PIN: asked once in the conversation, then the helper
+ * runs again with it. A wrong PIN is the helper's error, never a reason to ask again (the token
+ * counts failed attempts and locks). */
+static void run_with_pin(pam_handle_t *pamh, auth_run *r, const kt_pam_local_user *local)
+{
+    char label[sizeof(r->res.need_pin)];
+    char *pin = NULL;
+    int rc;
+
+    /* The label comes from the token: only printable ASCII of it reaches the prompt. */
+    kt_pam_log_escape_text(r->res.need_pin, label, sizeof(label));
+    rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &pin, "PIN for token \"%s\": ", label);
+    if (rc != PAM_SUCCESS || pin == NULL || pin[0] == '\0') {
+        if (pin != NULL) {
+            explicit_bzero(pin, strlen(pin));
+            free(pin);
+        }
+        memset(&r->res.err, 0, sizeof(r->res.err));
+        kt_error_set(&r->res.err, KT_ERR_CONV, "no PIN for token \"%s\" from the conversation",
+                     label);
+        return;
+    }
+    kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, local, r->password, pin, &r->res);
+    explicit_bzero(pin, strlen(pin));
+    free(pin);
+}
+
 static int authenticate(pam_handle_t *pamh, auth_run *r)
 {
     kt_pam_local_user local;
@@ -116,7 +143,9 @@ static int authenticate(pam_handle_t *pamh, auth_run *r)
     /* A user the system does not know is no user nouserok could let through. */
     if (lookup_user(pamh, r->pam_user, &local, &r->res.err) != 0)
         return PAM_USER_UNKNOWN;
-    kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, &local, r->password, &r->res);
+    kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, &local, r->password, NULL, &r->res);
+    if (r->res.err.kind != KT_OK && r->res.need_pin[0] != '\0')
+        run_with_pin(pamh, r, &local);
     if (r->res.err.kind == KT_OK) {
         log_cache(pamh, r);
         return PAM_SUCCESS;
@@ -245,7 +274,7 @@ PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, con
         pam_syslog(pamh, LOG_ERR, "close_session: no such user");
         return PAM_SESSION_ERR;
     }
-    kt_pam_run_helper(&args, KT_PAM_OP_LOGOUT, &local, NULL, &res);
+    kt_pam_run_helper(&args, KT_PAM_OP_LOGOUT, &local, NULL, NULL, &res);
     if (res.err.kind != KT_OK) {
         kt_pam_log_escape(user, escaped, sizeof(escaped));
         kt_pam_log_escape_text(res.err.message, reason, sizeof(reason));

@@ -101,14 +101,15 @@ typedef struct kt_pam_result {
     char cache[16]; /* "written", "failed", "skipped" or "" */
     char cache_reason[256];
     char connections[16];
+    char need_pin[64]; /* the label of a token that needs a PIN the request did not carry */
 } kt_pam_result;
 
 /* Runs kontist-pam-helper for one operation and waits for its answer, at most login_timeout plus
  * a margin; a helper that does not answer in time is killed (KT_ERR_UNAVAILABLE: the bank did not
  * answer in time), one that dies without answering is KT_ERR_INTERNAL. password may be NULL
- * (logout). Always fills res. */
+ * (logout); pin is the device token's PIN, NULL when none was asked for. Always fills res. */
 void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
-                       const char *password, kt_pam_result *res);
+                       const char *password, const char *pin, kt_pam_result *res);
 
 /* --- logging (log.c) ------------------------------------------------------------------------ */
 

@@ -88,7 +88,7 @@ static bool add_number(char *buf, size_t size, size_t *len, const char *key, uns
 }
 
 static int build_request(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
-                         char *buf, size_t size, size_t *len, kt_error *err)
+                         size_t pin_len, char *buf, size_t size, size_t *len, kt_error *err)
 {
     bool ok = true;
 
@@ -109,6 +109,7 @@ static int build_request(const kt_pam_args *args, kt_pam_op op, const kt_pam_loc
     ok = ok && kt_wire_add(buf, size, len, "mfa", kt_pam_mfa_name(args->mfa));
     ok = ok && add_number(buf, size, len, "login_timeout", (unsigned long)args->login_timeout);
     ok = ok && kt_wire_add(buf, size, len, "nocache", args->nocache ? "1" : "0");
+    ok = ok && add_number(buf, size, len, "pin_len", (unsigned long)pin_len);
     if (!ok || *len + strlen(KT_WIRE_PASSWORD_LINE) >= size)
         return kt_error_set(err, KT_ERR_INTERNAL, "request for the helper too long");
     memcpy(buf + *len, KT_WIRE_PASSWORD_LINE, strlen(KT_WIRE_PASSWORD_LINE));
@@ -289,6 +290,7 @@ static void parse_answer(const char *buf, size_t len, kt_pam_result *res)
     kt_wire_get(buf, len, "cache", res->cache, sizeof(res->cache));
     kt_wire_get(buf, len, "cache_reason", res->cache_reason, sizeof(res->cache_reason));
     kt_wire_get(buf, len, "connections", res->connections, sizeof(res->connections));
+    kt_wire_get(buf, len, "need_pin", res->need_pin, sizeof(res->need_pin));
     if (strcmp(kind, "ok") != 0) {
         kt_wire_get(buf, len, "reason", res->err.message, sizeof(res->err.message));
         /* An answer that names no known kind is a failure all the same, never a success. */
@@ -326,14 +328,15 @@ static int reap(pid_t pid, bool kill_it)
     }
 }
 
-static void talk(int sock, pid_t pid, const char *request, size_t request_len, const char *password,
-                 uint64_t deadline_ms, kt_pam_result *res)
+static void talk(int sock, pid_t pid, const char *request, size_t request_len, const char *pin,
+                 const char *password, uint64_t deadline_ms, kt_pam_result *res)
 {
     char answer[KT_WIRE_MAX];
     ssize_t n;
     int status;
 
     if (send_all(sock, request, request_len) != 0 ||
+        (pin != NULL && send_all(sock, pin, strlen(pin)) != 0) ||
         (password != NULL && send_all(sock, password, strlen(password)) != 0) ||
         shutdown(sock, SHUT_WR) != 0) {
         reap(pid, true);
@@ -369,7 +372,7 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len, c
 }
 
 void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
-                       const char *password, kt_pam_result *res)
+                       const char *password, const char *pin, kt_pam_result *res)
 {
     char request[KT_WIRE_MAX];
     size_t request_len = 0;
@@ -381,7 +384,12 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     int sv[2], exe;
 
     memset(res, 0, sizeof(*res));
-    if (build_request(args, op, user, request, sizeof(request), &request_len, &res->err) != 0)
+    if (pin != NULL && strlen(pin) > KT_WIRE_PIN_MAX) {
+        kt_error_set(&res->err, KT_ERR_KEY_UNUSABLE, "the token PIN is too long");
+        return;
+    }
+    if (build_request(args, op, user, pin != NULL ? strlen(pin) : 0, request, sizeof(request),
+                      &request_len, &res->err) != 0)
         return;
     exe = open_helper(args->helper, &res->err);
     if (exe < 0)
@@ -410,7 +418,7 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     if (pid < 0)
         kt_error_set(&res->err, KT_ERR_INTERNAL, "fork: %s", strerror(errno));
     else
-        talk(sv[0], pid, request, request_len, password, deadline_ms, res);
+        talk(sv[0], pid, request, request_len, pin, password, deadline_ms, res);
     close(sv[0]);
     sigaction(SIGCHLD, &saved, NULL);
 }

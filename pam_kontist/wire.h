@@ -1,9 +1,15 @@
 /* What pam_kontist.so and kontist-pam-helper say to each other over their socket.
  *
- * The module sends a request: `key=value` lines, then a line `password`, then the password's raw
- * bytes up to the end of the stream. The helper answers with `key=value` lines. Values are one
- * line each; neither side ever puts a token or the client secret on the wire, and the password
- * goes only from the module to the helper. */
+ * The module sends a request: `key=value` lines, then a line `password`, then the secrets' raw
+ * bytes up to the end of the stream: first the token PIN (`pin_len` bytes, 0 when there is
+ * none), then the password. The helper answers with `key=value` lines. Values are one line
+ * each; neither side ever puts a token or the client secret on the wire, and the password and
+ * the PIN go only from the module to the helper.
+ *
+ * A device key on a PKCS#11 token that needs a PIN the request did not carry (and its URI has no
+ * pin-source) ends the helper before the bank is asked anything, with `need_pin=TOKEN LABEL` in
+ * its answer. The module may then ask for the PIN once, in the PAM conversation, and run the
+ * helper again with it; never more than once per authentication (a token counts failed PINs). */
 #ifndef KT_WIRE_H
 #define KT_WIRE_H
 
@@ -14,7 +20,9 @@
 #define KT_WIRE_MAX 16384
 /* The request format's version: the first field of every request; the helper refuses others, so
  * a module and a helper from different builds fail closed instead of misreading each other. */
-#define KT_WIRE_VERSION "1"
+#define KT_WIRE_VERSION "2"
+/* The longest token PIN the module sends and the helper accepts. */
+#define KT_WIRE_PIN_MAX 256
 /* The line that separates the request's fields from the password. */
 #define KT_WIRE_PASSWORD_LINE "password\n"
 

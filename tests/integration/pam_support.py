@@ -331,7 +331,7 @@ class PamWorld:
 
     def run(self, service, user, ops=("auth",), password=DEMO_PASSWORD, conv="answer",
             rhost=None, repeat=1, threads=1, expect=None, nss=True, timeout=120, silent=False,
-            wrapper=(), check=True, extra_env=None):
+            wrapper=(), check=True, extra_env=None, pin=None):
         self.runs += 1
         tag = f"run{self.runs}"
         result_path = self.base / f"{tag}.json"
@@ -341,6 +341,12 @@ class PamWorld:
         if password is not None:
             pw = write_private(self.base / f"{tag}.password", password + "\n")
             args += ["--password-file", str(pw)]
+        if pin is not None:
+            pin_path = self.base / f"{tag}.pin"
+            fd = os.open(pin_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pin + "\n")
+            args += ["--pin-file", str(pin_path)]
         if rhost:
             args += ["--rhost", rhost]
         if expect:

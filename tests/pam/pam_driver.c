@@ -4,7 +4,8 @@
  *
  * Options: --ops auth,setcred-establish,... (auth, setcred-establish|reinit|refresh|delete, open,
  * close, acct, chauthtok, setuser:NAME, leak, free-secrets), --expect CODE,... (one PAM code
- * name per op), --password-file FILE (answer to hidden prompts), --conv answer|fail|empty,
+ * name per op), --password-file FILE (answer to hidden prompts), --pin-file FILE (answer to
+ * "PIN for token" prompts), --conv answer|fail|empty,
  * --rhost HOST, --silent, --repeat N, --threads N, --result FILE.
  *
  * It runs a sequence of PAM calls (--ops) on one handle, optionally many times (--repeat) in
@@ -118,6 +119,7 @@ typedef struct options {
     const char *rhost;
     const char *result;
     char *password; /* NULL: no answer to password prompts */
+    char *pin;      /* answer to "PIN for token" prompts; NULL: the password is the answer */
     conv_mode conv;
     int silent;
     int nops;
@@ -249,6 +251,8 @@ static void parse_options(options *o, int argc, char **argv)
         i++;
         if (strcmp(opt, "--password-file") == 0)
             o->password = read_password(val);
+        else if (strcmp(opt, "--pin-file") == 0)
+            o->pin = read_password(val);
         else if (strcmp(opt, "--conv") == 0)
             o->conv = strcmp(val, "fail") == 0    ? CONV_FAIL
                       : strcmp(val, "empty") == 0 ? CONV_EMPTY
@@ -312,10 +316,13 @@ typedef struct worker {
     int first_bad_rc;
 } worker;
 
-static char *answer_for(const worker *w, int style)
+static char *answer_for(const worker *w, int style, const char *msg)
 {
     if (w->o->conv == CONV_EMPTY)
         return strdup("");
+    if (style == PAM_PROMPT_ECHO_OFF && w->o->pin != NULL && msg != NULL &&
+        strncmp(msg, "PIN for token", 13) == 0)
+        return strdup(w->o->pin);
     if (style == PAM_PROMPT_ECHO_OFF)
         return w->o->password != NULL ? strdup(w->o->password) : NULL;
     if (style == PAM_PROMPT_ECHO_ON)
@@ -346,7 +353,7 @@ static int conversation(int n, const struct pam_message **msg, struct pam_respon
         int style = msg[i]->msg_style;
 
         if (style == PAM_PROMPT_ECHO_OFF || style == PAM_PROMPT_ECHO_ON) {
-            r[i].resp = answer_for(w, style);
+            r[i].resp = answer_for(w, style, msg[i]->msg);
             if (r[i].resp == NULL) {
                 for (int k = 0; k < i; k++) {
                     explicit_bzero(r[k].resp, strlen(r[k].resp));
@@ -576,6 +583,10 @@ int main(int argc, char **argv)
     if (o.password != NULL) {
         explicit_bzero(o.password, strlen(o.password));
         free(o.password);
+    }
+    if (o.pin != NULL) {
+        explicit_bzero(o.pin, strlen(o.pin));
+        free(o.pin);
     }
     return 0;
 }

@@ -1,0 +1,286 @@
+"""kontist-auth with device keys on a PKCS#11 token: SoftHSM2 as the token, OpenSC's
+pkcs11-tool to put keys on it beforehand.  Needs the Debian packages softhsm2 and opensc
+(scripts/install-deps installs them); without them the tests fail, they are not skipped.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from test_helper_env import EXIT_MFA, EXIT_OK, kenv  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
+
+MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+PIN = "246810"
+SO_PIN = "13572468"
+TOKEN = "kt-test"
+TOOL_TIMEOUT = 30
+
+
+class SoftToken:
+    """A SoftHSM2 token of its own: configuration and token directory below root."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        (self.root / "tokens").mkdir(parents=True)
+        self.conf = self.root / "softhsm2.conf"
+        self.conf.write_text(f"directories.tokendir = {self.root / 'tokens'}\n"
+                             "objectstore.backend = file\nlog.level = ERROR\n")
+        self.env = dict(os.environ, SOFTHSM2_CONF=str(self.conf))
+        self.pin_file = self.root / "pin"
+        self.pin_file.write_text(PIN + "\n")
+        self.pin_file.chmod(0o600)
+        self.run("softhsm2-util", "--init-token", "--free", "--label", TOKEN,
+                 "--pin", PIN, "--so-pin", SO_PIN)
+
+    def run(self, *args, check=True):
+        r = subprocess.run(list(args), capture_output=True, text=True, env=self.env,
+                           timeout=TOOL_TIMEOUT)
+        assert not check or r.returncode == 0, f"{' '.join(args)}:\n{r.stdout}{r.stderr}"
+        return r
+
+    def keypair(self, key_type, key_id, label):
+        self.run("pkcs11-tool", "--module", MODULE, "--token-label", TOKEN, "--login",
+                 "--pin", PIN, "--keypairgen", "--key-type", key_type, "--id", key_id,
+                 "--label", label)
+
+    def objects(self):
+        return self.run("pkcs11-tool", "--module", MODULE, "--token-label", TOKEN, "--login",
+                        "--pin", PIN, "--list-objects").stdout
+
+    def public_point(self, label):
+        out = self.run("pkcs11-tool", "--module", MODULE, "--token-label", TOKEN,
+                       "--read-object", "--type", "pubkey", "--label", label, "-o",
+                       str(self.root / "pub.der")).stdout
+        from cryptography.hazmat.primitives import serialization
+        pub = serialization.load_der_public_key((self.root / "pub.der").read_bytes())
+        return pub.public_bytes(serialization.Encoding.X962,
+                                serialization.PublicFormat.UncompressedPoint).hex()
+
+    def uri(self, *attrs, pin_file=None, module=MODULE):
+        parts = [f"token={TOKEN}", *attrs]
+        query = [f"module-path={module}"]
+        if pin_file is not None:
+            query.append(f"pin-source=file:{pin_file}")
+        return "pkcs11:" + ";".join(parts) + "?" + "&".join(query)
+
+
+@pytest.fixture
+def token(tmp_path):
+    missing = [t for t in ("softhsm2-util", "pkcs11-tool") if shutil.which(t) is None]
+    if missing or not Path(MODULE).exists():
+        pytest.fail("missing SoftHSM2 or OpenSC: install the Debian packages softhsm2 opensc "
+                    "(scripts/install-deps)")
+    return SoftToken(tmp_path / "hsm")
+
+
+@pytest.fixture
+def penv(kenv, token):
+    kenv.env["SOFTHSM2_CONF"] = str(token.conf)
+    kenv.env.update({k: v for k, v in os.environ.items()
+                     if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")})
+    r = kenv.login("--no-device")
+    assert r.returncode == EXIT_OK, r.stderr
+    return kenv
+
+
+def confirmed_login_with(env, record):
+    before = len(env.mock.requests())
+    r = env.login()
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "confirmed by device" in r.stderr
+    login = env.mock.requests()[before:]
+    assert [q["endpoint"] for q in login] == ["token", "challenge_create", "challenge_verify"]
+    assert login[-1]["status"] == 200
+    assert env.cache()["confirmed"] is True
+    assert env.cache()["device_id"] == record["device_id"]
+
+
+def bank_key(env, record):
+    devices = [d for d in env.mock.state()["devices"] if d["id"] == record["device_id"]]
+    assert len(devices) == 1 and devices[0]["verified"] is True
+    return devices[0]["key"]
+
+
+def assert_nothing_written(env):
+    assert not env.record_file.exists()
+    assert not env.key_file.exists()
+    assert env.mock.requests("devices_create") == []
+
+
+def test_a_key_made_with_pkcs11_tool_confirms_logins(penv, token):
+    token.keypair("EC:prime256v1", "a1", "made-before")
+    uri = token.uri("object=made-before", pin_file=token.pin_file)
+    r = penv.enroll("--pkcs11", uri)
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(penv.record_file.read_text())
+    assert record["key"] == uri
+    assert not penv.key_file.exists()
+    assert bank_key(penv, record) == token.public_point("made-before")
+    confirmed_login_with(penv, record)
+    r = penv.run("status")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "pkcs11" in r.stdout and PIN not in r.stdout
+
+
+def test_a_key_generated_on_the_token_confirms_logins(penv, token):
+    uri = token.uri("object=kontist", pin_file=token.pin_file)
+    r = penv.enroll("--pkcs11", uri, "--generate")
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(penv.record_file.read_text())
+    assert record["key"].startswith("pkcs11:") and "id=" in record["key"]
+    assert f"pin-source=file:{token.pin_file}" in unquote(record["key"])
+    assert bank_key(penv, record) == token.public_point("kontist")
+    # the private key is sensitive and cannot leave the token
+    listing = token.objects()
+    assert "Private Key Object; EC" in listing
+    assert "sensitive" in listing and "never extractable" in listing
+    confirmed_login_with(penv, record)
+
+
+def test_a_wrong_pin_is_an_error_and_tried_once(penv, token, tmp_path):
+    token.keypair("EC:prime256v1", "b2", "k")
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("999999\n")
+    wrong.chmod(0o600)
+    r = penv.enroll("--pkcs11", token.uri("object=k", pin_file=wrong))
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert f'wrong PIN for token "{TOKEN}"' in r.stderr, r.stderr
+    assert "999999" not in r.stderr
+    assert_nothing_written(penv)
+
+
+def test_generate_with_a_wrong_pin_leaves_the_token_as_it_was(penv, token, tmp_path):
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("999999\n")
+    wrong.chmod(0o600)
+    r = penv.enroll("--pkcs11", token.uri("object=kontist", pin_file=wrong), "--generate")
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "wrong PIN" in r.stderr, r.stderr
+    assert_nothing_written(penv)
+    assert "kontist" not in token.objects()
+
+
+def test_a_token_whose_module_is_gone_is_an_error(penv, token, tmp_path):
+    gone = tmp_path / "removed" / "libsofthsm2.so"
+    r = penv.enroll("--pkcs11", token.uri("object=k", pin_file=token.pin_file, module=gone))
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert f"PKCS#11 module {gone} cannot be loaded" in r.stderr, r.stderr
+    assert_nothing_written(penv)
+
+
+def test_a_key_not_on_p256_is_refused(penv, token):
+    token.keypair("EC:secp384r1", "c3", "p384")
+    r = penv.enroll("--pkcs11", token.uri("object=p384", pin_file=token.pin_file))
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert f'the key on token "{TOKEN}" is on another curve than P-256' in r.stderr, r.stderr
+    assert_nothing_written(penv)
+
+
+def test_a_pin_in_the_uri_is_refused(penv, token):
+    token.keypair("EC:prime256v1", "d4", "k")
+    r = penv.enroll("--pkcs11", token.uri("object=k") + f"&pin-value={PIN}")
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "pin-value in a key URI is refused" in r.stderr
+    assert PIN not in r.stderr
+    assert_nothing_written(penv)
+
+
+def test_without_pin_source_or_terminal_the_pin_is_not_guessed(penv, token):
+    token.keypair("EC:prime256v1", "e5", "k")
+    r = penv.enroll("--pkcs11", token.uri("object=k"))
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "needs a PIN and there is no terminal to ask on" in r.stderr, r.stderr
+    assert_nothing_written(penv)
+
+
+def test_a_module_others_could_replace_is_refused(penv, token, tmp_path):
+    """A module runs inside the process that loads it (in the PAM helper, a root process): one in
+    a directory others may write to could be swapped for anyone's code."""
+    token.keypair("EC:prime256v1", "f6", "k")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shutil.copy(MODULE, shared / "libsofthsm2.so")
+    shared.chmod(0o777)
+    r = penv.enroll("--pkcs11", token.uri("object=k", pin_file=token.pin_file,
+                                          module=shared / "libsofthsm2.so"))
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert f"{shared} is writable by group or others" in r.stderr, r.stderr
+    assert_nothing_written(penv)
+    shared.chmod(0o755)
+    (shared / "libsofthsm2.so").chmod(0o666)
+    r = penv.enroll("--pkcs11", token.uri("object=k", pin_file=token.pin_file,
+                                          module=shared / "libsofthsm2.so"))
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "libsofthsm2.so is writable by group or others" in r.stderr, r.stderr
+    assert_nothing_written(penv)
+
+
+@pytest.mark.parametrize("module", [None, "softhsm2"])
+def test_modules_come_from_the_p11kit_registry(penv, token, module):
+    """Without module-path the key is looked for in the modules p11-kit's registry names (the
+    softhsm2 package registers its module); module-name= picks one of them."""
+    token.keypair("EC:prime256v1", "a7", "registry")
+    query = f"?pin-source=file:{token.pin_file}"
+    if module:
+        query += f"&module-name={module}"
+    uri = f"pkcs11:token={TOKEN};object=registry" + query
+    r = penv.enroll("--pkcs11", uri)
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(penv.record_file.read_text())
+    assert bank_key(penv, record) == token.public_point("registry")
+    confirmed_login_with(penv, record)
+
+
+def test_an_unknown_module_name_is_an_error(penv, token):
+    r = penv.enroll("--pkcs11", f"pkcs11:token={TOKEN}?module-name=no-such-module"
+                                f"&pin-source=file:{token.pin_file}")
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "no PKCS#11 module named no-such-module is registered with p11-kit" in r.stderr
+    assert_nothing_written(penv)
+
+
+def test_the_pin_is_asked_on_the_terminal_without_echo(penv, token):
+    """Without a pin-source, kontist-auth asks for the PIN on its terminal, without echo, once."""
+    from test_helper_terminal import Terminal, confirm_binding_request
+    token.keypair("EC:prime256v1", "b8", "typed")
+    uri = token.uri("object=typed")
+    terminal = Terminal()
+    try:
+        proc = terminal.run(penv, "device", "enroll", "--pkcs11", uri)
+        terminal.read_until(f'PIN for token "{TOKEN}": '.encode())
+        terminal.wait_for_echo(False)
+        terminal.type(PIN + "\n")
+        confirm_binding_request(penv)
+        terminal.read_until(b" left): ")
+        terminal.type(penv.mock.last_otp() + "\n")
+        out, err = proc.communicate(timeout=60)
+        terminal.drain()
+        assert proc.returncode == EXIT_OK, err
+        assert PIN.encode() not in terminal.output
+        assert terminal.echo(), "echo was not restored"
+        assert terminal.output.count(b"PIN for token") == 1
+        record = json.loads(penv.record_file.read_text())
+        assert record["key"] == uri
+
+        # A wrong PIN at login: one prompt, an error before the password is asked or anything
+        # is sent, no second try.
+        before = len(penv.mock.requests())
+        proc = terminal.run(penv, "login")
+        terminal.read_until(b"PIN for token", timeout=30)
+        terminal.type("000000\n")
+        out, err = proc.communicate(timeout=60)
+        terminal.drain()
+        assert proc.returncode == EXIT_MFA, err
+        assert b"wrong PIN" in err, err
+        assert terminal.output.count(b"PIN for token") == 2
+        assert b"Kontist password" not in terminal.output
+        assert penv.mock.requests()[before:] == []
+    finally:
+        terminal.close()
