@@ -32,6 +32,19 @@ void ka_app_free(ka_app *app);
 #define KA_OPT_CONFIG 0x100
 #define KA_OPT_HELP 'h'
 
+/* One entry of a command table: kontist-auth's commands (main.c) and the subcommands of
+ * `device` go through the same dispatcher. A command returns an exit code (exit_codes.h). */
+typedef struct ka_command {
+    const char *name;
+    int (*run)(ka_app *app, int argc, char **argv);
+} ka_command;
+
+/* Runs the command argv[0] names from the table, with argv[0] as the command's own argv[0].
+ * parent is the command the table belongs to ("device"), NULL for the top level; it words the
+ * usage error for a missing or unknown name. */
+int ka_dispatch(ka_app *app, const char *parent, const ka_command *table, size_t n, int argc,
+                char **argv);
+
 /* Commands: argv[0] is the command name; each returns an exit code. */
 int ka_cmd_login(ka_app *app, int argc, char **argv);
 int ka_cmd_device(ka_app *app, int argc, char **argv);

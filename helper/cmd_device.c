@@ -399,13 +399,15 @@ static int cmd_enroll(ka_app *app, int argc, char **argv)
     return rc == 0 ? KA_EXIT_OK : rc;
 }
 
+/* `device list` and `device remove` go here as they arrive. */
+static const ka_command device_commands[] = {
+    {"enroll", cmd_enroll},
+};
+
 int ka_cmd_device(ka_app *app, int argc, char **argv)
 {
-    if (argc < 2)
-        return ka_usage_error(app, "device", "no subcommand given (enroll)");
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
         return show_help();
-    if (strcmp(argv[1], "enroll") == 0)
-        return cmd_enroll(app, argc - 1, argv + 1);
-    return ka_usage_error(app, "device", "unknown subcommand '%s' (enroll)", argv[1]);
+    return ka_dispatch(app, "device", device_commands,
+                       sizeof(device_commands) / sizeof(device_commands[0]), argc - 1, argv + 1);
 }

@@ -49,12 +49,7 @@ static const char cred_usage_text[] =
     "  -h, --help      show this help\n"
     "\n";
 
-struct command {
-    const char *name;
-    int (*run)(ka_app *app, int argc, char **argv);
-};
-
-static const struct command commands[] = {
+static const ka_command commands[] = {
     {"login", ka_cmd_login},   {"device", ka_cmd_device}, {"token", ka_cmd_token},
     {"status", ka_cmd_status}, {"logout", ka_cmd_logout}, {"credential", ka_cmd_credential},
     {"doctor", ka_cmd_doctor},
@@ -100,23 +95,11 @@ static int run_kontist_auth(ka_app *app, int argc, char **argv)
 {
     bool done;
     int rc = parse_global(app, argc, argv, usage_text, &done);
-    const char *name;
 
     if (done)
         return rc;
-    if (optind >= argc)
-        return ka_usage_error(app, NULL, "no command given");
-    name = argv[optind];
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(name, commands[i].name) == 0) {
-            int sub_argc = argc - optind;
-            char **sub_argv = argv + optind;
-
-            optind = 0; /* glibc: start the next getopt_long afresh */
-            return commands[i].run(app, sub_argc, sub_argv);
-        }
-    }
-    return ka_usage_error(app, NULL, "unknown command '%s'", name);
+    return ka_dispatch(app, NULL, commands, sizeof(commands) / sizeof(commands[0]), argc - optind,
+                       argv + optind);
 }
 
 /* As git-credential-kontist: git appends the operation; unknown operations are ignored, as

@@ -223,3 +223,38 @@ void ka_key_ref_display(const char *ref, char *buf, size_t size)
     }
     buf[o] = '\0';
 }
+
+/* The names of a table, "a, b, c", for usage errors. */
+static void command_names(const ka_command *table, size_t n, char *buf, size_t size)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && used < size; i++) {
+        int w = snprintf(buf + used, size - used, "%s%s", i > 0 ? ", " : "", table[i].name);
+
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+int ka_dispatch(ka_app *app, const char *parent, const ka_command *table, size_t n, int argc,
+                char **argv)
+{
+    char names[256];
+
+    command_names(table, n, names, sizeof(names));
+    if (argc < 1 || argv[0] == NULL)
+        return parent == NULL ? ka_usage_error(app, NULL, "no command given")
+                              : ka_usage_error(app, parent, "no subcommand given (%s)", names);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(argv[0], table[i].name) == 0) {
+            optind = 0; /* glibc: start the next getopt_long afresh */
+            return table[i].run(app, argc, argv);
+        }
+    }
+    return parent == NULL
+               ? ka_usage_error(app, NULL, "unknown command '%s'", argv[0])
+               : ka_usage_error(app, parent, "unknown subcommand '%s' (%s)", argv[0], names);
+}
