@@ -21,16 +21,16 @@ static bool plain_char(unsigned char c)
     return c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
 }
 
-void kt_pam_log_escape(const char *in, char *out, size_t size)
+/* Copies in, each character that is not plain (for free text: nor a space or '=') as \xHH, cut
+ * where the next character would not fit. */
+static void escape(const char *in, bool text, char *out, size_t size)
 {
     size_t o = 0;
 
     if (size == 0)
         return;
-    if (in == NULL || in[0] == '\0')
-        in = "-";
     for (const unsigned char *p = (const unsigned char *)in; *p != '\0'; p++) {
-        if (plain_char(*p)) {
+        if (plain_char(*p) || (text && (*p == ' ' || *p == '='))) {
             if (o + 1 >= size)
                 break;
             out[o++] = (char)*p;
@@ -44,25 +44,14 @@ void kt_pam_log_escape(const char *in, char *out, size_t size)
     out[o] = '\0';
 }
 
+void kt_pam_log_escape(const char *in, char *out, size_t size)
+{
+    escape(in != NULL && in[0] != '\0' ? in : "-", false, out, size);
+}
+
 void kt_pam_log_escape_text(const char *in, char *out, size_t size)
 {
-    size_t o = 0;
-
-    if (size == 0)
-        return;
-    for (const unsigned char *p = (const unsigned char *)(in != NULL ? in : ""); *p != '\0'; p++) {
-        if (*p == ' ' || plain_char(*p) || *p == '=') {
-            if (o + 1 >= size)
-                break;
-            out[o++] = (char)*p;
-        } else {
-            if (o + 4 >= size)
-                break;
-            snprintf(out + o, 5, "\\x%02x", *p);
-            o += 4;
-        }
-    }
-    out[o] = '\0';
+    escape(in != NULL ? in : "", true, out, size);
 }
 
 static const char *pam_str_item(pam_handle_t *pamh, int item)
