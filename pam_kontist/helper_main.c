@@ -280,6 +280,17 @@ static int erase_tokens(const kt_pam_user *u, void *data, kt_error *err)
     return kt_session_logout(&u->paths, false, err);
 }
 
+/* Only root's pin, read as root: no key, no configuration, nothing the user controls. */
+static int user_is_pinned(const request *rq, kt_error *err)
+{
+    kt_device_record rec;
+    int rc = kt_pam_authfile_lookup(rq->authfile, !rq->authfile_given, rq->user, &rec, err);
+
+    if (rc == 0)
+        kt_record_free(&rec);
+    return rc;
+}
+
 static int run_login(const request *rq, kt_pam_user *u, answer *ans)
 {
     bool device = strcmp(rq->mfa, "device") == 0;
@@ -292,6 +303,11 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
 
     memset(&tokens, 0, sizeof(tokens));
     kt_config_init(&cfg);
+    /* Root's pin first, the configuration after: a user nobody pinned is not enrolled whatever
+     * state the configuration is in, so a broken or missing kontist.conf cannot turn every
+     * account's login (root's too, under default=die) into a service error. */
+    if (user_is_pinned(rq, &ans->err) != 0)
+        goto out;
     if (load_config(rq, &cfg, &ans->err) != 0)
         goto out;
     /* The alarm bounds loading the key too: a token that hangs (a slow card, a module stuck on

@@ -430,6 +430,51 @@ def test_config_http_url(world, alice):
     assert run.code == "PAM_SERVICE_ERR", run
 
 
+BROKEN_CONFIGS = ["missing", "typo", "world-writable", "secret-missing"]
+
+
+def broken_config(world, how):
+    """A configuration the helper refuses, each way an administrator can get it wrong."""
+    if how == "missing":
+        return world.etc / "absent.conf"
+    if how == "typo":
+        return world.write_config("typo.conf", extra="bsae_url = https://evil.example\n")
+    if how == "world-writable":
+        return world.write_config("loose.conf", mode=0o666)
+    config = world.write_config("nosecret.conf")
+    rewrite_config(config, "client_secret_file", world.etc / "no-such-secret")
+    return config
+
+
+@pytest.mark.parametrize("how", BROKEN_CONFIGS)
+@pytest.mark.parametrize("nouserok, code", [(False, "PAM_USER_UNKNOWN"), (True, "PAM_IGNORE")])
+def test_broken_config_leaves_unpinned_users_alone(world, mock, how, nouserok, code):
+    """The pin is looked up before the configuration is read: a user root has not pinned is not
+    enrolled whatever state kontist.conf is in. Otherwise one typo in the file would turn every
+    login on the machine into PAM_SERVICE_ERR, and a default=die stack would refuse root too."""
+    world.add_user("carol")
+    config = broken_config(world, how)
+    world.service("kontist", "nouserok" if nouserok else "", config=config,
+                  control="[ignore=ignore default=die]", after=[f"auth required {PAM_PERMIT}"],
+                  module_types=("auth",))
+    since = len(mock.requests())
+    run = world.run("kontist", "carol")
+    assert run.code == stack_result(code), run
+    attempt(run, code, "not_enrolled")
+    assert endpoints(mock, since) == []
+
+
+@pytest.mark.parametrize("how", BROKEN_CONFIGS)
+def test_broken_config_fails_pinned_users(world, alice, mock, how):
+    """A pinned user still fails hard: nouserok does not apply to them, and a broken configuration
+    is never the PAM_AUTHINFO_UNAVAIL a fallback acts on."""
+    config = broken_config(world, how)
+    world.service("kontist", "nouserok", config=config)
+    run = world.run("kontist", "alice")
+    assert run.code == "PAM_SERVICE_ERR", run
+    attempt(run, "PAM_SERVICE_ERR", "config")
+
+
 def rewrite_config(path, key, value):
     """Sets key in a configuration world.write_config wrote; returns its line number."""
     lines = Path(path).read_text().splitlines()
