@@ -807,11 +807,62 @@ static bool action_continues(const char *action)
            isdigit((unsigned char)action[0]);
 }
 
+/* The codes the module returns for a failure that is not an outage. Any of them going on to the
+ * next module lets whoever fails Kontist in that way (a wrong password, a rejected device
+ * signature, a broken configuration) try the next module instead. user_unknown is only one of
+ * them without nouserok: with it, an unknown local user is refused by the next module anyway. */
+static const char *const failure_codes[] = {"auth_err",      "cred_insufficient", "user_unknown",
+                                            "service_err",   "system_err",        "conv_err",
+                                            "module_unknown"};
+
+/* The action a bracket control takes for code: its own, else default's. */
+static void action_for(const char *control, const char *code, char *out, size_t size)
+{
+    bracket_action(control, code, out, size);
+    if (out[0] == '\0')
+        bracket_action(control, "default", out, size);
+}
+
+/* The first failure code (not an outage) whose action goes on to the next module, "default"
+ * when no default is given (libpam's default is then "bad" but the stack reads as unfinished),
+ * or NULL when every failure ends the login. */
+static const char *failure_fallback(const char *control, bool nouserok)
+{
+    char act[32];
+
+    bracket_action(control, "default", act, sizeof(act));
+    if (act[0] == '\0' || action_continues(act))
+        return "default";
+    for (size_t i = 0; i < sizeof(failure_codes) / sizeof(failure_codes[0]); i++) {
+        if (nouserok && strcmp(failure_codes[i], "user_unknown") == 0)
+            continue;
+        action_for(control, failure_codes[i], act, sizeof(act));
+        if (action_continues(act))
+            return failure_codes[i];
+    }
+    return NULL;
+}
+
+/* Whether a pam_kontist auth line with this control lets a login go on to the next module when
+ * Kontist did not succeed: on an outage (authinfo_unavail) or on any failure. */
+static bool control_falls_back(const char *control, bool nouserok)
+{
+    char act[32];
+
+    if (strcmp(control, "sufficient") == 0 || strcmp(control, "optional") == 0)
+        return true;
+    if (control[0] != '[')
+        return false;
+    action_for(control, "authinfo_unavail", act, sizeof(act));
+    return action_continues(act) || failure_fallback(control, nouserok) != NULL;
+}
+
 /* What the control of an auth line means when the API is down or a login fails. */
 static void explain_control(doctor *d, const char *where, const char *control,
                             const kt_doctor_module_args *a)
 {
-    char unavail[32], dflt[32], fail[32];
+    char unavail[32], fail[32];
+    const char *leak;
 
     if (strcmp(control, "sufficient") == 0 || strcmp(control, "optional") == 0) {
         emit(d, "pam-stack", KT_DOCTOR_WARN, KT_OK,
@@ -834,15 +885,19 @@ static void explain_control(doctor *d, const char *where, const char *control,
              "%s: unusual control '%s'", where, control);
         return;
     }
-    bracket_action(control, "authinfo_unavail", unavail, sizeof(unavail));
-    bracket_action(control, "default", dflt, sizeof(dflt));
-    bracket_action(control, "auth_err", fail, sizeof(fail));
-    if (dflt[0] == '\0' || action_continues(dflt) || (fail[0] != '\0' && action_continues(fail))) {
-        emit(d, "pam-stack", KT_DOCTOR_WARN, KT_OK,
-             "end the control with default=die so that only authinfo_unavail goes on",
-             "%s: a wrong Kontist password or a rejected device signature goes on to the next "
-             "module (default=%s): the device MFA protects nothing",
-             where, dflt[0] != '\0' ? dflt : "(not given)");
+    action_for(control, "authinfo_unavail", unavail, sizeof(unavail));
+    if ((leak = failure_fallback(control, a->nouserok)) != NULL) {
+        char fix[128];
+
+        action_for(control, leak, fail, sizeof(fail));
+        snprintf(fix, sizeof(fix),
+                 "end the control with default=die and let only authinfo_unavail%s go on",
+                 a->nouserok ? " and ignore" : "");
+        emit(d, "pam-stack", KT_DOCTOR_WARN, KT_OK, fix,
+             "%s: a Kontist failure other than an outage goes on to the next module (%s=%s): "
+             "whoever fails Kontist that way only faces that module; the device MFA protects "
+             "nothing",
+             where, leak, fail[0] != '\0' ? fail : "(not given)");
         return;
     }
     if (action_continues(unavail))
@@ -923,13 +978,56 @@ static bool stack_file_safe(doctor *d, const char *path, int fd)
     return true;
 }
 
+/* Reads the next logical line of a pam.d file (backslash continuations joined, comment cut) and
+ * splits it into words. Returns the number of words, -1 at the end of the file; *start is the
+ * number of the line it began on. */
+static int next_pam_line(FILE *f, char *joined, size_t size, char **words, unsigned *lineno,
+                         unsigned *start)
+{
+    char line[4096];
+    size_t used = 0;
+
+    joined[0] = '\0';
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line);
+        char *hash;
+
+        ++*lineno;
+        if (used == 0)
+            *start = *lineno;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        /* A backslash at the end continues the line. */
+        if (len > 0 && line[len - 1] == '\\') {
+            line[--len] = ' ';
+            if (used + len < size) {
+                memcpy(joined + used, line, len + 1);
+                used += len;
+            }
+            continue;
+        }
+        if (used + len < size)
+            memcpy(joined + used, line, len + 1);
+        if ((hash = strchr(joined, '#')) != NULL)
+            *hash = '\0';
+        return split_words(joined, words);
+    }
+    return -1;
+}
+
+static bool names_pam_kontist(const char *module)
+{
+    const char *base = strrchr(module, '/');
+
+    return strcmp(base != NULL ? base + 1 : module, "pam_kontist.so") == 0;
+}
+
 static int scan_stack(doctor *d, const char *dir, const char *file)
 {
-    char path[PATH_MAX], where[PATH_MAX + 32], line[4096], joined[8192];
+    char path[PATH_MAX], where[PATH_MAX + 32], joined[8192];
     char *words[MAX_WORDS];
     unsigned lineno = 0, start = 0;
-    size_t used = 0;
-    int fd, found = 0;
+    int fd, n, found = 0;
     FILE *f;
 
     if (snprintf(path, sizeof(path), "%s/%s", dir, file) >= (int)sizeof(path))
@@ -942,36 +1040,8 @@ static int scan_stack(doctor *d, const char *dir, const char *file)
         close(fd);
         return 0;
     }
-    joined[0] = '\0';
-    while (fgets(line, sizeof(line), f) != NULL) {
-        size_t len = strlen(line);
-        char *hash;
-        int n;
-
-        lineno++;
-        if (used == 0)
-            start = lineno;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        /* A backslash at the end continues the line. */
-        if (len > 0 && line[len - 1] == '\\') {
-            line[--len] = ' ';
-            if (used + len < sizeof(joined)) {
-                memcpy(joined + used, line, len + 1);
-                used += len;
-            }
-            continue;
-        }
-        if (used + len < sizeof(joined))
-            memcpy(joined + used, line, len + 1);
-        used = 0;
-        if ((hash = strchr(joined, '#')) != NULL)
-            *hash = '\0';
-        n = split_words(joined, words);
-        if (n < 3 || words[0][0] == '@')
-            continue;
-        if (strcmp(strrchr(words[2], '/') != NULL ? strrchr(words[2], '/') + 1 : words[2],
-                   "pam_kontist.so") != 0)
+    while ((n = next_pam_line(f, joined, sizeof(joined), words, &lineno, &start)) >= 0) {
+        if (n < 3 || words[0][0] == '@' || !names_pam_kontist(words[2]))
             continue;
         if (found++ == 0 && !stack_file_safe(d, path, fd))
             break;
@@ -980,6 +1050,81 @@ static int scan_stack(doctor *d, const char *dir, const char *file)
     }
     fclose(f);
     return found;
+}
+
+#define PAM_INCLUDE_DEPTH 8
+
+/* Whether the auth stack of dir/file, or a file it includes (@include, include, substack), has a
+ * pam_kontist.so line that goes on to the next module when Kontist did not succeed; where gets
+ * that line's file:line. */
+static bool stack_falls_back(const char *dir, const char *file, int depth, char *where,
+                             size_t wsize)
+{
+    char path[PATH_MAX], joined[8192];
+    char *words[MAX_WORDS];
+    unsigned lineno = 0, start = 0;
+    bool found = false;
+    int n;
+    FILE *f;
+
+    if (depth > PAM_INCLUDE_DEPTH || strstr(file, "..") != NULL)
+        return false;
+    if (snprintf(path, sizeof(path), "%s/%s", dir,
+                 file[0] == '/' ? strrchr(file, '/') + 1 : file) >= (int)sizeof(path))
+        return false;
+    if ((f = fopen(path, "re")) == NULL)
+        return false;
+    while (!found && (n = next_pam_line(f, joined, sizeof(joined), words, &lineno, &start)) >= 0) {
+        const char *type;
+
+        if (n >= 2 && strcmp(words[0], "@include") == 0) {
+            found = stack_falls_back(dir, words[1], depth + 1, where, wsize);
+            continue;
+        }
+        if (n < 3)
+            continue;
+        type = words[0][0] == '-' ? words[0] + 1 : words[0];
+        if (strcmp(type, "auth") != 0)
+            continue;
+        if (strcmp(words[1], "include") == 0 || strcmp(words[1], "substack") == 0) {
+            found = stack_falls_back(dir, words[2], depth + 1, where, wsize);
+            continue;
+        }
+        if (!names_pam_kontist(words[2]))
+            continue;
+        {
+            bool nouserok = false;
+
+            for (int i = 3; i < n; i++)
+                nouserok = nouserok || strcmp(words[i], "nouserok") == 0;
+            if (control_falls_back(words[1], nouserok)) {
+                snprintf(where, wsize, "%s:%u", path, start);
+                found = true;
+            }
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* sudo and su ask for the password of someone already logged in: a fallback there lets whoever
+ * can block the network (or fail Kontist otherwise) use the local password instead. */
+static void check_privileged_stacks(doctor *d, const char *dir)
+{
+    static const char *const services[] = {"sudo", "sudo-i", "su", "su-l"};
+
+    for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
+        char where[PATH_MAX + 32];
+
+        if (stack_falls_back(dir, services[i], 0, where, sizeof(where)))
+            emit(d, "pam-stack", KT_DOCTOR_WARN, KT_OK,
+                 "give this service a stack of its own that is Kontist or nothing ([success=done "
+                 "ignore=ignore default=die] pam_kontist.so nouserok, as examples/pam.d/sudo "
+                 "shows), or take the fallback out of the included line",
+                 "%s/%s: pam_kontist.so at %s goes on to the next module when Kontist did not "
+                 "succeed: %s then accepts the local password",
+                 dir, services[i], where, services[i]);
+    }
 }
 
 static void check_pam(doctor *d)
@@ -1000,6 +1145,7 @@ static void check_pam(doctor *d)
         free(names[i]);
     }
     free(names);
+    check_privileged_stacks(d, dir);
     if (stacks == 0)
         emit(d, "pam-stack", KT_DOCTOR_WARN, KT_OK,
              "pam-auth-update --enable kontist, or add pam_kontist.so to a stack as "

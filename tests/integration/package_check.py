@@ -133,8 +133,16 @@ def test_profile_enable_puts_kontist_before_unix_then_disable(root):
     kontist = [i for i, x in enumerate(lines) if "pam_kontist.so" in x]
     unix = [i for i, x in enumerate(lines) if "pam_unix.so" in x]
     assert kontist and unix and kontist[0] < unix[0], lines
-    assert "authinfo_unavail=ignore" in lines[kontist[0]] and "default=die" in lines[kontist[0]]
-    assert "success=end" not in lines[kontist[0]]  # resolved to a jump over pam_unix
+    # Kontist or nothing for pinned users: common-auth is sudo's and su's too, so no fallback to
+    # the local password when the API is unavailable.
+    assert "authinfo_unavail" not in lines[kontist[0]], lines
+    assert "default=die" in lines[kontist[0]] and "ignore=ignore" in lines[kontist[0]]
+    # success=end resolved to a jump over the rest of the primary block, onto pam_permit.
+    assert "success=end" not in lines[kontist[0]]
+    jump = int(lines[kontist[0]].split("success=")[1].split()[0].rstrip("]"))
+    landing = lines[kontist[0] + jump + 1]
+    assert "pam_permit.so" in landing or "pam_deny.so" not in landing, (jump, lines)
+    assert all("pam_deny.so" not in x for x in lines[kontist[0] + jump + 1:]), (jump, lines)
     pam_auth_update(root, "--disable", "kontist")
     assert "pam_kontist" not in (root / "etc/pam.d/common-auth").read_text()
 

@@ -295,6 +295,68 @@ def test_fallback_choice_is_explained(denv):
     assert stack["status"] == "ok" and "no fallback" in stack["detail"]
 
 
+@pytest.mark.parametrize("code,args", [
+    ("cred_insufficient=ignore", "nouserok"),
+    ("service_err=ok", "nouserok"),
+    ("system_err=1", "nouserok"),
+    ("conv_err=ignore", "nouserok"),
+    ("module_unknown=ignore", "nouserok"),
+    ("user_unknown=ignore", ""),
+    ("auth_err=ignore", "nouserok"),
+])
+def test_every_failure_that_goes_on_is_a_fallback(denv, code, args):
+    """Not only auth_err: a pinned user the module refuses with any code other than an outage
+    (a device record without a device, a broken configuration) must not reach the next module."""
+    denv.write_stack(control=f"[success=done authinfo_unavail=ignore {code} ignore=ignore "
+                     "default=die]", args=args)
+    r, report = denv.run()
+    (stack,) = checks(report, "pam-stack")
+    assert stack["status"] == "warn" and f"({code})" in stack["detail"], stack
+    assert "default=die" in stack["fix"]
+
+
+def test_user_unknown_going_on_is_no_fallback_with_nouserok(denv):
+    """With nouserok, PAM_USER_UNKNOWN means the local user does not exist; the next module
+    refuses them as well."""
+    denv.write_stack(control="[success=done authinfo_unavail=ignore user_unknown=ignore "
+                     "ignore=ignore default=die]", args="nouserok")
+    r, report = denv.run()
+    (stack,) = checks(report, "pam-stack")
+    assert stack["status"] == "ok", stack
+
+
+def write_common_auth(denv, control):
+    helper = denv.build_dir / "pam_kontist" / "kontist-pam-helper"
+    path = denv.pam_dir / "common-auth"
+    path.write_text(f"auth {control} pam_kontist.so config={denv.k.config} helper={helper} "
+                    "nouserok\nauth [success=1 default=ignore] pam_unix.so nullok\n"
+                    "auth requisite pam_deny.so\nauth required pam_permit.so\n")
+    path.chmod(0o644)
+
+
+@pytest.mark.parametrize("service,include", [
+    ("sudo", "@include common-auth"),
+    ("su", "auth include common-auth"),
+    ("su-l", "auth substack su-inner\n"),
+])
+def test_sudo_and_su_with_a_fallback_are_warned(denv, service, include):
+    """sudo and su include common-auth: a fallback there (the outage one included) gives them the
+    local password whenever the API cannot be reached."""
+    write_common_auth(denv, "[success=end authinfo_unavail=ignore ignore=ignore default=die]")
+    (denv.pam_dir / "su-inner").write_text("@include common-auth\n")
+    (denv.pam_dir / service).write_text(f"{include}\n@include common-account\n")
+    r, report = denv.run()
+    warned = [c for c in checks(report, "pam-stack") if c["status"] == "warn"]
+    assert len(warned) == 1, report["checks"]
+    assert f"{service}:" in warned[0]["detail"] and "common-auth:1" in warned[0]["detail"]
+    assert f"{service} then accepts the local password" in warned[0]["detail"]
+    # Kontist or nothing for pinned users: nothing to warn about.
+    write_common_auth(denv, "[success=end ignore=ignore default=die]")
+    r, report = denv.run()
+    assert [c for c in checks(report, "pam-stack") if c["status"] == "warn"] == []
+    assert_all_pass(r, report)
+
+
 def test_not_logged_in_skips_the_bank_check(denv):
     denv.k.cache_file.unlink()
     r, report = denv.run()
