@@ -162,6 +162,28 @@ def test_remove_and_purge(tmp_path):
     assert left == [], left
 
 
+def test_remove_refused_while_a_hand_written_stack_names_the_module(tmp_path):
+    """A stack written by hand (pam_kontist(8)'s sudo example) would refuse everyone, root
+    included, once the module is gone: the prerm refuses the removal and names the stack."""
+    root = new_root(tmp_path / "root")
+    install(root)
+    sudo = root / "etc/pam.d/sudo"
+    sudo.write_text("# pam_kontist.so in a comment does not count\n"
+                    "auth [success=done ignore=ignore default=die] pam_kontist.so nouserok\n"
+                    "auth required pam_unix.so try_first_pass\n")
+    r = subprocess.run(["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends",
+                        "--remove", "libpam-kontist"], capture_output=True, text=True, env=ENV,
+                       timeout=120)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert str(sudo) in r.stderr and "still name pam_kontist.so" in r.stderr, r.stderr
+    assert (root / f"lib/{MULTIARCH}/security/pam_kontist.so").exists()
+    # Without the line (a comment naming the module is fine) the removal goes through.
+    sudo.write_text("# pam_kontist.so in a comment does not count\n"
+                    "auth required pam_unix.so\n")
+    dpkg(root, "--remove", "libpam-kontist")
+    assert not (root / f"lib/{MULTIARCH}/security/pam_kontist.so").exists()
+
+
 # -- kontist-auth doctor, the installed binary, against the mock -----------------------------
 
 @pytest.fixture
