@@ -10,9 +10,9 @@
 #include "kontist.h"
 #include "kt_token.h"
 
-/* Room reserved for a cache before a refresh: two tokens of KT_TOKEN_MAX characters, each at
- * most doubled by escaping, and the body cap's worth for the rest. */
-#define KT_CACHE_RESERVE (4 * KT_TOKEN_MAX + KT_FILE_MAX_SIZE)
+/* Room reserved for a cache before a refresh: as much as a cache may ever be (the reader refuses
+ * a larger one), so whatever the bank answers that can be kept at all fits. */
+#define KT_CACHE_RESERVE KT_FILE_MAX_SIZE
 
 /* Strict: one JSON object, known members only, types checked, "version" 1, "expires_at" and
  * "confirmed" required, tokens visible ASCII, and an access token may be missing only when a

@@ -129,7 +129,7 @@ static int prepare(kt_ctx *ctx, enrollment *e, kt_device_record *rec, kt_error *
 
     if (req->name != NULL && kt_enroll_check_name(req->name, err) != 0)
         return -1;
-    if (req->key_ref != NULL && req->key_ref[0] != '/' && strchr(req->key_ref, ':') == NULL)
+    if (req->key_ref != NULL && !kt_key_ref_ok(req->key_ref))
         return kt_error_set(err, KT_ERR_CONFIG,
                             "a key reference must be an absolute path or a URI");
     if (check_existing(req, &e->old, err) != 0)

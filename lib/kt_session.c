@@ -17,18 +17,20 @@
 
 /* --- what the tokens say about themselves ----------------------------------------------------- */
 
-/* Reads a JWT's claims; an opaque token (no dots) has none and *is_jwt is false. */
+/* Reads a JWT's claims. A token that does not read as a JWT (an opaque one, which may hold
+ * dots too) names nothing to compare: *is_jwt is false. Whether a token is usable at all is
+ * decided where it arrives (kt_oauth, kt_device), not here. */
 static int read_claims(const char *token, const char *which, kt_jwt_claims *c, bool *is_jwt,
                        kt_error *err)
 {
     kt_error jerr = {KT_OK, ""};
 
-    *is_jwt = token != NULL && strchr(token, '.') != NULL;
+    (void)which;
+    (void)err;
     memset(c, 0, sizeof(*c));
+    *is_jwt = token != NULL && kt_jwt_read(token, c, &jerr) == 0;
     if (!*is_jwt)
-        return 0;
-    if (kt_jwt_read(token, c, &jerr) != 0)
-        return kt_error_set(err, KT_ERR_PROTOCOL, "the %s: %s", which, jerr.message);
+        memset(c, 0, sizeof(*c));
     return 0;
 }
 
@@ -165,6 +167,25 @@ static int check_client(const kt_ctx *ctx, const kt_token_set *cur, kt_error *er
                         cur->client_id, when, mine);
 }
 
+/* After a refresh whose answer failed a check: the cache keeps the old set's data with the
+ * refresh token the bank just issued (when it issued one) and no access token. Best effort: the
+ * check's error is what the caller reports. */
+static void keep_refresh_token(kt_file_pending *pending, const kt_token_set *cur,
+                               const kt_token_set *fresh)
+{
+    kt_token_set keep = *cur;
+    kt_error ignored = {KT_OK, ""};
+
+    if (fresh->refresh_token == NULL || cur->refresh_token == NULL ||
+        strcmp(fresh->refresh_token, cur->refresh_token) == 0)
+        return;
+    keep.refresh_token = fresh->refresh_token;
+    keep.access_token = NULL;
+    keep.expires_at = 0;
+    keep.confirmed = false;
+    kt_cache_commit(pending, &keep, &ignored);
+}
+
 /* Refreshes under the lock and saves the result before anyone sees it: a rotated refresh token
  * exists nowhere else, so the file it goes into is made, with its space, before asking. */
 static int refresh_locked(kt_ctx *ctx, const kt_paths *paths, const kt_token_set *cur,
@@ -194,8 +215,12 @@ static int refresh_locked(kt_ctx *ctx, const kt_paths *paths, const kt_token_set
     }
     if (kt_session_carry_over(&fresh, cur, ctx->cfg != NULL ? ctx->cfg->client_id : NULL, err) !=
             0 ||
-        kt_session_check(&fresh, err) != 0)
+        kt_session_check(&fresh, err) != 0) {
+        /* The bank has retired the old refresh token: the new one is kept, without the access
+         * token that failed the check, so that nothing is lost while the error is reported. */
+        keep_refresh_token(&pending, cur, &fresh);
         goto out;
+    }
     ret = kt_cache_commit(&pending, &fresh, err);
     if (ret == 0) {
         *out = fresh;

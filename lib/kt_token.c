@@ -112,52 +112,66 @@ fail:
 
 /* Copies a string claim into buf ("" when absent); a claim that is not a short printable string
  * is malformed. */
-static int kt_jwt_string_claim(json_object *obj, const char *name, char *buf, size_t size,
-                               kt_error *err)
+/* Copies a string claim into buf, or leaves "" when it is absent or not a short printable
+ * string: only exp decides whether a token can be used, and the bank may shape the other claims
+ * as it likes (a claim that cannot be read is not compared, never a reason to refuse a login). */
+static void kt_jwt_string_claim(json_object *obj, const char *name, char *buf, size_t size)
 {
     json_object *v = NULL;
     const char *s;
+    size_t len;
 
     buf[0] = '\0';
-    if (!json_object_object_get_ex(obj, name, &v) || v == NULL)
-        return 0;
-    if (!json_object_is_type(v, json_type_string))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s is not a string", name);
+    if (!json_object_object_get_ex(obj, name, &v) || !json_object_is_type(v, json_type_string))
+        return;
     s = json_object_get_string(v);
-    if ((size_t)json_object_get_string_len(v) >= size ||
-        strlen(s) != (size_t)json_object_get_string_len(v))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s is too long or holds a NUL byte", name);
+    len = (size_t)json_object_get_string_len(v);
+    if (len >= size || strlen(s) != len)
+        return;
     for (const char *c = s; *c != '\0'; c++)
         if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
-            return kt_error_set(err, KT_ERR_PROTOCOL, "JWT: %s holds a control character", name);
-    memcpy(buf, s, strlen(s) + 1);
-    return 0;
+            return;
+    memcpy(buf, s, len + 1);
 }
 
-static int kt_jwt_time_claim(json_object *payload, const char *name, time_t *out, kt_error *err)
+/* exp must be a positive integer when present (it decides when the token is used). */
+static int kt_jwt_exp_claim(json_object *payload, time_t *out, kt_error *err)
 {
     static const kt_json_doc doc = {"JWT", KT_ERR_PROTOCOL, 0, 0};
     int64_t e = 0;
 
     *out = 0;
-    if (kt_json_int64(&doc, payload, name, 0, 1, KT_JWT_MAX_EXP, &e, err) != 0)
+    if (kt_json_int64(&doc, payload, "exp", 0, 1, KT_JWT_MAX_EXP, &e, err) != 0)
         return -1;
     *out = (time_t)e;
     return 0;
+}
+
+/* iat only refines the lifetime: one that is not a positive integer (a fractional NumericDate,
+ * say) is left out (0). */
+static time_t kt_jwt_iat_claim(json_object *payload)
+{
+    json_object *v = NULL;
+    int64_t e;
+
+    if (!json_object_object_get_ex(payload, "iat", &v) || !json_object_is_type(v, json_type_int))
+        return 0;
+    e = json_object_get_int64(v);
+    return e > 0 && e <= KT_JWT_MAX_EXP ? (time_t)e : 0;
 }
 
 static int kt_jwt_read_claims(json_object *payload, kt_jwt_claims *c, kt_error *err)
 {
     json_object *cnf = NULL;
 
-    if (kt_jwt_time_claim(payload, "exp", &c->exp, err) != 0 ||
-        kt_jwt_time_claim(payload, "iat", &c->iat, err) != 0 ||
-        kt_jwt_string_claim(payload, "sub", c->sub, sizeof(c->sub), err) != 0)
+    if (kt_jwt_exp_claim(payload, &c->exp, err) != 0)
         return -1;
+    c->iat = kt_jwt_iat_claim(payload);
+    kt_jwt_string_claim(payload, "sub", c->sub, sizeof(c->sub));
     c->confirmed = json_object_object_get_ex(payload, "cnf", &cnf) &&
                    json_object_is_type(cnf, json_type_object);
-    if (c->confirmed && kt_jwt_string_claim(cnf, "kid", c->kid, sizeof(c->kid), err) != 0)
-        return -1;
+    if (c->confirmed)
+        kt_jwt_string_claim(cnf, "kid", c->kid, sizeof(c->kid));
     return 0;
 }
 

@@ -28,8 +28,9 @@ typedef struct kt_jwt_claims {
     char kid[256];  /* cnf.kid, "" when absent */
 } kt_jwt_claims;
 
-/* As kt_jwt_peek, with every claim above; exp and iat must be positive integers when present, sub
- * and cnf.kid printable strings shorter than their buffers. */
+/* As kt_jwt_peek, with every claim above. exp must be a positive integer when present; iat, sub
+ * and cnf.kid that are malformed (not a positive integer, not a printable string shorter than
+ * the buffer) read as absent: they are only compared, never a reason to refuse a token. */
 int kt_jwt_read(const char *jwt, kt_jwt_claims *claims, kt_error *err);
 
 #endif

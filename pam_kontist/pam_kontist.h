@@ -105,9 +105,10 @@ typedef struct kt_pam_result {
 } kt_pam_result;
 
 /* Runs kontist-pam-helper for one operation and waits for its answer, at most login_timeout plus
- * a margin; a helper that does not answer in time is killed (KT_ERR_UNAVAILABLE: the bank did not
- * answer in time), one that dies without answering is KT_ERR_INTERNAL. password may be NULL
- * (logout); pin is the device token's PIN, NULL when none was asked for. Always fills res. */
+ * a margin; a helper that does not answer in time is killed, and it, like one that dies without
+ * answering, is KT_ERR_INTERNAL (never an outage: a stopped or starved host is no fallback).
+ * password may be NULL (logout); pin is the device token's PIN, NULL when none was asked for.
+ * Always fills res. */
 void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
                        const char *password, const char *pin, kt_pam_result *res);
 
