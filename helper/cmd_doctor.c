@@ -34,7 +34,8 @@ static const char doctor_help[] =
     "      --pam-dir DIR     PAM stacks (default /etc/pam.d)\n"
     "      --sshd-config FILE  sshd's configuration (default /etc/ssh/sshd_config)\n"
     "      --sshd PATH       sshd, asked with -T for its settings (default /usr/sbin/sshd;\n"
-    "                        '' reads the configuration file itself)\n"
+    "                        '' reads the configuration file itself; as root, run only\n"
+    "                        when root owns it and nobody else may write it)\n"
     "      --config FILE     read only FILE as configuration\n"
     "  -h, --help            show this help\n"
     "\n";

@@ -1230,8 +1230,10 @@ static void sshd_setting(sshd_settings *s, const char *key, const char *value)
 }
 
 /* Parses sshd_config the way sshd reads it for the settings above: first value wins, Include
- * (globs, relative to /etc/ssh) read in place, everything from the first Match on belongs to
- * Match blocks and is left out. Returns -1 when the file cannot be read, 1 at a Match. */
+ * (globs, relative to /etc/ssh) read in place, everything from a file's first Match on belongs
+ * to Match blocks and is left out, up to the end of that file only (a Match inside an Include'd
+ * file does not reach back into the file that included it). Returns -1 when the file cannot be
+ * read, 1 at a Match. */
 static int sshd_parse_file(sshd_settings *s, const char *path, int depth)
 {
     char line[4096];
@@ -1267,8 +1269,10 @@ static int sshd_parse_file(sshd_settings *s, const char *path, int depth)
                 snprintf(pattern, sizeof(pattern), "%s%s", tok[0] == '/' ? "" : "/etc/ssh/", tok);
                 memset(&g, 0, sizeof(g));
                 if (glob(pattern, 0, NULL, &g) == 0)
-                    for (size_t i = 0; i < g.gl_pathc && rc == 0; i++)
-                        rc = sshd_parse_file(s, g.gl_pathv[i], depth + 1) == 1 ? 1 : 0;
+                    for (size_t i = 0; i < g.gl_pathc; i++)
+                        /* A Match in an included file ends at that file's end: sshd
+                         * restores the parent's state after an Include. */
+                        (void)sshd_parse_file(s, g.gl_pathv[i], depth + 1);
                 globfree(&g);
             }
         } else {
@@ -1279,9 +1283,9 @@ static int sshd_parse_file(sshd_settings *s, const char *path, int depth)
     return rc;
 }
 
-/* `sshd -T -f CONFIG`: sshd's own reading of its configuration (defaults included). Returns 0
- * when it answered. */
-static int sshd_ask(sshd_settings *s, const char *binary, const char *config)
+/* `sshd -T -f CONFIG`: sshd's own reading of its configuration (defaults included), running
+ * exec_path (binary when NULL). Returns 0 when it answered. */
+static int sshd_ask(sshd_settings *s, const char *binary, const char *exec_path, const char *config)
 {
     char bin[PATH_MAX], conf[PATH_MAX], opt_t[] = "-T", opt_f[] = "-f";
     char env_path[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin", env_lc[] = "LC_ALL=C";
@@ -1297,13 +1301,15 @@ static int sshd_ask(sshd_settings *s, const char *binary, const char *config)
     if (snprintf(bin, sizeof(bin), "%s", binary) >= (int)sizeof(bin) ||
         snprintf(conf, sizeof(conf), "%s", config) >= (int)sizeof(conf))
         return -1;
-    if (access(binary, X_OK) != 0 || pipe2(pipefd, O_CLOEXEC) != 0)
+    if (exec_path == NULL)
+        exec_path = binary;
+    if (access(exec_path, X_OK) != 0 || pipe2(pipefd, O_CLOEXEC) != 0)
         return -1;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
     posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    if (posix_spawn(&pid, binary, &fa, NULL, argv, envp) != 0) {
+    if (posix_spawn(&pid, exec_path, &fa, NULL, argv, envp) != 0) {
         posix_spawn_file_actions_destroy(&fa);
         close(pipefd[0]);
         close(pipefd[1]);
@@ -1345,13 +1351,42 @@ static int sshd_ask(sshd_settings *s, const char *binary, const char *config)
     return 0;
 }
 
+/* As root, the doctor runs sshd only when only root can have put it there: a root-owned
+ * regular file nobody else may write. It is opened once and run through that descriptor
+ * (/proc/self/fd), so the file checked is the file run even when a directory on the way can be
+ * changed by someone else. Returns the descriptor, or -1 with why filled in. */
+static int open_trusted_binary(const char *binary, char *why, size_t wsize)
+{
+    struct stat st;
+    /* Not O_CLOEXEC: a script run through /proc/self/fd needs the descriptor after exec (sshd
+     * inherits one read-only descriptor of its own file, nothing more). */
+    int fd = open(binary, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+
+    if (fd < 0) {
+        snprintf(why, wsize, "%s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, wsize, "not a regular file");
+    } else if (st.st_uid != 0 || (st.st_mode & 022) != 0) {
+        snprintf(why, wsize, "owned by uid %lu with mode %04o, not root's alone",
+                 (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
+    } else {
+        return fd;
+    }
+    close(fd);
+    return -1;
+}
+
 static void check_sshd(doctor *d)
 {
     const char *config = d->o->sshd_config != NULL ? d->o->sshd_config : DEFAULT_SSHD_CONFIG;
     const char *binary = d->o->sshd_binary != NULL ? d->o->sshd_binary : DEFAULT_SSHD_BINARY;
     sshd_settings s;
     long grace, timeout;
-    char fix[400];
+    char fix[400], exec_path[64];
+    int trusted_fd = -1;
+    bool asked;
 
     memset(&s, 0, sizeof(s));
     if (!d->sshd_stack) {
@@ -1364,7 +1399,23 @@ static void check_sshd(doctor *d)
              strerror(errno));
         return;
     }
-    if (binary[0] != '\0' && sshd_ask(&s, binary, config) == 0) {
+    if (binary[0] != '\0' && geteuid() == 0) {
+        char why[128];
+
+        if ((trusted_fd = open_trusted_binary(binary, why, sizeof(why))) < 0) {
+            emit(d, "sshd", KT_DOCTOR_WARN, KT_OK,
+                 "chown root:root the sshd binary and chmod go-w it, or pass --sshd ''",
+                 "%s not run as root: %s; reading %s instead", binary, why, config);
+            binary = "";
+        } else {
+            snprintf(exec_path, sizeof(exec_path), "/proc/self/fd/%d", trusted_fd);
+        }
+    }
+    asked =
+        binary[0] != '\0' && sshd_ask(&s, binary, trusted_fd >= 0 ? exec_path : NULL, config) == 0;
+    if (trusted_fd >= 0)
+        close(trusted_fd);
+    if (asked) {
         s.source = "sshd -T";
     } else {
         memset(&s, 0, sizeof(s));

@@ -357,6 +357,58 @@ def test_sudo_and_su_with_a_fallback_are_warned(denv, service, include):
     assert_all_pass(r, report)
 
 
+def test_match_in_an_included_file_stays_in_that_file(denv):
+    """sshd restores the including file's state after an Include: a Match block inside an
+    included file does not swallow the settings that follow the Include."""
+    inc = denv.sshd_config.with_name("sshd_config.d")
+    inc.mkdir()
+    (inc / "50-match.conf").write_text("Match User nobody\n    PasswordAuthentication yes\n")
+    denv.sshd_config.write_text(f"Include {inc}/*.conf\n{GOOD_SSHD_CONFIG}")
+    r, report = denv.run()
+    assert_all_pass(r, report)
+    assert "sshd_config" in checks(report, "sshd-usepam")[0]["detail"]
+    # The file after the one with the Match is still read.
+    (inc / "60-pam.conf").write_text("UsePAM no\n")
+    r, report = denv.run()
+    usepam = checks(report, "sshd-usepam")[0]
+    assert usepam["status"] == "fail" and "UsePAM no" in usepam["detail"], usepam
+
+
+def fake_sshd(tmp_path, marker):
+    script = tmp_path / "fake-sshd"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\nprintf 'usepam yes\\n"
+                      "kbdinteractiveauthentication yes\\nlogingracetime 120\\n'\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check is for the doctor run as root")
+@pytest.mark.parametrize("owner,mode", [(0, 0o757), (0, 0o775), (65534, 0o755)])
+def test_root_runs_no_sshd_others_can_change(denv, tmp_path, owner, mode):
+    """As root, --sshd PATH would otherwise run whatever is at PATH with root's rights."""
+    marker = tmp_path / "ran"
+    script = fake_sshd(tmp_path, marker)
+    os.chown(script, owner, 0)
+    script.chmod(mode)
+    r, report = denv.run(sshd=str(script))
+    assert not marker.exists()
+    (warn,) = [c for c in checks(report, "sshd") if c["status"] == "warn"]
+    assert "not run as root" in warn["detail"] and f"{mode:04o}" in warn["detail"], warn
+    # The settings are read from sshd_config instead.
+    assert str(denv.sshd_config) in checks(report, "sshd-usepam")[0]["detail"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check is for the doctor run as root")
+def test_root_runs_a_root_owned_sshd(denv, tmp_path):
+    marker = tmp_path / "ran"
+    script = fake_sshd(tmp_path, marker)
+    os.chown(script, 0, 0)
+    r, report = denv.run(sshd=str(script))
+    assert marker.exists()
+    assert "sshd -T" in checks(report, "sshd-usepam")[0]["detail"]
+    assert_all_pass(r, report)
+
+
 def test_not_logged_in_skips_the_bank_check(denv):
     denv.k.cache_file.unlink()
     r, report = denv.run()
