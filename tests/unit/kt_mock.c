@@ -484,3 +484,32 @@ char *kt_test_jwt(const char *claims)
     free(p);
     return jwt;
 }
+
+const char *kt_demo(const char *field)
+{
+    static json_object *users_file;
+    const char *srcdir = getenv("KT_TEST_SRCDIR");
+    const char *list = strncmp(field, "client", 6) == 0 ? "clients" : "users";
+    json_object *arr = NULL, *entry, *v = NULL;
+    char path[1024];
+
+    if (users_file == NULL) {
+        if (srcdir == NULL) {
+            fprintf(stderr, "KT_TEST_SRCDIR is not set\n");
+            exit(99);
+        }
+        snprintf(path, sizeof(path), "%s/mock/demo-users.json", srcdir);
+        users_file = json_object_from_file(path);
+        if (users_file == NULL) {
+            fprintf(stderr, "cannot read %s\n", path);
+            exit(99);
+        }
+    }
+    if (!json_object_object_get_ex(users_file, list, &arr) || json_object_array_length(arr) == 0 ||
+        (entry = json_object_array_get_idx(arr, 0)) == NULL ||
+        !json_object_object_get_ex(entry, field, &v) || !json_object_is_type(v, json_type_string)) {
+        fprintf(stderr, "demo-users.json: no %s in the first of %s\n", field, list);
+        exit(99);
+    }
+    return json_object_get_string(v);
+}

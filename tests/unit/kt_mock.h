@@ -11,10 +11,15 @@
 #include "kt_error.h"
 #include "test_util.h"
 
-#define KT_DEMO_USER "demo@example.com"
-#define KT_DEMO_PASSWORD "demo-password-123"
-#define KT_DEMO_CLIENT_ID "kontist-auth-demo"
-#define KT_DEMO_CLIENT_SECRET "demo-client-secret"
+/* The demo account and client are the mock's defaults, read from tests/mock/demo-users.json
+ * (its first user and first client): "username", "password", "client_id" or "client_secret".
+ * A file that cannot be read or lacks the field ends the test program. */
+const char *kt_demo(const char *field);
+#define KT_DEMO_USER kt_demo("username")
+#define KT_DEMO_PASSWORD kt_demo("password")
+#define KT_DEMO_CLIENT_ID kt_demo("client_id")
+#define KT_DEMO_CLIENT_SECRET kt_demo("client_secret")
+/* The scopes the tests ask for (a request's choice, not the mock's). */
 #define KT_DEMO_SCOPES "accounts offline users"
 
 typedef struct kt_mock {
