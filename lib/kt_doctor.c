@@ -385,6 +385,25 @@ static int try_connect(const struct addrinfo *ai, long timeout_s)
     return e;
 }
 
+/* scheme://host:port of a proxy URL: never the user name and password it may carry, nor a
+ * path. */
+static void proxy_for_display(const char *url, char *out, size_t size)
+{
+    const char *sep = strstr(url, "://");
+    const char *auth = sep != NULL ? sep + 3 : url;
+    size_t len = strcspn(auth, "/?#");
+    const char *at = NULL;
+
+    for (const char *p = auth; p < auth + len; p++)
+        if (*p == '@')
+            at = p;
+    if (at != NULL) {
+        len -= (size_t)(at + 1 - auth);
+        auth = at + 1;
+    }
+    snprintf(out, size, "%.*s%.*s", sep != NULL ? (int)(sep + 3 - url) : 0, url, (int)len, auth);
+}
+
 static void check_dns_tcp(doctor *d)
 {
     char host[256], port[16], why[256], addr[NI_MAXHOST];
@@ -392,10 +411,13 @@ static void check_dns_tcp(doctor *d)
     int e = 0;
 
     if (d->cfg.proxy != NULL && d->cfg.proxy[0] != '\0') {
+        char shown[512];
+
+        proxy_for_display(d->cfg.proxy, shown, sizeof(shown));
         emit(d, "dns", KT_DOCTOR_SKIP, KT_OK, NULL,
              "requests go through the proxy %s: it resolves and connects; the request below "
              "shows whether that works",
-             d->cfg.proxy);
+             shown);
         return;
     }
     if (split_authority(&d->cfg, host, sizeof(host), port, sizeof(port)) != 0) {

@@ -409,6 +409,42 @@ def test_root_runs_a_root_owned_sshd(denv, tmp_path):
     assert_all_pass(r, report)
 
 
+def test_proxy_password_is_not_printed(denv):
+    config = Path(str(denv.k.config))
+    config.write_text(config.read_text() + "proxy = http://proxyuser:pr0xy-s3cret@127.0.0.1:9/x\n")
+    r, report = denv.run()  # the proxy refuses the connection: the request fails at once
+    assert "pr0xy-s3cret" not in r.stdout + r.stderr and "proxyuser" not in r.stdout
+    (dns,) = checks(report, "dns")
+    assert "proxy http://127.0.0.1:9:" in dns["detail"], dns
+
+
+HOSTILE_NAME = b"evil\x1b]0;owned\x07\x1b[2J\nok    fake: all good\xff\xc2\x9b.conf"
+
+
+def run_raw(denv, *args):
+    return subprocess.run([str(denv.k.auth), "doctor", "--offline", "--no-system", *args],
+                          capture_output=True, env=denv.k.env, timeout=60)
+
+
+def test_control_characters_in_names_are_escaped(denv, tmp_path):
+    """A file name is bytes chosen by whoever named the file: in plain text it must not reach
+    the terminal as escape sequences or a line of its own, and --json must stay valid JSON."""
+    hostile = os.path.join(os.fsencode(tmp_path), HOSTILE_NAME)
+    with open(hostile, "wb") as f:
+        f.write(Path(str(denv.k.config)).read_bytes())
+    os.chmod(hostile, 0o644)
+    r = run_raw(denv, b"--config", hostile)
+    out = r.stdout
+    assert b"\x1b" not in out and b"\x07" not in out and b"\xff" not in out, out
+    assert b"\xc2\x9b" not in out, out  # C1 CSI
+    assert not any(line.startswith(b"ok    fake") for line in out.splitlines()), out
+    assert b"evil\\x1b]0;owned\\x07\\x1b[2J\\x0aok    fake: all good\\xff\\xc2\\x9b.conf" in out, out
+    r = run_raw(denv, "--json", b"--config", hostile)
+    report = json.loads(r.stdout.decode("utf-8"))  # strict: valid UTF-8, valid JSON
+    details = " ".join(c["detail"] for c in report["checks"])
+    assert "evil\x1b]0;owned\x07\x1b[2J\nok    fake: all good\ufffd\x9b.conf" in details, details
+
+
 def test_not_logged_in_skips_the_bank_check(denv):
     denv.k.cache_file.unlink()
     r, report = denv.run()
