@@ -1077,10 +1077,11 @@ static int scan_stack(doctor *d, const char *dir, const char *file)
 #define PAM_INCLUDE_DEPTH 8
 
 /* Whether the auth stack of dir/file, or a file it includes (@include, include, substack), has a
- * pam_kontist.so line that goes on to the next module when Kontist did not succeed; where gets
- * that line's file:line. */
-static bool stack_falls_back(const char *dir, const char *file, int depth, char *where,
-                             size_t wsize)
+ * pam_kontist.so line (with fallback_only, one that goes on to the next module when Kontist did
+ * not succeed); where gets that line's file:line and *login_timeout its login_timeout= (0 when
+ * not given). */
+static bool find_kontist_auth(const char *dir, const char *file, int depth, bool fallback_only,
+                              char *where, size_t wsize, long *login_timeout)
 {
     char path[PATH_MAX], joined[8192];
     char *words[MAX_WORDS];
@@ -1100,7 +1101,8 @@ static bool stack_falls_back(const char *dir, const char *file, int depth, char 
         const char *type;
 
         if (n >= 2 && strcmp(words[0], "@include") == 0) {
-            found = stack_falls_back(dir, words[1], depth + 1, where, wsize);
+            found = find_kontist_auth(dir, words[1], depth + 1, fallback_only, where, wsize,
+                                      login_timeout);
             continue;
         }
         if (n < 3)
@@ -1109,18 +1111,24 @@ static bool stack_falls_back(const char *dir, const char *file, int depth, char 
         if (strcmp(type, "auth") != 0)
             continue;
         if (strcmp(words[1], "include") == 0 || strcmp(words[1], "substack") == 0) {
-            found = stack_falls_back(dir, words[2], depth + 1, where, wsize);
+            found = find_kontist_auth(dir, words[2], depth + 1, fallback_only, where, wsize,
+                                      login_timeout);
             continue;
         }
         if (!names_pam_kontist(words[2]))
             continue;
         {
             bool nouserok = false;
+            long timeout = 0;
 
-            for (int i = 3; i < n; i++)
+            for (int i = 3; i < n; i++) {
                 nouserok = nouserok || strcmp(words[i], "nouserok") == 0;
-            if (control_falls_back(words[1], nouserok)) {
+                if (strncmp(words[i], "login_timeout=", 14) == 0)
+                    timeout = strtol(words[i] + 14, NULL, 10);
+            }
+            if (!fallback_only || control_falls_back(words[1], nouserok)) {
                 snprintf(where, wsize, "%s:%u", path, start);
+                *login_timeout = timeout > 0 ? timeout : 0;
                 found = true;
             }
         }
@@ -1138,7 +1146,9 @@ static void check_privileged_stacks(doctor *d, const char *dir)
     for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
         char where[PATH_MAX + 32];
 
-        if (stack_falls_back(dir, services[i], 0, where, sizeof(where)))
+        long timeout;
+
+        if (find_kontist_auth(dir, services[i], 0, true, where, sizeof(where), &timeout))
             emit(d, "pam-stack", KT_DOCTOR_WARN, KT_OK,
                  "give this service a stack of its own that is Kontist or nothing ([success=done "
                  "ignore=ignore default=die] pam_kontist.so nouserok, as examples/pam.d/sudo "
@@ -1168,6 +1178,17 @@ static void check_pam(doctor *d)
     }
     free(names);
     check_privileged_stacks(d, dir);
+    /* sshd's stack may reach the module only through an included file (common-auth with the
+     * pam-auth-update profile): its settings matter all the same. */
+    if (!d->sshd_stack) {
+        char where[PATH_MAX + 32];
+        long timeout = 0;
+
+        if (find_kontist_auth(dir, "sshd", 0, false, where, sizeof(where), &timeout)) {
+            d->sshd_stack = true;
+            d->sshd_login_timeout = timeout;
+        }
+    }
     if (stacks == 0)
         emit(d, "pam-stack", KT_DOCTOR_WARN, KT_OK,
              "pam-auth-update --enable kontist, or add pam_kontist.so to a stack as "

@@ -445,6 +445,24 @@ def test_control_characters_in_names_are_escaped(denv, tmp_path):
     assert "evil\x1b]0;owned\x07\x1b[2J\nok    fake: all good\ufffd\x9b.conf" in details, details
 
 
+@pytest.mark.parametrize("include", ["@include common-auth", "auth substack common-auth",
+                                     "auth include common-auth"])
+def test_sshd_stack_through_an_included_file_checks_sshd(denv, include):
+    """With the pam-auth-update profile the sshd stack names pam_kontist.so only through
+    common-auth: sshd's settings are checked all the same, against that line's login_timeout."""
+    write_common_auth(denv, "[success=end ignore=ignore default=die]")
+    common = denv.pam_dir / "common-auth"
+    common.write_text(common.read_text().replace("nouserok", "nouserok login_timeout=40", 1))
+    (denv.pam_dir / "sshd").write_text(f"{include}\n@include common-account\n")
+    denv.sshd_config.write_text("UsePAM no\nKbdInteractiveAuthentication yes\n"
+                                "LoginGraceTime 30\n")
+    r, report = denv.run()
+    usepam = checks(report, "sshd-usepam")
+    assert usepam and usepam[0]["status"] == "fail", report["checks"]
+    grace = checks(report, "sshd-logingracetime")[0]
+    assert grace["status"] == "fail" and "login_timeout 40 s" in grace["detail"], grace
+
+
 def test_not_logged_in_skips_the_bank_check(denv):
     denv.k.cache_file.unlink()
     r, report = denv.run()
