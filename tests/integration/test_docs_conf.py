@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO_DIR
 
 SOURCE = (REPO_DIR / "lib" / "kt_config.c").read_text()
-HEADER = (REPO_DIR / "lib" / "kt_config.h").read_text()
+HEADER = (REPO_DIR / "include" / "kontist.h").read_text()
 PAGE = (REPO_DIR / "doc" / "kontist.conf.5").read_text()
 
 KEYS = re.findall(r'\[K_[A-Z_]+\] = "([a-z_]+)"', SOURCE)
