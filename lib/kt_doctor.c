@@ -934,14 +934,53 @@ static void explain_control(doctor *d, const char *where, const char *control,
              a->nouserok ? "; nouserok: users root has not pinned go on" : "");
 }
 
+/* config= read the way kontist-pam-helper reads it (root's file, or in a process that is not
+ * root its own user's; every required key; the files it names readable), so that a stack the
+ * helper would answer with PAM_SERVICE_ERR is found before anyone logs in. */
+static int load_as_helper(const char *path, kt_error *err)
+{
+    kt_owner_policy owners = {.allow_root = true, .allow_uid = geteuid() != 0, .uid = geteuid()};
+    kt_error verr = {KT_OK, ""};
+    kt_config cfg;
+    int rc;
+
+    kt_config_init(&cfg);
+    rc = kt_config_load_file(&cfg, path, &owners, false, NULL, err);
+    if (rc == 0 && kt_config_validate(&cfg, &verr) != 0)
+        rc = kt_error_set(err, verr.kind, "%s: %s", path, verr.message);
+    if (rc == 0)
+        rc = kt_config_check_files(&cfg, err);
+    kt_config_free(&cfg);
+    return rc;
+}
+
+/* helper= with the module's own rules: a regular executable file that root (or, in a process
+ * that is not root, its own user) owns and group and others cannot write. */
+static int helper_refused(const char *path, kt_error *err)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "helper %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return kt_error_set(err, KT_ERR_CONFIG, "helper %s is not a regular file", path);
+    if (st.st_uid != 0 && st.st_uid != geteuid())
+        return kt_error_set(err, KT_ERR_CONFIG, "helper %s is owned by uid %lu, not root", path,
+                            (unsigned long)st.st_uid);
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "helper %s is writable by group or others (%04o)",
+                            path, (unsigned)(st.st_mode & 07777));
+    if (access(path, X_OK) != 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "helper %s: %s", path, strerror(errno));
+    return 0;
+}
+
 static void check_module_line(doctor *d, const char *file, const char *where, char **words, int n)
 {
     const char *type = words[0][0] == '-' ? words[0] + 1 : words[0];
     kt_doctor_module_args a;
     kt_error err = {KT_OK, ""};
     char fix[512];
-    struct stat st;
-
     const char *args[MAX_WORDS];
 
     for (int i = 3; i < n; i++)
@@ -954,18 +993,20 @@ static void check_module_line(doctor *d, const char *file, const char *where, ch
              "%s: %s", where, err.message);
         return;
     }
-    if (a.config != NULL && stat(a.config, &st) != 0) {
-        snprintf(fix, sizeof(fix), "create %s or point config= at the configuration", a.config);
-        emit(d, "pam-stack", KT_DOCTOR_FAIL, KT_ERR_CONFIG, fix, "%s: configuration %s: %s", where,
-             a.config, strerror(errno));
+    if (a.config != NULL && load_as_helper(a.config, &err) != 0) {
+        snprintf(fix, sizeof(fix),
+                 "make config= name a configuration the helper accepts: owned by root, not "
+                 "writable by group or others, with every key kontist.conf(5) requires%s",
+                 geteuid() != 0 ? " (or run the doctor as root)" : "");
+        emit(d, "pam-stack", geteuid() == 0 ? KT_DOCTOR_FAIL : KT_DOCTOR_WARN, KT_ERR_CONFIG, fix,
+             "%s: config=%s is refused by the helper: %s", where, a.config, err.message);
         return;
     }
-    if (a.helper != NULL && access(a.helper, X_OK) != 0) {
-        snprintf(fix, sizeof(fix),
-                 "install kontist-pam-helper (the kontist-auth package, or make install) or "
-                 "point helper= at it");
-        emit(d, "pam-stack", KT_DOCTOR_FAIL, KT_ERR_CONFIG, fix, "%s: helper %s: %s", where,
-             a.helper, strerror(errno));
+    if (a.helper != NULL && helper_refused(a.helper, &err) != 0) {
+        emit(d, "pam-stack", KT_DOCTOR_FAIL, KT_ERR_CONFIG,
+             "install kontist-pam-helper (the kontist-auth package, or make install) owned by "
+             "root and not writable by group or others, or point helper= at it",
+             "%s: %s", where, err.message);
         return;
     }
     if (strcmp(type, "auth") == 0) {

@@ -463,6 +463,50 @@ def test_sshd_stack_through_an_included_file_checks_sshd(denv, include):
     assert grace["status"] == "fail" and "login_timeout 40 s" in grace["detail"], grace
 
 
+def stack_config_world_writable(denv, tmp_path):
+    config = denv.k.write_config(tmp_path / "loose.conf")
+    config.chmod(0o666)
+    return config, "0666"
+
+
+def stack_config_typo(denv, tmp_path):
+    config = denv.k.write_config(tmp_path / "typo.conf")
+    config.write_text(config.read_text() + "bsae_url = https://evil.example\n")
+    return config, "typo.conf:"
+
+
+def stack_config_secret_missing(denv, tmp_path):
+    config = denv.k.write_config(tmp_path / "nosecret.conf",
+                                 client_secret_file=tmp_path / "no-such-secret")
+    return config, "no-such-secret"
+
+
+@pytest.mark.parametrize("make", [stack_config_world_writable, stack_config_typo,
+                                  stack_config_secret_missing])
+def test_stack_config_is_checked_like_the_helper_reads_it(denv, tmp_path, make):
+    """config= that exists but that the helper refuses (its owner or mode, its content, a file it
+    names) makes every login of that stack a PAM_SERVICE_ERR: not ok just because it exists."""
+    config, detail = make(denv, tmp_path)
+    denv.write_stack()
+    stack = denv.pam_dir / "sshd"
+    stack.write_text(stack.read_text().replace(f"config={denv.k.config} ", f"config={config} "))
+    assert f"config={config} " in stack.read_text()
+    r, report = denv.run()
+    bad = [c for c in checks(report, "pam-stack") if c["status"] == "fail"]
+    assert bad and "refused by the helper" in bad[0]["detail"], report["checks"]
+    assert detail in bad[0]["detail"], bad[0]
+
+
+def test_stack_helper_others_can_write_is_refused(denv, tmp_path):
+    helper = tmp_path / "kontist-pam-helper"
+    helper.write_bytes((denv.build_dir / "pam_kontist" / "kontist-pam-helper").read_bytes())
+    helper.chmod(0o775)
+    denv.write_stack(helper=helper)
+    r, report = denv.run()
+    bad = [c for c in checks(report, "pam-stack") if c["status"] == "fail"]
+    assert bad and "writable by group or others" in bad[0]["detail"], report["checks"]
+
+
 def test_not_logged_in_skips_the_bank_check(denv):
     denv.k.cache_file.unlink()
     r, report = denv.run()
