@@ -116,18 +116,27 @@ static void copy_label(char *out, const unsigned char *label)
  * saved set), so a module the user could write or swap would be the user's code running as root.
  * The file the URI names, links resolved, and every directory above it must belong to root (or
  * to the process's own real user, who can do nothing through it that the user could not do
- * anyway) and be writable by nobody else. */
-static int check_module_trusted(const char *path, kt_error *err)
+ * anyway) and be writable by nobody else. On success *resolved is that path without links
+ * (malloc'd): the module is loaded by it, never by the name that was checked, so a link the user
+ * owns cannot be switched between the check and the load. */
+static int check_module_trusted(const char *path, char **resolved, kt_error *err)
 {
     char *real = realpath(path, NULL);
     uid_t self = getuid();
     int rc = 0;
+
+    *resolved = NULL;
 
     if (real == NULL)
         return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
                             "PKCS#11 module %s cannot be loaded (token software not installed "
                             "or removed?): %s",
                             path, strerror(errno));
+    *resolved = strdup(real);
+    if (*resolved == NULL) {
+        free(real);
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    }
     /* realpath gives an absolute path without links, "." or "..": walk it up to "/". */
     while (rc == 0) {
         struct stat st;
@@ -151,6 +160,10 @@ static int check_module_trusted(const char *path, kt_error *err)
         slash[slash == real ? 1 : 0] = '\0';
     }
     free(real);
+    if (rc != 0) {
+        free(*resolved);
+        *resolved = NULL;
+    }
     return rc;
 }
 
@@ -165,9 +178,12 @@ static int load_modules(P11KitUri *uri, token_key *tk, CK_FUNCTION_LIST ***list,
         if (path[0] != '/')
             return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
                                 "module-path in a key URI must be an absolute path");
-        if (check_module_trusted(path, err) != 0)
+        char *resolved = NULL;
+
+        if (check_module_trusted(path, &resolved, err) != 0)
             return -1;
-        tk->module = p11_kit_module_load(path, 0);
+        tk->module = p11_kit_module_load(resolved, 0);
+        free(resolved);
         if (tk->module == NULL)
             return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
                                 "PKCS#11 module %s cannot be loaded (token software not "
