@@ -300,9 +300,15 @@ def test_authfile_key_owned_by_the_user(world, make_user, mock):
 
 
 def test_config_owned_by_a_user(world, make_user):
-    """The module trusts only root's configuration."""
+    """The module trusts only root's configuration: a pinned user's login fails on it. A user
+    root has not pinned is told apart before the configuration is read (a broken configuration
+    must not lock out everyone the stack lets through with nouserok)."""
     user = make_user()
+    other = make_user()
+    world.pin(user.name)
     os.chown(world.config, user.uid, user.gid)
     world.service("kontist")
     run = run_real(world, "kontist", user)
     assert run.code == "PAM_SERVICE_ERR", run
+    run = run_real(world, "kontist", other)
+    assert run.code == "PAM_USER_UNKNOWN", run
