@@ -26,6 +26,11 @@ typedef struct ka_app {
 int ka_app_setup(ka_app *app, kt_error *err);
 /* Only the file locations, for commands that must work with a broken configuration (logout). */
 int ka_app_setup_paths(ka_app *app, kt_error *err);
+/* The configuration files every command reads, in order (later ones override earlier), with the
+ * owners each may have: --config or KONTIST_CONFIG alone, else the system file then the user's.
+ * Returns how many (0 with err set on failure); free *chosen_abs afterwards. */
+size_t ka_config_files(const ka_app *app, kt_doctor_config_file files[2], char **chosen_abs,
+                       kt_error *err);
 void ka_app_free(ka_app *app);
 
 /* The shared option every command accepts besides its own: --config FILE. */

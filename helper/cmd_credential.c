@@ -7,8 +7,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "app.h"
 #include "credential_proto.h"
 #include "exit_codes.h"
@@ -135,30 +133,13 @@ out:
 }
 
 /* Drops the cached access token (the refresh token stays, so the next get refreshes) unless the
- * rejected password is not the one in the cache: a newer token must not pay for an old one. */
+ * rejected password is not the one in the cache: a newer token must not pay for an old one. The
+ * session compares them under the cache lock, so a token saved meanwhile is not the one dropped. */
 static int cred_erase(ka_app *app, const ka_cred *c)
 {
     kt_error err = {KT_OK, ""};
-    kt_token_set t;
-    int st;
-    bool stale = false;
 
-    memset(&t, 0, sizeof(t));
-    st = kt_cache_load(app->paths.cache_file, &app->user_owners, &t, &err);
-    if (st < 0)
-        return ka_report(app->prog, &err);
-    if (st == KT_CACHE_LOADED) {
-        if (!user_matches(c, t.username))
-            stale = true;
-        else if (c->password != NULL && t.access_token != NULL &&
-                 (strlen(c->password) != strlen(t.access_token) ||
-                  CRYPTO_memcmp(c->password, t.access_token, strlen(c->password)) != 0))
-            stale = true;
-    }
-    kt_token_set_free(&t);
-    if (st != KT_CACHE_LOADED || stale)
-        return KA_EXIT_OK;
-    if (kt_session_logout(&app->paths, true, &err) != 0)
+    if (kt_session_forget_access(&app->paths, c->username, c->password, &err) != 0)
         return ka_report(app->prog, &err);
     return KA_EXIT_OK;
 }

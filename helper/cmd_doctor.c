@@ -144,9 +144,36 @@ static void put_plain(const char *s)
     }
 }
 
+/* The command a fix leads to, in this program's words (the core says only which step). */
+static const char *next_command(kt_doctor_next next)
+{
+    switch (next) {
+    case KT_DOCTOR_NEXT_LOGIN:
+        return "kontist-auth login";
+    case KT_DOCTOR_NEXT_RELOGIN:
+        return "kontist-auth logout && kontist-auth login";
+    case KT_DOCTOR_NEXT_ENROLL:
+        return "kontist-auth device enroll";
+    case KT_DOCTOR_NEXT_NONE:
+        break;
+    }
+    return NULL;
+}
+
 static void print_result(const kt_doctor_result *r, void *data)
 {
     printer *p = data;
+    const char *command = next_command(r->next);
+    char words[1024];
+    kt_doctor_result shown = *r;
+
+    if (command != NULL && r->fix != NULL) {
+        snprintf(words, sizeof(words), "%s (%s)", r->fix, command);
+        shown.fix = words;
+    } else if (command != NULL) {
+        shown.fix = command;
+    }
+    r = &shown;
 
     if (p->json) {
         fputs(p->count++ == 0 ? "\n  " : ",\n  ", stdout);
@@ -171,31 +198,6 @@ static void print_result(const kt_doctor_result *r, void *data)
         put_plain(r->fix);
     }
     putchar('\n');
-}
-
-/* The files every other command would read, in the same order and with the same owners. */
-static size_t config_files(ka_app *app, kt_doctor_config_file *files, char **chosen_abs,
-                           kt_error *err)
-{
-    kt_owner_policy user_cfg_owners = app->user_owners;
-    const char *chosen = app->config_path;
-
-    user_cfg_owners.allow_root = true;
-    if (chosen == NULL) {
-        chosen = getenv("KONTIST_CONFIG");
-        if (chosen != NULL && chosen[0] == '\0')
-            chosen = NULL;
-    }
-    if (chosen != NULL) {
-        *chosen_abs = ka_absolute_path(chosen, err);
-        if (*chosen_abs == NULL)
-            return 0;
-        files[0] = (kt_doctor_config_file){*chosen_abs, user_cfg_owners, false};
-        return 1;
-    }
-    files[0] = (kt_doctor_config_file){KT_SYSTEM_CONFIG, {true, false, 0}, true};
-    files[1] = (kt_doctor_config_file){app->paths.user_config, user_cfg_owners, true};
-    return 2;
 }
 
 int ka_cmd_doctor(ka_app *app, int argc, char **argv)
@@ -250,7 +252,7 @@ int ka_cmd_doctor(ka_app *app, int argc, char **argv)
     if (ka_app_setup_paths(app, &err) != 0)
         return ka_report(app->prog, &err);
     opts.config_files = files;
-    opts.n_config_files = config_files(app, files, &chosen, &err);
+    opts.n_config_files = ka_config_files(app, files, &chosen, &err);
     if (opts.n_config_files == 0)
         return ka_report(app->prog, &err);
     opts.paths = &app->paths;

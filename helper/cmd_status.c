@@ -54,7 +54,7 @@ static int show_tokens(const ka_app *app)
     int st;
 
     memset(&t, 0, sizeof(t));
-    st = kt_cache_load(app->paths.cache_file, &app->user_owners, &t, &err);
+    st = kt_session_read(&app->paths, &app->user_owners, &t, &err);
     if (st < 0) {
         printf("logged in:     unknown: the token cache is refused: %s\n", err.message);
         return ka_exit_code(err.kind == KT_OK ? KT_ERR_IO : err.kind);

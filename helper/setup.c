@@ -49,14 +49,13 @@ static int load_one(ka_app *app, const char *path, const kt_owner_policy *owners
     return 0;
 }
 
-static int load_config(ka_app *app, kt_error *err)
+size_t ka_config_files(const ka_app *app, kt_doctor_config_file files[2], char **chosen_abs,
+                       kt_error *err)
 {
-    const kt_owner_policy system_owners = {.allow_root = true, .allow_uid = false};
     kt_owner_policy user_cfg_owners = app->user_owners;
     const char *chosen = app->config_path;
-    char *abs;
-    int rc;
 
+    *chosen_abs = NULL;
     /* Files in the user's own directory may also be root's (an administrator set them up). */
     user_cfg_owners.allow_root = true;
     if (chosen == NULL) {
@@ -65,16 +64,28 @@ static int load_config(ka_app *app, kt_error *err)
             chosen = NULL;
     }
     if (chosen != NULL) {
-        abs = ka_absolute_path(chosen, err);
-        if (abs == NULL)
-            return -1;
-        rc = load_one(app, abs, &user_cfg_owners, false, err);
-        free(abs);
-        return rc;
+        *chosen_abs = ka_absolute_path(chosen, err);
+        if (*chosen_abs == NULL)
+            return 0;
+        files[0] = (kt_doctor_config_file){*chosen_abs, user_cfg_owners, false};
+        return 1;
     }
-    if (load_one(app, KT_SYSTEM_CONFIG, &system_owners, true, err) != 0)
-        return -1;
-    return load_one(app, app->paths.user_config, &user_cfg_owners, true, err);
+    files[0] = (kt_doctor_config_file){KT_SYSTEM_CONFIG, {.allow_root = true}, true};
+    files[1] = (kt_doctor_config_file){app->paths.user_config, user_cfg_owners, true};
+    return 2;
+}
+
+static int load_config(ka_app *app, kt_error *err)
+{
+    kt_doctor_config_file files[2];
+    char *chosen_abs = NULL;
+    size_t n = ka_config_files(app, files, &chosen_abs, err);
+    int rc = n == 0 ? -1 : 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = load_one(app, files[i].path, &files[i].owners, files[i].missing_ok, err);
+    free(chosen_abs);
+    return rc;
 }
 
 int ka_app_setup_paths(ka_app *app, kt_error *err)

@@ -316,7 +316,15 @@ int kt_session_save_login(kt_ctx *ctx, const kt_paths *paths, kt_token_set *t, k
 /* Removes the cache (access_only: only the access token) and any temporary copy a crash left. */
 int kt_session_logout(const kt_paths *paths, bool access_only, kt_error *err);
 
-/* Reading the cache without a context, for reports (status, git's erase): */
+/* Drops the cached access token (the refresh token stays, so the next get refreshes), but only
+ * when the cache holds this user's tokens (NULL or "": any) and this access token (NULL: any),
+ * compared under the lock: a caller that saw an old token rejected must not take away a newer one
+ * another process saved since. A cache holding other tokens is left alone; that is not an error. */
+int kt_session_forget_access(const kt_paths *paths, const char *username, const char *access_token,
+                             kt_error *err);
+
+/* The cache as it is, for reports (`status`): no refresh, no check, no lock (the file is replaced
+ * atomically, so a reader sees one whole version). */
 typedef enum kt_cache_status {
     KT_CACHE_LOADED = 0,
     KT_CACHE_ABSENT = 1,
@@ -325,7 +333,8 @@ typedef enum kt_cache_status {
 
 /* Returns a kt_cache_status, or -1 for an unsafe file (owner, mode, link): KT_ERR_IO. The file
  * must be private (0600 or stricter). owners NULL: the effective uid. */
-int kt_cache_load(const char *path, const kt_owner_policy *owners, kt_token_set *t, kt_error *err);
+int kt_session_read(const kt_paths *paths, const kt_owner_policy *owners, kt_token_set *t,
+                    kt_error *err);
 
 /* Enrollment: binding this machine to the logged-in Kontist user as a device. */
 #define KT_ENROLL_NAME_MAX 100
@@ -415,12 +424,22 @@ typedef enum kt_doctor_status {
     KT_DOCTOR_SKIP, /* could not be checked because something before it failed or is absent */
 } kt_doctor_status;
 
+/* The step a fix leads to, when it is one of the front end's own commands: the core says which,
+ * the front end names the command. */
+typedef enum kt_doctor_next {
+    KT_DOCTOR_NEXT_NONE,
+    KT_DOCTOR_NEXT_LOGIN,   /* log in */
+    KT_DOCTOR_NEXT_RELOGIN, /* log out (remove the cache), then log in */
+    KT_DOCTOR_NEXT_ENROLL,  /* enroll this machine as a device */
+} kt_doctor_next;
+
 typedef struct kt_doctor_result {
     const char *name; /* stable check name: "config-file", "tls", "sshd-usepam", ... */
     kt_doctor_status status;
-    const char *detail; /* what was found; never a secret */
-    const char *fix;    /* what to do, or NULL when there is nothing to do */
-    kt_err_kind kind;   /* the error kind of a failure (for exit codes), KT_OK otherwise */
+    const char *detail;  /* what was found; never a secret */
+    const char *fix;     /* what to do, or NULL when there is nothing to do */
+    kt_doctor_next next; /* the command a fix (or a skipped check) leads to, if any */
+    kt_err_kind kind;    /* the error kind of a failure (for exit codes), KT_OK otherwise */
 } kt_doctor_result;
 
 /* Called once per check, in order; the strings live until the callback returns. */

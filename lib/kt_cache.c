@@ -2,15 +2,18 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 
 #include "kt_cache.h"
 #include "kt_file.h"
@@ -230,8 +233,28 @@ int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err)
     return ret;
 }
 
-/* Keeps only the refresh token; the caller holds the lock. */
-static int erase_access_locked(const kt_paths *paths, kt_error *err)
+/* Equal lengths and bytes, in time that does not depend on where they differ. */
+static bool same_token(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+
+    return n == strlen(b) && CRYPTO_memcmp(a, b, n) == 0;
+}
+
+/* Whether the cache holds the tokens a caller means (NULL: any): a caller that saw an older token
+ * rejected must not take away the newer one another process saved since. */
+static bool holds(const kt_token_set *t, const char *username, const char *access_token)
+{
+    if (username != NULL && username[0] != '\0' && t->username != NULL &&
+        strcasecmp(username, t->username) != 0)
+        return false;
+    return access_token == NULL ||
+           (t->access_token != NULL && same_token(access_token, t->access_token));
+}
+
+/* Keeps only the refresh token, if the cache holds the tokens named; the caller holds the lock. */
+static int erase_access_locked(const kt_paths *paths, const char *username,
+                               const char *access_token, kt_error *err)
 {
     kt_owner_policy self = self_owners();
     kt_token_set t;
@@ -244,6 +267,12 @@ static int erase_access_locked(const kt_paths *paths, kt_error *err)
         return kt_error_set(err, lerr.kind, "%s", lerr.message);
     if (st == KT_CACHE_ABSENT)
         return 0;
+    /* A corrupt cache cannot be said to hold the tokens named: it is left for logout. */
+    if (st == KT_CACHE_CORRUPT ? (username != NULL || access_token != NULL)
+                               : !holds(&t, username, access_token)) {
+        kt_token_set_free(&t);
+        return 0;
+    }
     /* A corrupt cache holds nothing usable; one without a refresh token keeps nothing. */
     if (st == KT_CACHE_CORRUPT || t.refresh_token == NULL) {
         kt_token_set_free(&t);
@@ -257,7 +286,8 @@ static int erase_access_locked(const kt_paths *paths, kt_error *err)
     return ret;
 }
 
-int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err)
+static int erase_locked_as(const kt_paths *paths, bool access_only, const char *username,
+                           const char *access_token, kt_error *err)
 {
     struct stat st;
     int lock;
@@ -270,7 +300,7 @@ int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err)
     if (lock < 0)
         return -1;
     if (access_only)
-        ret = erase_access_locked(paths, err);
+        ret = erase_access_locked(paths, username, access_token, err);
     else
         ret = kt_file_remove(paths->cache_file, err);
     /* A crash between writing and renaming leaves a temporary copy with the tokens in it. */
@@ -278,4 +308,16 @@ int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err)
         ret = -1;
     kt_file_unlock(lock);
     return ret;
+}
+
+int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err)
+{
+    return access_only ? kt_cache_erase_access_if(paths, NULL, NULL, err)
+                       : erase_locked_as(paths, false, NULL, NULL, err);
+}
+
+int kt_cache_erase_access_if(const kt_paths *paths, const char *username, const char *access_token,
+                             kt_error *err)
+{
+    return erase_locked_as(paths, true, username, access_token, err);
 }

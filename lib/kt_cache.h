@@ -20,6 +20,9 @@
  * optional: caches written before they existed are read as they are. *t is overwritten (zeroed on
  * failure). Errors are KT_ERR_PROTOCOL. */
 int kt_cache_parse(const char *text, size_t len, kt_token_set *t, kt_error *err);
+/* Returns a kt_cache_status, or -1 for an unsafe file (owner, mode, link): KT_ERR_IO. The file
+ * must be private (0600 or stricter). owners NULL: the effective uid. */
+int kt_cache_load(const char *path, const kt_owner_policy *owners, kt_token_set *t, kt_error *err);
 /* NULL when t holds neither token (or out of memory). Wipe with kt_secret_free. */
 char *kt_cache_serialize(const kt_token_set *t);
 /* Creates the state directory if needed (0700) and replaces the file atomically (0600) under the
@@ -37,5 +40,10 @@ int kt_cache_commit(kt_file_pending *p, const kt_token_set *t, kt_error *err);
  * the refresh token and drops only the access token (a cache without a refresh token, or a corrupt
  * one, is removed). Nothing to erase is not an error. */
 int kt_cache_erase(const kt_paths *paths, int access_only, kt_error *err);
+/* kt_cache_erase with access_only, done only when the cache holds this user's tokens (NULL or "":
+ * any user; a cache that names no user matches) and this access token (NULL: any), compared
+ * under the lock. A cache that holds others is left as it is, and that is not an error. */
+int kt_cache_erase_access_if(const kt_paths *paths, const char *username, const char *access_token,
+                             kt_error *err);
 
 #endif

@@ -32,6 +32,7 @@
 #include "kt_device.h"
 #include "kontist.h"
 #include "kt_file.h"
+#include "kt_flow.h"
 #include "kt_hex.h"
 #include "kt_json.h"
 #include "kt_keys.h"
@@ -63,21 +64,47 @@ typedef struct doctor {
     bool sshd_stack;         /* a pam_kontist line in the sshd stack */
 } doctor;
 
+static void emit_va(doctor *d, const char *name, kt_doctor_status status, kt_err_kind kind,
+                    kt_doctor_next next, const char *fix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 7, 0)));
+
 /* Reports one check; the detail is formatted, the fix is taken as it is. */
 static void emit(doctor *d, const char *name, kt_doctor_status status, kt_err_kind kind,
                  const char *fix, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The same, for a fix that leads to one of the front end's commands (it names the command). */
+static void emit_next(doctor *d, const char *name, kt_doctor_status status, kt_err_kind kind,
+                      kt_doctor_next next, const char *fix, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 static void emit(doctor *d, const char *name, kt_doctor_status status, kt_err_kind kind,
                  const char *fix, const char *fmt, ...)
 {
-    char detail[1024];
-    kt_doctor_result r;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    emit_va(d, name, status, kind, KT_DOCTOR_NEXT_NONE, fix, fmt, ap);
     va_end(ap);
+}
+
+static void emit_next(doctor *d, const char *name, kt_doctor_status status, kt_err_kind kind,
+                      kt_doctor_next next, const char *fix, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    emit_va(d, name, status, kind, next, fix, fmt, ap);
+    va_end(ap);
+}
+
+static void emit_va(doctor *d, const char *name, kt_doctor_status status, kt_err_kind kind,
+                    kt_doctor_next next, const char *fix, const char *fmt, va_list ap)
+{
+    char detail[1024];
+    kt_doctor_result r;
+
+    vsnprintf(detail, sizeof(detail), fmt, ap);
     r.name = name;
+    r.next = status == KT_DOCTOR_OK ? KT_DOCTOR_NEXT_NONE : next;
     r.status = status;
     r.detail = detail;
     r.fix = status == KT_DOCTOR_OK ? NULL : fix;
@@ -247,7 +274,7 @@ static void check_config(doctor *d)
     } else if (kt_config_load_secret(&d->cfg, secret_owners(d), &err) != 0) {
         snprintf(fix, sizeof(fix),
                  "the secret file must be a regular file owned by %s and readable by its owner "
-                 "only: chown root:root %s && chmod 0600 %s (users who run kontist-auth "
+                 "only: chown root:root %s && chmod 0600 %s (users who run the client "
                  "themselves need a configuration without client_secret_file)",
                  owner_word(secret_owners(d)), d->cfg.client_secret_file,
                  d->cfg.client_secret_file);
@@ -559,20 +586,20 @@ static void check_cache(doctor *d)
     if (st < 0) {
         snprintf(fix, sizeof(fix),
                  "the cache must be a regular file of yours, mode 0600: chmod 0600 %s, or remove "
-                 "it with kontist-auth logout and log in again",
+                 "it (log out) and log in again",
                  path);
-        emit(d, "token-cache", KT_DOCTOR_FAIL, err.kind == KT_OK ? KT_ERR_IO : err.kind, fix, "%s",
-             err.message);
+        emit_next(d, "token-cache", KT_DOCTOR_FAIL, err.kind == KT_OK ? KT_ERR_IO : err.kind,
+                  KT_DOCTOR_NEXT_RELOGIN, fix, "%s", err.message);
         return;
     }
     if (st == KT_CACHE_CORRUPT) {
-        emit(d, "token-cache", KT_DOCTOR_FAIL, KT_ERR_IO,
-             "kontist-auth logout && kontist-auth login", "%s", err.message);
+        emit_next(d, "token-cache", KT_DOCTOR_FAIL, KT_ERR_IO, KT_DOCTOR_NEXT_RELOGIN,
+                  "log out and log in again", "%s", err.message);
         return;
     }
     if (st == KT_CACHE_ABSENT) {
-        emit(d, "token-cache", KT_DOCTOR_WARN, KT_OK, "kontist-auth login", "%s: not logged in",
-             path);
+        emit_next(d, "token-cache", KT_DOCTOR_WARN, KT_OK, KT_DOCTOR_NEXT_LOGIN, "log in",
+                  "%s: not logged in", path);
         return;
     }
     if (gmtime_r(&d->tokens.expires_at, &tm) == NULL ||
@@ -588,8 +615,8 @@ static void check_cache(doctor *d)
         emit(d, "token-cache", KT_DOCTOR_OK, KT_OK, NULL,
              "%s: access token expired (%s), a refresh token is kept", path, when);
     else
-        emit(d, "token-cache", KT_DOCTOR_WARN, KT_OK, "kontist-auth login",
-             "%s: the access token expired at %s and there is no refresh token", path, when);
+        emit_next(d, "token-cache", KT_DOCTOR_WARN, KT_OK, KT_DOCTOR_NEXT_LOGIN, "log in",
+                  "%s: the access token expired at %s and there is no refresh token", path, when);
 }
 
 /* ---- the device record and key ----------------------------------------------------------- */
@@ -660,29 +687,24 @@ static void check_bound(doctor *d, kt_ctx *ctx, const kt_device_record *rec, EVP
 {
     kt_error err = {KT_OK, ""};
     kt_token_set confirmed;
-    char *challenge = NULL, *to_sign = NULL, *sig = NULL;
 
     memset(&confirmed, 0, sizeof(confirmed));
-    if (kt_device_challenge_create(ctx, d->tokens.access_token, rec->device_id, &challenge,
-                                   &to_sign, &err) != 0 ||
-        kt_key_sign_hex(key, to_sign, strlen(to_sign), &sig, &err) != 0 ||
-        kt_device_challenge_verify(ctx, d->tokens.access_token, rec->device_id, challenge, sig,
-                                   &confirmed, &err) != 0) {
+    if (kt_flow_device_confirm(ctx, d->tokens.access_token, rec->device_id, key, &confirmed,
+                               &err) != 0) {
         if (err.kind == KT_ERR_MFA_FAILED)
-            emit(d, "device-bound", KT_DOCTOR_FAIL, err.kind,
-                 "the key is not the one the bank bound to this device: restore the key the "
-                 "device was enrolled with, or enroll again (kontist-auth device enroll)",
-                 "device %s: the bank refused a challenge signed with %s: %s", rec->device_id,
-                 rec->key_ref[0] == '/' ? rec->key_ref : "its key (URI)", err.message);
+            emit_next(d, "device-bound", KT_DOCTOR_FAIL, err.kind, KT_DOCTOR_NEXT_ENROLL,
+                      "the key is not the one the bank bound to this device: restore the key the "
+                      "device was enrolled with, or enroll again",
+                      "device %s: the bank refused a challenge signed with %s: %s", rec->device_id,
+                      rec->key_ref[0] == '/' ? rec->key_ref : "its key (URI)", err.message);
         else if (err.kind == KT_ERR_NOT_ENROLLED)
-            emit(d, "device-bound", KT_DOCTOR_FAIL, err.kind,
-                 "the bank no longer knows this device: enroll again (kontist-auth device enroll)",
-                 "%s", err.message);
+            emit_next(d, "device-bound", KT_DOCTOR_FAIL, err.kind, KT_DOCTOR_NEXT_ENROLL,
+                      "the bank no longer knows this device: enroll again", "%s", err.message);
         else if (err.kind == KT_ERR_LOGIN_REQUIRED)
-            emit(d, "device-bound", KT_DOCTOR_SKIP, KT_OK, NULL,
-                 "the cached access token was refused (%s); log in to check the key with the "
-                 "bank",
-                 err.message);
+            emit_next(d, "device-bound", KT_DOCTOR_SKIP, KT_OK, KT_DOCTOR_NEXT_LOGIN, NULL,
+                      "the cached access token was refused (%s); log in to check the key with "
+                      "the bank",
+                      err.message);
         else
             emit(d, "device-bound", KT_DOCTOR_FAIL, err.kind,
                  "see the message; run the doctor again when the API answers", "%s", err.message);
@@ -691,9 +713,6 @@ static void check_bound(doctor *d, kt_ctx *ctx, const kt_device_record *rec, EVP
              "the bank verified a challenge signed with this key for device %s", rec->device_id);
     }
     kt_token_set_free(&confirmed);
-    free(challenge);
-    kt_secret_free(to_sign);
-    free(sig);
 }
 
 static void check_device(doctor *d, kt_ctx *ctx)
@@ -708,10 +727,9 @@ static void check_device(doctor *d, kt_ctx *ctx)
     memset(&rec, 0, sizeof(rec));
     if (kt_record_load(path, &d->o->user_owners, &rec, &e, &err) != 0) {
         if (e == ENOENT) {
-            emit(d, "device-record", KT_DOCTOR_WARN, KT_OK,
-                 "kontist-auth device enroll (logins without a device get no MFA-confirmed "
-                 "token)",
-                 "%s: no device enrolled", path);
+            emit_next(d, "device-record", KT_DOCTOR_WARN, KT_OK, KT_DOCTOR_NEXT_ENROLL,
+                      "enroll this machine (logins without a device get no MFA-confirmed token)",
+                      "%s: no device enrolled", path);
         } else {
             snprintf(fix, sizeof(fix),
                      "the record must be a regular file of yours, mode 0600: chmod 0600 %s "
@@ -723,9 +741,9 @@ static void check_device(doctor *d, kt_ctx *ctx)
         return;
     }
     if (rec.device_id == NULL || rec.key_ref == NULL) {
-        emit(d, "device-record", KT_DOCTOR_WARN, KT_OK, "kontist-auth device enroll",
-             "%s: user %s, but no device enrolled", path,
-             rec.username != NULL ? rec.username : "(unknown)");
+        emit_next(d, "device-record", KT_DOCTOR_WARN, KT_OK, KT_DOCTOR_NEXT_ENROLL,
+                  "enroll this machine", "%s: user %s, but no device enrolled", path,
+                  rec.username != NULL ? rec.username : "(unknown)");
         emit(d, "device-key", KT_DOCTOR_SKIP, KT_OK, NULL, "no device enrolled");
         kt_record_free(&rec);
         return;
@@ -738,20 +756,22 @@ static void check_device(doctor *d, kt_ctx *ctx)
         if (rec.key_ref[0] == '/')
             snprintf(fix, sizeof(fix),
                      "the key must be a regular file of yours, mode 0600: chown $USER %s && "
-                     "chmod 0600 %s; if it is lost, enroll again (kontist-auth device enroll)",
+                     "chmod 0600 %s; if it is lost, enroll again",
                      rec.key_ref, rec.key_ref);
         else
             snprintf(fix, sizeof(fix),
                      "the key's provider must be reachable: check the TPM or PKCS#11 token and "
                      "the OpenSSL provider configuration (openssl.cnf)");
-        emit(d, "device-key", KT_DOCTOR_FAIL, KT_ERR_KEY_UNUSABLE, fix, "%s", err.message);
+        emit_next(d, "device-key", KT_DOCTOR_FAIL, KT_ERR_KEY_UNUSABLE,
+                  rec.key_ref[0] == '/' ? KT_DOCTOR_NEXT_ENROLL : KT_DOCTOR_NEXT_NONE, fix, "%s",
+                  err.message);
         kt_record_free(&rec);
         return;
     }
     if (sign_and_verify(key, why, sizeof(why)) != 0) {
-        emit(d, "device-key", KT_DOCTOR_FAIL, KT_ERR_KEY_UNUSABLE,
-             "enroll again with a new key (kontist-auth device enroll)", "%s: %s",
-             rec.key_ref[0] == '/' ? rec.key_ref : "(key URI)", why);
+        emit_next(d, "device-key", KT_DOCTOR_FAIL, KT_ERR_KEY_UNUSABLE, KT_DOCTOR_NEXT_ENROLL,
+                  "enroll again with a new key", "%s: %s",
+                  rec.key_ref[0] == '/' ? rec.key_ref : "(key URI)", why);
     } else {
         if (rec.key_ref[0] == '/')
             owner_mode(rec.key_ref, om, sizeof(om));
@@ -764,9 +784,9 @@ static void check_device(doctor *d, kt_ctx *ctx)
             emit(d, "device-bound", KT_DOCTOR_SKIP, KT_OK, NULL,
                  "the API was not reached: the key was not checked with the bank");
         else if (!d->token_usable)
-            emit(d, "device-bound", KT_DOCTOR_SKIP, KT_OK, NULL,
-                 "no valid access token in the cache: log in (kontist-auth login) to check the "
-                 "key with the bank");
+            emit_next(d, "device-bound", KT_DOCTOR_SKIP, KT_OK, KT_DOCTOR_NEXT_LOGIN, NULL,
+                      "no valid access token in the cache: log in to check the key with the "
+                      "bank");
         else
             check_bound(d, ctx, &rec, key);
     }

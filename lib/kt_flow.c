@@ -334,3 +334,9 @@ out:
     free(sig);
     return rc;
 }
+
+int kt_flow_device_confirm(kt_ctx *ctx, const char *access_token, const char *device_id,
+                           EVP_PKEY *key, kt_token_set *out, kt_error *err)
+{
+    return kt_confirm_steps(ctx, access_token, device_id, key, out, err);
+}

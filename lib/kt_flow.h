@@ -14,6 +14,11 @@
 /* Refresh grant: out holds only what the bank answered (no refresh token when it sent none);
  * what carries over from the renewed set is the session's business (kt_session_carry_over). */
 int kt_flow_refresh(kt_ctx *ctx, const char *refresh_token, kt_token_set *out, kt_error *err);
+/* Device MFA with a token the bank already gave: create a challenge for device_id, sign its
+ * stringToSign with key, verify. out is the confirmed set (KT_ERR_PROTOCOL if the bank's is not
+ * confirmed), its device_id filled. Runs under the deadline already started on ctx. */
+int kt_flow_device_confirm(kt_ctx *ctx, const char *access_token, const char *device_id,
+                           EVP_PKEY *key, kt_token_set *out, kt_error *err);
 /* A confirmed device binding request, the bank's consent to a new device. */
 typedef struct kt_binding {
     kt_binding_request request;

@@ -15,7 +15,7 @@ void kt_hex_encode(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hex_value(char c)
+int kt_hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -36,8 +36,8 @@ long kt_hex_decode(const char *hex, unsigned char *out, size_t out_size)
     if (len % 2 != 0 || len / 2 > out_size)
         return -1;
     for (size_t i = 0; i < len / 2; i++) {
-        int hi = hex_value(hex[2 * i]);
-        int lo = hex_value(hex[2 * i + 1]);
+        int hi = kt_hex_value(hex[2 * i]);
+        int lo = kt_hex_value(hex[2 * i + 1]);
 
         if (hi < 0 || lo < 0)
             return -1;

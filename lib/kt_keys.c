@@ -24,6 +24,7 @@
 #include "kt_pkcs11.h"
 #include "kt_secret.h"
 #include "kt_tpm.h"
+#include "kt_util.h"
 
 #define KT_EC_POINT_LEN 65 /* 04 || X || Y for a 256-bit curve */
 #define KT_EC_COORD_LEN 32
@@ -90,28 +91,6 @@ out:
     return ret;
 }
 
-/* Length of an RFC 3986 scheme at the start of ref (without the colon), or 0 if there is none. */
-static size_t uri_scheme_len(const char *ref)
-{
-    size_t i = 0;
-
-    if (!isalpha((unsigned char)ref[0]))
-        return 0;
-    while (isalnum((unsigned char)ref[i]) || ref[i] == '+' || ref[i] == '-' || ref[i] == '.')
-        i++;
-    return ref[i] == ':' ? i : 0;
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Turns file:/p, file:///p and file://localhost/p into an absolute path, undoing %XX escapes.
  * Remote hosts and NUL bytes are refused. Returns a malloc'd path or NULL with err set. */
 static char *file_uri_to_path(const char *uri, kt_error *err)
@@ -144,8 +123,8 @@ static char *file_uri_to_path(const char *uri, kt_error *err)
     }
     while (*p != '\0') {
         if (*p == '%') {
-            int hi = hex_digit(p[1]);
-            int lo = hi < 0 ? -1 : hex_digit(p[2]);
+            int hi = kt_hex_value(p[1]);
+            int lo = hi < 0 ? -1 : kt_hex_value(p[2]);
 
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 free(path);
@@ -319,7 +298,7 @@ EVP_PKEY *kt_key_load(const char *ref, const kt_owner_policy *owners, kt_error *
         kt_error_set(err, KT_ERR_KEY_UNUSABLE, "no device key configured");
         return NULL;
     }
-    scheme_len = ref[0] == '/' ? 0 : uri_scheme_len(ref);
+    scheme_len = ref[0] == '/' ? 0 : kt_uri_scheme_len(ref);
     if (strcmp(kt_key_kind(ref), "pkcs11") == 0) {
         what = "on the token";
         pkey = kt_pkcs11_load(ref, owners, err);

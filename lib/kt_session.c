@@ -290,3 +290,15 @@ int kt_session_logout(const kt_paths *paths, bool access_only, kt_error *err)
 {
     return kt_cache_erase(paths, access_only, err);
 }
+
+int kt_session_forget_access(const kt_paths *paths, const char *username, const char *access_token,
+                             kt_error *err)
+{
+    return kt_cache_erase_access_if(paths, username, access_token, err);
+}
+
+int kt_session_read(const kt_paths *paths, const kt_owner_policy *owners, kt_token_set *t,
+                    kt_error *err)
+{
+    return kt_cache_load(paths->cache_file, owners, t, err);
+}

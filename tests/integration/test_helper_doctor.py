@@ -512,7 +512,8 @@ def test_not_logged_in_skips_the_bank_check(denv):
     r, report = denv.run()
     assert checks(report, "token-cache")[0]["status"] == "warn"
     bound = checks(report, "device-bound")[0]
-    assert bound["status"] == "skip" and "kontist-auth login" in bound["detail"]
+    assert bound["status"] == "skip" and "log in" in bound["detail"]
+    assert bound["fix"] == "kontist-auth login", bound
     assert r.returncode == EXIT_OK
 
 

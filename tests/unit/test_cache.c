@@ -423,6 +423,42 @@ static void test_erase_all(void **state)
     assert_int_equal(err.kind, KT_OK);
 }
 
+/* git's erase names the token it saw rejected: only that token, for that user, is dropped, and
+ * the comparison is made under the lock against what the file holds then. */
+static void test_erase_access_if_it_is_the_one_named(void **state)
+{
+    cache_fixture *f = *state;
+    kt_token_set t, back;
+    kt_error err = {KT_OK, ""};
+
+    store_sample(f, &t, time(NULL) + 3600);
+    /* Another token (a newer one saved since), or a prefix of this one: kept. */
+    assert_int_equal(kt_cache_erase_access_if(&f->paths, NULL, "eyJhbGciOiJFUzI1NiJ9.old", &err),
+                     0);
+    assert_int_equal(kt_cache_erase_access_if(&f->paths, NULL, "eyJhbGciOiJFUzI1NiJ9", &err), 0);
+    /* The token, but another user's name: kept. */
+    assert_int_equal(
+        kt_cache_erase_access_if(&f->paths, "mallory@example.com", t.access_token, &err), 0);
+    assert_int_equal(kt_cache_load(f->cache_file, &f->owners, &back, &err), KT_CACHE_LOADED);
+    assert_string_equal(back.access_token, t.access_token);
+    kt_token_set_free(&back);
+
+    /* This user (the name compared without case) and this token: dropped, refresh token kept. */
+    assert_int_equal(kt_cache_erase_access_if(&f->paths, "DEMO@example.com", t.access_token, &err),
+                     0);
+    assert_int_equal(err.kind, KT_OK);
+    assert_int_equal(kt_cache_load(f->cache_file, &f->owners, &back, &err), KT_CACHE_LOADED);
+    assert_null(back.access_token);
+    assert_string_equal(back.refresh_token, t.refresh_token);
+    kt_token_set_free(&back);
+
+    /* A corrupt cache cannot be said to hold the token: left for logout. */
+    assert_int_equal(write_file_mode(f->cache_file, "garbage", 7, 0600), 0);
+    assert_int_equal(kt_cache_erase_access_if(&f->paths, NULL, t.access_token, &err), 0);
+    assert_int_equal(access(f->cache_file, F_OK), 0);
+    kt_token_set_free(&t);
+}
+
 static void test_erase_access_only(void **state)
 {
     cache_fixture *f = *state;
@@ -512,6 +548,7 @@ int main(void)
         T(test_load_corrupt),
         T(test_erase_all),
         T(test_erase_access_only),
+        T(test_erase_access_if_it_is_the_one_named),
         T(test_store_removes_stale_temps),
     };
 
