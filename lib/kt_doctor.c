@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -645,40 +646,44 @@ static EVP_PKEY *public_key_from_hex(const char *hex)
     return pub;
 }
 
+/* Whether sig_hex is a valid signature of the test message under the public point pub_hex. */
+static bool test_signature_verifies(const char *pub_hex, const char *sig_hex)
+{
+    unsigned char sig[160];
+    long n = kt_hex_decode(sig_hex, sig, sizeof(sig));
+    EVP_PKEY *pub = public_key_from_hex(pub_hex);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = n > 0 && pub != NULL && md != NULL &&
+              EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1 &&
+              EVP_DigestVerify(md, sig, (size_t)n, (const unsigned char *)TEST_MESSAGE,
+                               strlen(TEST_MESSAGE)) == 1;
+
+    EVP_MD_CTX_free(md);
+    EVP_PKEY_free(pub);
+    return ok;
+}
+
 /* Signs a test message the way a login signs a challenge and verifies the signature with the
  * public key as the bank holds it (the hex point sent at enrollment). */
 static int sign_and_verify(EVP_PKEY *key, char *why, size_t wsize)
 {
     char pub_hex[KT_PUBKEY_HEX_LEN + 1];
-    unsigned char sig[160];
     kt_error err = {KT_OK, ""};
-    EVP_MD_CTX *md = NULL;
-    EVP_PKEY *pub = NULL;
     char *sig_hex = NULL;
-    long n;
-    int rc = -1;
+    bool ok;
 
     if (kt_key_public_hex(key, pub_hex, &err) != 0 ||
         kt_key_sign_hex(key, TEST_MESSAGE, strlen(TEST_MESSAGE), &sig_hex, &err) != 0) {
         snprintf(why, wsize, "%s", err.message);
-        goto out;
+        return -1;
     }
-    n = kt_hex_decode(sig_hex, sig, sizeof(sig));
-    pub = public_key_from_hex(pub_hex);
-    md = EVP_MD_CTX_new();
-    if (n <= 0 || pub == NULL || md == NULL ||
-        EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) != 1 ||
-        EVP_DigestVerify(md, sig, (size_t)n, (const unsigned char *)TEST_MESSAGE,
-                         strlen(TEST_MESSAGE)) != 1) {
-        snprintf(why, wsize, "its signature does not verify with its own public key");
-        goto out;
-    }
-    rc = 0;
-out:
-    EVP_MD_CTX_free(md);
-    EVP_PKEY_free(pub);
+    ok = test_signature_verifies(pub_hex, sig_hex);
     free(sig_hex);
-    return rc;
+    if (!ok) {
+        snprintf(why, wsize, "its signature does not verify with its own public key");
+        return -1;
+    }
+    return 0;
 }
 
 /* The bank checks a signature with the public key it bound: one challenge, signed and verified.

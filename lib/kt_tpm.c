@@ -217,47 +217,37 @@ static int esys_failure(const char *what, TSS2_RC rc, kt_error *err)
                         (unsigned)rc);
 }
 
+/* A P-256 object of this TPM, made inside it and bound to it and its parent: what the object is
+ * for (usage), how it encrypts (children's keys) and how it signs. */
+static TPM2B_PUBLIC p256_template(TPMA_OBJECT usage, TPMT_SYM_DEF_OBJECT symmetric,
+                                  TPMT_ECC_SCHEME scheme)
+{
+    TPM2B_PUBLIC t;
+
+    memset(&t, 0, sizeof(t));
+    t.publicArea.type = TPM2_ALG_ECC;
+    t.publicArea.nameAlg = TPM2_ALG_SHA256;
+    t.publicArea.objectAttributes = usage | TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH;
+    t.publicArea.parameters.eccDetail.symmetric = symmetric;
+    t.publicArea.parameters.eccDetail.scheme = scheme;
+    t.publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+    t.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+    return t;
+}
+
 int kt_tpm_create_persistent(unsigned long handle, kt_error *err)
 {
     /* The usual storage primary: an ECC P-256 decryption key, restricted, AES-128-CFB. */
-    TPM2B_PUBLIC primary_template = {
-        .publicArea =
-            {
-                .type = TPM2_ALG_ECC,
-                .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT |
-                                    TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                                    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH,
-                .parameters.eccDetail =
-                    {
-                        .symmetric = {.algorithm = TPM2_ALG_AES,
-                                      .keyBits.aes = 128,
-                                      .mode.aes = TPM2_ALG_CFB},
-                        .scheme = {.scheme = TPM2_ALG_NULL},
-                        .curveID = TPM2_ECC_NIST_P256,
-                        .kdf = {.scheme = TPM2_ALG_NULL},
-                    },
-            },
-    };
+    TPM2B_PUBLIC primary_template =
+        p256_template(TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT,
+                      (TPMT_SYM_DEF_OBJECT){
+                          .algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB},
+                      (TPMT_ECC_SCHEME){.scheme = TPM2_ALG_NULL});
     /* The device key: ECDSA with SHA-256 only, never leaves this TPM. */
-    TPM2B_PUBLIC key_template = {
-        .publicArea =
-            {
-                .type = TPM2_ALG_ECC,
-                .nameAlg = TPM2_ALG_SHA256,
-                .objectAttributes = TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_FIXEDTPM |
-                                    TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN |
-                                    TPMA_OBJECT_USERWITHAUTH,
-                .parameters.eccDetail =
-                    {
-                        .symmetric = {.algorithm = TPM2_ALG_NULL},
-                        .scheme = {.scheme = TPM2_ALG_ECDSA,
-                                   .details.ecdsa.hashAlg = TPM2_ALG_SHA256},
-                        .curveID = TPM2_ECC_NIST_P256,
-                        .kdf = {.scheme = TPM2_ALG_NULL},
-                    },
-            },
-    };
+    TPM2B_PUBLIC key_template = p256_template(
+        TPMA_OBJECT_SIGN_ENCRYPT, (TPMT_SYM_DEF_OBJECT){.algorithm = TPM2_ALG_NULL},
+        (TPMT_ECC_SCHEME){.scheme = TPM2_ALG_ECDSA, .details.ecdsa.hashAlg = TPM2_ALG_SHA256});
     TPM2B_SENSITIVE_CREATE sensitive;
     TPM2B_DATA outside;
     TPML_PCR_SELECTION pcrs;
