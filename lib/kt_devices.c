@@ -252,7 +252,8 @@ int kt_devices_list(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy *o
     return rc;
 }
 
-/* --- removing ---------------------------------------------------------------------------------- */
+/* --- removing ----------------------------------------------------------------------------------
+ */
 
 bool kt_devices_key_is_ours(const kt_paths *paths, const char *key_ref)
 {
@@ -411,8 +412,7 @@ int kt_devices_remove(kt_ctx *ctx, const kt_device_removal_request *req, kt_devi
         return -1;
     if (admin_start(ctx, req->paths, req->owners, &a, err) != 0)
         goto out;
-    if (choose_device(req, &a, &id, err) != 0 ||
-        find_and_confirm(ctx, req, &a, id, out, err) != 0)
+    if (choose_device(req, &a, &id, err) != 0 || find_and_confirm(ctx, req, &a, id, out, err) != 0)
         goto out;
     /* The person may have taken their time to answer. */
     kt_ctx_start_deadline(ctx);
@@ -439,8 +439,9 @@ int kt_devices_remove(kt_ctx *ctx, const kt_device_removal_request *req, kt_devi
     if (out->local_error != NULL ||
         (out->tokens == KT_LOCAL_FAILED || out->record == KT_LOCAL_FAILED ||
          out->key == KT_LOCAL_FAILED)) {
-        kt_error_set(err, KT_ERR_IO, "device %s was removed at the bank, but not everything here: %s",
-                     id, out->local_error != NULL ? out->local_error : "out of memory");
+        kt_error_set(err, KT_ERR_IO,
+                     "device %s was removed at the bank, but not everything here: %s", id,
+                     out->local_error != NULL ? out->local_error : "out of memory");
         goto out;
     }
     rc = 0;

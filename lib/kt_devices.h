@@ -25,8 +25,7 @@ int kt_devices_parse_delete(long status, const char *body, size_t len, long retr
 
 /* The requests themselves, with a Bearer token; the id travels as a GraphQL variable. */
 int kt_devices_fetch(kt_ctx *ctx, const char *access_token, kt_device_list *out, kt_error *err);
-int kt_devices_delete(kt_ctx *ctx, const char *access_token, const char *device_id,
-                      kt_error *err);
+int kt_devices_delete(kt_ctx *ctx, const char *access_token, const char *device_id, kt_error *err);
 
 /* Whether a key reference names a file that kontist-auth made itself and that may go with its
  * device: a key (device-key*.pem) or a TPM key blob (tpm2: with device-key*.tss2) directly in the
