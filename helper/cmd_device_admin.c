@@ -134,6 +134,11 @@ static int admin_report(const ka_app *app, const kt_error *err)
         fprintf(stderr, "%s: %s\n", app->prog, err->message);
         return ka_exit_code(err->kind);
     }
+    if (err->kind == KT_ERR_BAD_REQUEST) {
+        fprintf(stderr, "%s: %s\n%s: 'kontist-auth device list' shows the account's devices\n",
+                app->prog, err->message, app->prog);
+        return ka_exit_code(err->kind);
+    }
     if (err->kind == KT_ERR_NOT_ENROLLED) {
         fprintf(stderr, "%s: %s\n%s: 'kontist-auth device list' shows the account's devices\n",
                 app->prog, err->message, app->prog);
@@ -378,7 +383,8 @@ int ka_cmd_device_remove(ka_app *app, int argc, char **argv)
     report_local(app, &r);
     if (r.device.this_machine)
         fprintf(stderr,
-                "%s: this machine has no device now: 'kontist-auth device enroll' binds it again\n",
+                "%s: this machine has no device now: to bind it again, run 'kontist-auth login "
+                "--no-device' and 'kontist-auth device enroll'\n",
                 app->prog);
     kt_device_removal_free(&r);
     return KA_EXIT_OK;

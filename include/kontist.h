@@ -14,7 +14,9 @@
  *      and the flow deadline.
  *   4. Operations: kt_flow_login (password grant, then device MFA when a device is chosen by
  *      kt_device_select); kt_session_* (a valid token from the cache, refreshed once under the
- *      lock; saving a login; logging out); kt_enroll (binding this machine as a device).
+ *      lock; saving a login; logging out); kt_enroll (binding this machine as a device);
+ *      kt_devices_list and kt_devices_remove (the account's bound devices, and removing one,
+ *      with this machine's local state after its own).
  *   5. Small tools the front ends share with the core: wiping secrets, hex, a monotonic clock,
  *      safe reading of a file, running code as another user.
  *   6. kt_doctor_run checks a whole setup, one result per check, through a callback;

@@ -142,7 +142,7 @@ def test_remove_this_machine_removes_record_key_and_tokens(kenv, enrolled, how):
     assert f"device record ({kenv.record_file}): removed" in r.stderr
     assert f"key ({kenv.key_file}): removed" in r.stderr
     assert f"cached tokens it confirmed ({kenv.cache_file}): removed" in r.stderr
-    assert "'kontist-auth device enroll' binds it again" in r.stderr
+    assert "'kontist-auth login --no-device' and 'kontist-auth device enroll'" in r.stderr
     # and the machine says so
     r = kenv.run("token")
     assert r.returncode == EXIT_AUTH
@@ -209,6 +209,7 @@ def test_unknown_id_changes_nothing(kenv, enrolled):
     r = kenv.run("device", "remove", "no-such-device", "--yes")
     assert r.returncode == EXIT_USAGE, r.stderr
     assert "the bank lists no device no-such-device for demo@example.com" in r.stderr
+    assert "'kontist-auth device list' shows the account's devices" in r.stderr
     assert "deleteBoundDevice" not in graphql_ops(kenv.mock)
     assert len(bank_ids(kenv.mock)) == 2 and snapshot(kenv) == before
 
