@@ -176,6 +176,34 @@ def test_remove_this_machine_names_a_hardware_key_to_remove(kenv, enrolled):
     assert not kenv.record_file.exists()
 
 
+def test_remove_this_machine_removes_the_tpm_key_blob_enrolling_made(kenv, enrolled):
+    # removal never loads the key: a blob file where --tpm puts it stands for a real one
+    blob = kenv.config_dir / "device-key.tss2"
+    blob.write_text("-----BEGIN TSS2 PRIVATE KEY-----\n")
+    blob.chmod(0o600)
+    kenv.key_file.unlink()
+    record = json.loads(kenv.record_file.read_text())
+    record["key"] = f"tpm2:{blob}"
+    kenv.record_file.write_text(json.dumps(record))
+    r = kenv.run("device", "remove", "--this", "--yes")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert f"key (tpm2:{blob}): removed" in r.stderr
+    assert [p.name for p in kenv.config_dir.iterdir()] == []
+    assert not kenv.cache_file.exists()
+
+
+def test_a_token_key_stays_and_its_pin_is_never_shown(kenv, enrolled):
+    record = json.loads(kenv.record_file.read_text())
+    record["key"] = "pkcs11:token=kontist;object=device;pin-value=s3cr3t-PIN"
+    kenv.record_file.write_text(json.dumps(record))
+    r = kenv.run("device", "remove", "--this", "--yes")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "s3cr3t-PIN" not in r.stderr + r.stdout
+    assert "key (pkcs11:token=kontist;object=device;pin-value=\u2026): kept" in r.stderr
+    assert "stays on the PKCS#11 token" in r.stderr and "pkcs11-tool --delete-object" in r.stderr
+    assert not kenv.record_file.exists() and not kenv.cache_file.exists()
+
+
 def test_a_local_step_that_fails_is_named(kenv, enrolled):
     this_id, other_id = enrolled
     # a key that cannot be unlinked: a non-empty directory where the file was
