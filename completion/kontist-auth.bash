@@ -35,10 +35,23 @@ _kontist_auth()
             fi
             ;;
         device)
-            if [[ $cur == -* ]]; then
-                COMPREPLY=($(compgen -W '$(_parse_help "$1" "device enroll --help")' -- "$cur"))
-            else
-                COMPREPLY=($(compgen -W 'enroll' -- "$cur"))
+            # The subcommand: the first word after "device" that is not an option.
+            local sub=""
+            for ((i = i + 1; i < cword; i++)); do
+                case ${words[i]} in
+                    --config) ((i++)) ;;
+                    -*) ;;
+                    *) sub=${words[i]}; break ;;
+                esac
+            done
+            if [[ -z $sub ]]; then
+                if [[ $cur == -* ]]; then
+                    COMPREPLY=($(compgen -W '--help' -- "$cur"))
+                else
+                    COMPREPLY=($(compgen -W 'enroll list remove' -- "$cur"))
+                fi
+            elif [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W '$(_parse_help "$1" "device $sub --help")' -- "$cur"))
             fi
             ;;
         credential)

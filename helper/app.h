@@ -53,6 +53,9 @@ int ka_dispatch(ka_app *app, const char *parent, const ka_command *table, size_t
 /* Commands: argv[0] is the command name; each returns an exit code. */
 int ka_cmd_login(ka_app *app, int argc, char **argv);
 int ka_cmd_device(ka_app *app, int argc, char **argv);
+/* `device list` and `device remove` (cmd_device_admin.c), from the table in cmd_device.c. */
+int ka_cmd_device_list(ka_app *app, int argc, char **argv);
+int ka_cmd_device_remove(ka_app *app, int argc, char **argv);
 int ka_cmd_token(ka_app *app, int argc, char **argv);
 int ka_cmd_status(ka_app *app, int argc, char **argv);
 int ka_cmd_logout(ka_app *app, int argc, char **argv);

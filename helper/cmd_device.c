@@ -399,15 +399,27 @@ static int cmd_enroll(ka_app *app, int argc, char **argv)
     return rc == 0 ? KA_EXIT_OK : rc;
 }
 
-/* `device list` and `device remove` go here as they arrive. */
 static const ka_command device_commands[] = {
     {"enroll", cmd_enroll},
+    {"list", ka_cmd_device_list},
+    {"remove", ka_cmd_device_remove},
 };
+
+static const char device_overview[] =
+    "Usage: kontist-auth device enroll|list|remove [OPTIONS]\n"
+    "\n"
+    "  device enroll                   bind this machine as a device (below)\n"
+    "  device list [--json]            the devices bound to the account; marks this machine\n"
+    "  device remove ID|--this [--yes] remove a bound device at the bank ('kontist-auth device\n"
+    "                                  remove --help' says what goes here too)\n"
+    "\n";
 
 int ka_cmd_device(ka_app *app, int argc, char **argv)
 {
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(device_overview, stdout);
         return show_help();
+    }
     return ka_dispatch(app, "device", device_commands,
                        sizeof(device_commands) / sizeof(device_commands[0]), argc - 1, argv + 1);
 }

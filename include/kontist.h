@@ -14,7 +14,9 @@
  *      and the flow deadline.
  *   4. Operations: kt_flow_login (password grant, then device MFA when a device is chosen by
  *      kt_device_select); kt_session_* (a valid token from the cache, refreshed once under the
- *      lock; saving a login; logging out); kt_enroll (binding this machine as a device).
+ *      lock; saving a login; logging out); kt_enroll (binding this machine as a device);
+ *      kt_devices_list and kt_devices_remove (the account's bound devices, and removing one,
+ *      with this machine's local state after its own).
  *   5. Small tools the front ends share with the core: wiping secrets, hex, a monotonic clock,
  *      safe reading of a file, running code as another user.
  *   6. kt_doctor_run checks a whole setup, one result per check, through a callback;
@@ -381,6 +383,71 @@ void kt_enroll_outcome_free(kt_enroll_outcome *out);
 /* The rule for device names (1 to KT_ENROLL_NAME_MAX characters, no control characters), for a
  * front end to check its arguments before anything else: KT_ERR_CONFIG. */
 int kt_enroll_check_name(const char *name, kt_error *err);
+
+/* Device administration: the devices the bank has bound to the cached login's Kontist user, and
+ * removing one. Both need a confirmed access token from the session (kt_session_get_valid; never
+ * a prompt) and speak GraphQL (listBoundDevices, deleteBoundDevice). */
+#define KT_DEVICES_MAX 1000 /* the longest list read; a longer answer breaks the contract */
+
+typedef struct kt_bound_device {
+    char *id;          /* kt_device_id_ok */
+    char *name;        /* the bank's text as sent: may hold anything; make it safe to show */
+    bool this_machine; /* the device this machine's record names for the same Kontist user */
+} kt_bound_device;
+
+typedef struct kt_device_list {
+    kt_bound_device *devices; /* in the bank's order */
+    size_t count;
+    char *username; /* the Kontist user of the cached login, NULL when it names none */
+} kt_device_list;
+
+/* Reads this machine's record (a missing one is fine; an unsafe or broken one is an error before
+ * the bank is asked) and lists the bound devices, marking this machine's. */
+int kt_devices_list(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy *owners,
+                    kt_device_list *out, kt_error *err);
+void kt_device_list_free(kt_device_list *l);
+
+/* What happened to one piece of local state when a device was removed. */
+typedef enum kt_local_step {
+    KT_LOCAL_NONE,    /* nothing to do: absent, or not this machine's device */
+    KT_LOCAL_REMOVED, /* removed */
+    KT_LOCAL_KEPT,    /* left on purpose: a key kontist-auth did not make, or one in hardware */
+    KT_LOCAL_FAILED,  /* could not be removed (the outcome's local error says why) */
+} kt_local_step;
+
+typedef struct kt_device_removal_request {
+    const kt_paths *paths;
+    const kt_owner_policy *owners;
+    const char *device_id; /* NULL: this machine's device (from its record) */
+    /* Asked once the bank has listed the device and before it is removed: 1 removes it, 0 stops
+     * with KT_ERR_CONV and nothing changed, -1 too (the callback's error in err). NULL: no
+     * question. */
+    int (*confirm)(void *data, const kt_bound_device *device, kt_error *err);
+    void *confirm_data;
+} kt_device_removal_request;
+
+typedef struct kt_device_removal {
+    kt_bound_device device; /* as the bank listed it (empty when the bank was not asked) */
+    bool removed;           /* the bank removed the device */
+    /* When it was this machine's device, after the bank removed it, in this order: the cached
+     * tokens it confirmed (under the cache lock), the device record, then the key (a file that
+     * kontist-auth made in the configuration directory, key or TPM key blob; a key on a token,
+     * persistent in the TPM or given by the person stays: KT_LOCAL_KEPT). Cached tokens another
+     * device confirmed are kept. */
+    kt_local_step tokens, record, key;
+    char *key_ref;        /* this machine's key reference, NULL otherwise */
+    const char *key_kind; /* kt_key_kind(key_ref) */
+    char *local_error;    /* the first local failure, NULL when none */
+} kt_device_removal;
+
+/* Removes a bound device: the bank lists it first (an id it does not list is KT_ERR_BAD_REQUEST
+ * and nothing changes), confirm is asked, then deleteBoundDevice. Only after the bank removed it
+ * is local state touched, and only for this machine's device; a failure before that changes
+ * nothing here. Returns 0 when the bank removed it and no local step failed; -1 otherwise, with
+ * out->removed saying whether the bank did (then err is the first local failure, KT_ERR_IO). */
+int kt_devices_remove(kt_ctx *ctx, const kt_device_removal_request *req, kt_device_removal *out,
+                      kt_error *err);
+void kt_device_removal_free(kt_device_removal *out);
 
 /* --- 5. small tools -------------------------------------------------------------------------- */
 

@@ -24,6 +24,10 @@
  *   a 2xx that breaks the          PROTOCOL                       PROTOCOL
  *   contract, 1xx, 3xx
  *
+ * Device administration (kt_devices) reads GraphQL answers as above; deleteBoundDevice answering
+ * false is refused too (MFA_FAILED), and an id that listBoundDevices does not list is the
+ * caller's mistake (BAD_REQUEST), found before anything is removed.
+ *
  * The message names the call and the status and carries the bank's own words from a JSON body
  * (kt_json_server_words: "error" and "error_description", or "message", or the messages of a
  * GraphQL "errors" array), printable ASCII, at most KT_JSON_SERVER_TEXT_MAX characters; an HTML

@@ -1,9 +1,11 @@
 #include <config.h>
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "kt_cache.h"
@@ -301,4 +303,56 @@ int kt_session_read(const kt_paths *paths, const kt_owner_policy *owners, kt_tok
                     kt_error *err)
 {
     return kt_cache_load(paths->cache_file, owners, t, err);
+}
+
+/* Whether a token names device_id in its cnf.kid. */
+static bool confirmed_by(const char *token, const char *device_id)
+{
+    kt_jwt_claims c;
+    bool is_jwt;
+
+    return read_claims(token, "token", &c, &is_jwt, NULL) == 0 && is_jwt && c.confirmed &&
+           strcmp(c.kid, device_id) == 0;
+}
+
+int kt_session_forget_device(const kt_paths *paths, const char *device_id, bool *removed,
+                             kt_error *err)
+{
+    kt_error lerr = {KT_OK, ""};
+    kt_token_set t;
+    struct stat st;
+    bool match;
+    int lock, status, ret = 0;
+
+    if (removed != NULL)
+        *removed = false;
+    if (paths == NULL || device_id == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
+    /* Without the state directory there is no cache, and no place for a lock file either. */
+    if (lstat(paths->state_dir, &st) != 0 && errno == ENOENT)
+        return 0;
+    lock = kt_cache_lock(paths, KT_SESSION_LOCK_WAIT_MS, err);
+    if (lock < 0)
+        return -1;
+    status = kt_cache_load(paths->cache_file, NULL, &t, &lerr);
+    if (status < 0) {
+        ret = kt_error_set(err, lerr.kind, "%s", lerr.message);
+        goto out;
+    }
+    if (status != KT_CACHE_LOADED)
+        goto out;
+    match = (t.device_id != NULL && strcmp(t.device_id, device_id) == 0) ||
+            confirmed_by(t.access_token, device_id) || confirmed_by(t.refresh_token, device_id);
+    kt_token_set_free(&t);
+    if (!match)
+        goto out;
+    ret = kt_file_remove(paths->cache_file, err);
+    /* A crash between writing and renaming leaves a temporary copy with the same tokens. */
+    if (kt_file_remove_temps(paths->cache_file, err) != 0)
+        ret = -1;
+    if (ret == 0 && removed != NULL)
+        *removed = true;
+out:
+    kt_cache_unlock(lock);
+    return ret;
 }

@@ -23,4 +23,11 @@ int kt_session_check(const kt_token_set *t, kt_error *err);
 int kt_session_carry_over(kt_token_set *fresh, const kt_token_set *old, const char *client_id,
                           kt_error *err);
 
+/* Removes the cache under its lock when its tokens were confirmed by device_id (the set's device,
+ * or a token's cnf.kid names it), with any temporary copy a crash left: tokens a removed device
+ * confirmed are of no use and must not linger. *removed (may be NULL) says whether a cache went.
+ * A cache confirmed by another device, an unconfirmed one or a corrupt one stays. */
+int kt_session_forget_device(const kt_paths *paths, const char *device_id, bool *removed,
+                             kt_error *err);
+
 #endif

@@ -1,5 +1,6 @@
 /* Fuzzes the device-binding response parsers (REST and the GraphQL binding requests), the
- * server-words reader of error bodies and the JWT claim reader. */
+ * device administration answers (listBoundDevices, deleteBoundDevice), the server-words reader
+ * of error bodies and the JWT claim reader. */
 #include <config.h>
 
 #include <stdint.h>
@@ -67,6 +68,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         else if (err.kind == KT_OK)
             abort();
         kt_error_clear(&err);
+        {
+            kt_device_list l;
+
+            /* A list that parses holds only ids fit for a URL and names, at most the cap. */
+            if (kt_devices_parse_list(status, body, size, 5, &l, &err) == 0) {
+                if (l.count > KT_DEVICES_MAX || (l.count > 0 && l.devices == NULL))
+                    abort();
+                for (size_t j = 0; j < l.count; j++)
+                    if (!kt_device_id_ok(l.devices[j].id) || l.devices[j].name == NULL ||
+                        l.devices[j].this_machine)
+                        abort();
+            } else if (err.kind == KT_OK || l.devices != NULL || l.count != 0) {
+                abort();
+            }
+            kt_device_list_free(&l);
+            kt_error_clear(&err);
+            /* Only a 2xx answer that says true removed a device. */
+            if (kt_devices_parse_delete(status, body, size, -1, "d-1", &err) == 0) {
+                if (status != 200 || strstr(body, "true") == NULL)
+                    abort();
+            } else if (err.kind == KT_OK) {
+                abort();
+            }
+            kt_error_clear(&err);
+        }
         kt_json_server_words(body, size, words, sizeof(words));
         if (strlen(words) > KT_JSON_SERVER_TEXT_MAX)
             abort();

@@ -48,7 +48,19 @@ def test_command_options_come_from_its_help(build_dir):
 def test_global_options_and_operations(build_dir):
     assert complete(["kontist-auth", "--v"], build_dir) == ["--version"]
     assert complete(["kontist-auth", "credential", ""], build_dir) == ["erase", "get", "store"]
-    assert complete(["kontist-auth", "device", ""], build_dir) == ["enroll"]
+    assert complete(["kontist-auth", "device", ""], build_dir) == ["enroll", "list", "remove"]
+    assert complete(["kontist-auth", "device", "r"], build_dir) == ["remove"]
+
+
+def test_device_subcommand_options_come_from_their_help(build_dir):
+    assert complete(["kontist-auth", "device", "list", "--"], build_dir) == sorted(
+        ["--json", "--config", "--help"])
+    options = complete(["kontist-auth", "device", "remove", "--"], build_dir)
+    for option in ("--this", "--yes", "--config", "--help"):
+        assert option in options, options
+    assert "--otp-stdin" in complete(["kontist-auth", "device", "enroll", "--"], build_dir)
+    assert complete(["kontist-auth", "--config", "x", "device", "remove", "--t"],
+                    build_dir) == ["--this"]
     assert complete(["git-credential-kontist", "g"], build_dir,
                     function="_git_credential_kontist") == ["get"]
 
@@ -60,3 +72,5 @@ def test_zsh_completion_parses_and_names_both_commands():
     assert r.returncode == 0, r.stderr
     for command in ("login", "device", "token", "status", "logout", "credential", "doctor"):
         assert f"'{command}:" in script.read_text(), command
+    for action in ("enroll", "list", "remove"):
+        assert f"'{action}[" in script.read_text(), action

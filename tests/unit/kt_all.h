@@ -9,6 +9,7 @@
 #include "kt_ctx.h"
 #include "kt_curl.h"
 #include "kt_device.h"
+#include "kt_devices.h"
 #include "kontist.h"
 #include "kt_error.h"
 #include "kt_file.h"
