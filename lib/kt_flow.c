@@ -23,6 +23,30 @@ static int kt_dup(char **dst, const char *src, kt_error *err)
     return *dst == NULL ? kt_error_set(err, KT_ERR_INTERNAL, "out of memory") : 0;
 }
 
+/* A confirmed set must be the password login's person, confirmed by the factor that was used:
+ * an answer naming another subject, or another device than the one whose key signed, would let
+ * this machine's MFA stand for someone else's. The subject must match when the login's token
+ * names one; cnf.kid is compared when present (the bank's tokens name what confirmed them). */
+int kt_flow_check_confirmed(const char *login_token, const kt_token_set *conf,
+                            const char *device_id, kt_error *err)
+{
+    kt_jwt_claims was, now;
+    kt_error jerr = {KT_OK, ""};
+
+    if (kt_jwt_read(conf->access_token, &now, &jerr) != 0)
+        return kt_error_set(err, KT_ERR_MFA_FAILED, "the confirmed token does not read: %s",
+                            jerr.message);
+    if (login_token != NULL && kt_jwt_read(login_token, &was, &jerr) == 0 && was.sub[0] != '\0' &&
+        strcmp(was.sub, now.sub) != 0)
+        return kt_error_set(err, KT_ERR_MFA_FAILED,
+                            "the confirmed token names another subject than the password login");
+    if (device_id != NULL && now.kid[0] != '\0' && strcmp(now.kid, device_id) != 0)
+        return kt_error_set(err, KT_ERR_MFA_FAILED,
+                            "the token was confirmed by device %.64s, not by %s", now.kid,
+                            device_id);
+    return 0;
+}
+
 /* create challenge -> sign stringToSign -> verify, without touching the deadline. */
 static int kt_confirm_steps(kt_ctx *ctx, const char *access_token, const char *device_id,
                             EVP_PKEY *key, kt_token_set *out, kt_error *err)
@@ -43,6 +67,10 @@ static int kt_confirm_steps(kt_ctx *ctx, const char *access_token, const char *d
     if (!out->confirmed) {
         kt_token_set_free(out);
         kt_error_set(err, KT_ERR_PROTOCOL, "verify challenge: the token is not confirmed");
+        goto out;
+    }
+    if (kt_flow_check_confirmed(access_token, out, device_id, err) != 0) {
+        kt_token_set_free(out);
         goto out;
     }
     if (kt_dup(&out->device_id, device_id, err) != 0) {

@@ -14,6 +14,11 @@
 /* Refresh grant: out holds only what the bank answered (no refresh token when it sent none);
  * what carries over from the renewed set is the session's business (kt_session_carry_over). */
 int kt_flow_refresh(kt_ctx *ctx, const char *refresh_token, kt_token_set *out, kt_error *err);
+/* Whether conf, the bank's confirmed set after a login whose token was login_token, belongs to
+ * the same subject and (when device_id is given and the token names one) was confirmed by that
+ * device. KT_ERR_MFA_FAILED otherwise. */
+int kt_flow_check_confirmed(const char *login_token, const kt_token_set *conf,
+                            const char *device_id, kt_error *err);
 /* Device MFA with a token the bank already gave: create a challenge for device_id, sign its
  * stringToSign with key, verify. out is the confirmed set (KT_ERR_PROTOCOL if the bank's is not
  * confirmed), its device_id filled. Runs under the deadline already started on ctx. */

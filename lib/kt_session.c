@@ -177,9 +177,17 @@ static void keep_refresh_token(kt_file_pending *pending, const kt_token_set *cur
 {
     kt_token_set keep = *cur;
     kt_error ignored = {KT_OK, ""};
+    char was[sizeof(((kt_jwt_claims *)0)->sub)], now[sizeof(was)];
 
     if (fresh->refresh_token == NULL || cur->refresh_token == NULL ||
         strcmp(fresh->refresh_token, cur->refresh_token) == 0)
+        return;
+    /* Only a refresh token shown to be the same person's is kept under this set's user and
+     * device: kept otherwise, another subject's token would pass the next check, whose only
+     * anchor is the kept token itself. Not kept, the next use asks for a login. */
+    if (set_subject(cur, was, sizeof(was), &ignored) != 0 ||
+        set_subject(fresh, now, sizeof(now), &ignored) != 0 || was[0] == '\0' ||
+        strcmp(was, now) != 0)
         return;
     keep.refresh_token = fresh->refresh_token;
     keep.access_token = NULL;
