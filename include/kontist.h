@@ -184,6 +184,13 @@ bool kt_device_id_ok(const char *id);
 /* True for a key reference that may be stored: an absolute path or a URI, never a relative path
  * whose meaning depends on the working directory of whoever reads it. */
 bool kt_key_ref_ok(const char *ref);
+/* kt_key_ref_ok with the reason (KT_ERR_CONFIG): also refuses a pkcs11: URI that carries its
+ * PIN (pin-value), whose PIN would be stored wherever the reference is. */
+int kt_key_ref_check(const char *ref, kt_error *err);
+/* Whether a pkcs11: URI has the attribute name (path or query part, any case). */
+bool kt_key_ref_has_attr(const char *ref, const char *name);
+/* Whether ref names a key on a PKCS#11 token (a pkcs11: URI). */
+bool kt_key_ref_is_token(const char *ref);
 /* The length of a URI scheme and its colon at the start of s ("pkcs11:", "handle:"), 0 when s
  * does not start with one. */
 size_t kt_uri_scheme_len(const char *s);
