@@ -4,7 +4,9 @@
  * with an empty environment and one socket as standard input and output. It reads the request
  * (wire.h), finds root's pin for the user, runs the password grant and the device challenge,
  * writes the confirmed tokens into the user's cache with the user's identity, and answers with
- * the outcome. Run by anyone else it can do only what that user could do anyway.
+ * the outcome. A key on a PKCS#11 token is opened only after the password grant succeeded; a
+ * PIN it needs is asked for through the module, once (ask_for_pin). Run by anyone else it can do
+ * only what that user could do anyway.
  *
  * It is not meant to be started by hand: it says so and exits 2 when its input is a terminal. */
 #include <config.h>
