@@ -128,10 +128,24 @@ static void say_result(const ka_app *app, const kt_token_set *t, const char *use
                 app->prog, username, when);
 }
 
+/* The device key of a token, opened once the bank has accepted the password (kt_flow_login). */
+typedef struct token_key_loader {
+    ka_app *app;
+    kt_device_selection *sel;
+} token_key_loader;
+
+static EVP_PKEY *load_token_key(void *data, kt_error *err)
+{
+    token_key_loader *l = data;
+
+    return kt_device_load_key(l->sel, l->app->paths.key_file, &l->app->user_owners, err);
+}
+
 int ka_cmd_login(ka_app *app, int argc, char **argv)
 {
     struct login_opts o = {NULL, false, false};
     kt_device_selection sel;
+    token_key_loader loader = {app, &sel};
     kt_login_params params;
     kt_token_set t;
     kt_error err = {KT_OK, ""};
@@ -169,6 +183,10 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
     if (!o.no_device && sel.choice == KT_DEVICE_USE) {
         params.device_id = sel.rec.device_id;
         params.key = sel.key;
+        if (sel.key_on_token) {
+            params.load_key = load_token_key;
+            params.load_key_data = &loader;
+        }
     } else if (!o.no_device && sel.choice == KT_DEVICE_OTHER_USER && sel.rec.device_id != NULL) {
         fprintf(stderr, "%s: the enrolled device belongs to %s, not %s: no device MFA\n", app->prog,
                 sel.rec.username != NULL ? sel.rec.username : "(nobody)", params.username);

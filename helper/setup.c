@@ -157,6 +157,9 @@ int ka_app_setup(ka_app *app, kt_error *err)
         return -1;
     if (load_config(app, err) != 0 || validate(app, err) != 0)
         return -1;
+    /* The person's own process: a TPM2OPENSSL_TCTI they set wins over tpm_tcti. */
+    if (kt_key_set_tpm_tcti(app->cfg.tpm_tcti, true, err) != 0)
+        return -1;
     /* Before anything is asked: a CA file this user cannot read is the configuration's problem,
      * and it must say so before the password is typed, not as a TLS failure after it. */
     return kt_config_check_files(&app->cfg, err);

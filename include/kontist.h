@@ -84,7 +84,7 @@ const char *kt_err_kind_name(kt_err_kind kind);
 #define KT_DEFAULT_SCOPES "offline users accounts"
 #define KT_SYSTEM_CONFIG "/etc/kontist/kontist.conf"
 /* How many keys there are (base_url ... login_timeout). */
-#define KT_CONFIG_KEYS 11
+#define KT_CONFIG_KEYS 12
 
 typedef struct kt_config {
     char *base_url; /* https:// only; no trailing slash after parsing */
@@ -100,6 +100,7 @@ typedef struct kt_config {
     long connect_timeout;     /* seconds, default 5 */
     long timeout;             /* seconds per request, default 10 */
     long login_timeout;       /* seconds for a whole flow, default 30 */
+    char *tpm_tcti;           /* the TPM's TCTI; NULL: KT_TPM_DEFAULT_TCTI, never a TSS fallback */
     char *origin[KT_CONFIG_KEYS]; /* "FILE:LINE" where each key was set; NULL: default or
                                      kt_config_set (see kt_config_origin) */
 } kt_config;
@@ -111,6 +112,9 @@ typedef struct kt_owner_policy {
     bool allow_uid;
     uid_t uid;
 } kt_owner_policy;
+
+/* The TPM a tpm_tcti-less configuration uses: the kernel's resource manager, nothing else. */
+#define KT_TPM_DEFAULT_TCTI "device:/dev/tpmrm0"
 
 /* Fills defaults; never fails. */
 void kt_config_init(kt_config *cfg);
@@ -186,6 +190,13 @@ bool kt_device_id_ok(const char *id);
 /* True for a key reference that may be stored: an absolute path or a URI, never a relative path
  * whose meaning depends on the working directory of whoever reads it. */
 bool kt_key_ref_ok(const char *ref);
+/* kt_key_ref_ok with the reason (KT_ERR_CONFIG): also refuses a pkcs11: URI that carries its
+ * PIN (pin-value), whose PIN would be stored wherever the reference is. */
+int kt_key_ref_check(const char *ref, kt_error *err);
+/* Whether a pkcs11: URI has the attribute name (path or query part, any case). */
+bool kt_key_ref_has_attr(const char *ref, const char *name);
+/* Whether ref names a key on a PKCS#11 token (a pkcs11: URI). */
+bool kt_key_ref_is_token(const char *ref);
 /* The length of a URI scheme and its colon at the start of s ("pkcs11:", "handle:"), 0 when s
  * does not start with one. */
 size_t kt_uri_scheme_len(const char *s);
@@ -262,18 +273,24 @@ typedef enum kt_device_choice {
 typedef struct kt_device_selection {
     kt_device_choice choice;
     kt_device_record rec; /* the record as read (empty without one) */
-    EVP_PKEY *key;        /* with KT_DEVICE_USE and load_key */
+    EVP_PKEY *key;        /* with KT_DEVICE_USE and load_key, unless key_on_token */
+    bool key_on_token;    /* the key is on a PKCS#11 token: left for kt_device_load_key */
 } kt_device_selection;
 
 /* Reads the device record at record_path (files owned by `owners`) and decides for a login of
  * `username`: the record's device when it names that user (Kontist usernames are e-mail
  * addresses: compared without case; NULL: whoever the record names), with its key (the
- * record's reference, else default_key) loaded when load_key. A record that cannot be read
+ * record's reference, else default_key) loaded when load_key, except a key on a PKCS#11 token
+ * (key_on_token: kt_device_load_key loads it later). A record that cannot be read
  * safely or parsed, a malformed device id (KT_ERR_KEY_UNUSABLE, before any password goes
  * anywhere) or a key that does not load is an error; a missing record is KT_DEVICE_NONE. */
 int kt_device_select(const char *record_path, const char *default_key,
                      const kt_owner_policy *owners, const char *username, bool load_key,
                      kt_device_selection *sel, kt_error *err);
+/* Loads the selected device's key into sel->key when it is not there yet (a token key, left out
+ * by kt_device_select so that it is opened only after the password was accepted). */
+EVP_PKEY *kt_device_load_key(kt_device_selection *sel, const char *default_key,
+                             const kt_owner_policy *owners, kt_error *err);
 void kt_device_selection_free(kt_device_selection *sel);
 /* Loads a private key by reference. A plain absolute path (or a local file: URI: file:/p,
  * file:///p, file://localhost/p, %XX escapes undone) is opened safely first: regular file, not a
@@ -291,12 +308,22 @@ const char *kt_key_kind(const char *ref);
  * (kt_pkcs11.h). Process-wide; NULL refuses such keys. */
 typedef int (*kt_key_pin_fn)(void *data, const char *token, char *pin, size_t size, kt_error *err);
 void kt_key_set_pin_prompt(kt_key_pin_fn fn, void *data);
+/* How this process reaches the TPM: tcti (the configuration's tpm_tcti; NULL:
+ * KT_TPM_DEFAULT_TCTI), or with environment_wins a TPM2OPENSSL_TCTI of the caller's. The PAM
+ * helper passes false: only root's configuration decides, whatever the environment held. */
+int kt_key_set_tpm_tcti(const char *tcti, bool environment_wins, kt_error *err);
 
 typedef struct kt_login_params {
     const char *username;
     const char *password;
     const char *device_id; /* NULL: no device bound, the result is unconfirmed */
     EVP_PKEY *key;         /* the device key, with device_id */
+    /* With device_id and no key: loads the key once the bank has accepted the password (a key on
+     * a PKCS#11 token: its PIN is asked for, and the token's login tried, only then, so that a
+     * wrong password neither shows who has a token nor uses up the token's PIN tries). The key
+     * stays the caller's (load_key_data's) to free. */
+    EVP_PKEY *(*load_key)(void *data, kt_error *err);
+    void *load_key_data;
 } kt_login_params;
 
 /* Password grant, then (device bound) create challenge -> sign -> verify -> confirmed token set,
@@ -467,6 +494,11 @@ uint64_t kt_now_ms(void);
  * (KT_ERR_INTERNAL): carrying on with the wrong identity is worse than any other failure. */
 int kt_privs_run_as(uid_t uid, gid_t gid, int (*fn)(void *data, kt_error *err), void *data,
                     kt_error *err);
+/* kt_privs_run_as with all of the user's supplementary groups (getgrouplist of user and gid), not
+ * only gid: what the user may open through a group (the TPM's device node through `tss`, a
+ * smartcard reader's) works as it does in the user's own session. */
+int kt_privs_run_as_user(const char *user, uid_t uid, gid_t gid,
+                         int (*fn)(void *data, kt_error *err), void *data, kt_error *err);
 
 /* --- 6. checking a setup, and what it runs with ---------------------------------------------- */
 

@@ -35,6 +35,7 @@ enum {
     K_CONNECT_TIMEOUT,
     K_TIMEOUT,
     K_LOGIN_TIMEOUT,
+    K_TPM_TCTI,
     K_COUNT
 };
 
@@ -50,6 +51,7 @@ static const char *const key_names[K_COUNT] = {
     [K_CONNECT_TIMEOUT] = "connect_timeout",
     [K_TIMEOUT] = "timeout",
     [K_LOGIN_TIMEOUT] = "login_timeout",
+    [K_TPM_TCTI] = "tpm_tcti",
 };
 
 _Static_assert(K_COUNT == KT_CONFIG_KEYS, "KT_CONFIG_KEYS must count the keys");
@@ -229,6 +231,25 @@ static int check_token_like(const char *v, const char *what, why_buf *why)
     return SET_OK;
 }
 
+/* A TCTI of the TPM software stack, named explicitly: "device:/dev/tpmrm0" (an absolute device
+ * node), or a simulator or resource manager with its settings ("swtpm:host=127.0.0.1,port=2321",
+ * "mssim:...", "tabrmd:..."). A bare name would let the TSS pick its own defaults, and the point
+ * of the setting is that nothing is picked: no fallback to a TCP port anyone could listen on. */
+static int check_tcti(const char *v, why_buf *why)
+{
+    static const char *const kinds[] = {"swtpm:", "mssim:", "tabrmd:"};
+
+    if (check_token_like(v, "tpm_tcti", why) != SET_OK)
+        return SET_BAD;
+    if (strncmp(v, "device:", 7) == 0)
+        return v[7] == '/' ? SET_OK : bad(why, "tpm_tcti device: needs an absolute path");
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (strncmp(v, kinds[i], strlen(kinds[i])) == 0 && v[strlen(kinds[i])] != '\0')
+            return SET_OK;
+    return bad(why, "tpm_tcti must be device:/path, or swtpm:, mssim: or tabrmd: with its "
+                    "settings");
+}
+
 static int check_client_id(const char *v, why_buf *why)
 {
     if (check_token_like(v, "client_id", why) != SET_OK)
@@ -353,6 +374,8 @@ static char **string_field(kt_config *cfg, int id)
         return &cfg->proxy;
     case K_USERNAME:
         return &cfg->username;
+    case K_TPM_TCTI:
+        return &cfg->tpm_tcti;
     }
     return NULL;
 }
@@ -389,6 +412,8 @@ static int check_value(int id, const char *value, char **normalized, why_buf *wh
         return check_proxy(value, why);
     case K_USERNAME:
         return check_token_like(value, "username", why);
+    case K_TPM_TCTI:
+        return check_tcti(value, why);
     }
     return bad(why, "internal: no check for '%s'", key_names[id]);
 }
@@ -858,6 +883,7 @@ void kt_config_free(kt_config *cfg)
     free(cfg->client_secret_file);
     free(cfg->scopes);
     free(cfg->ca_file);
+    free(cfg->tpm_tcti);
     free(cfg->pinned_pubkey);
     free(cfg->proxy);
     free(cfg->username);

@@ -129,9 +129,12 @@ static int prepare(kt_ctx *ctx, enrollment *e, kt_device_record *rec, kt_error *
 
     if (req->name != NULL && kt_enroll_check_name(req->name, err) != 0)
         return -1;
-    if (req->key_ref != NULL && !kt_key_ref_ok(req->key_ref))
-        return kt_error_set(err, KT_ERR_CONFIG,
-                            "a key reference must be an absolute path or a URI");
+    if (req->key_ref != NULL && kt_key_ref_check(req->key_ref, err) != 0)
+        return -1;
+    /* The URI a key is generated on becomes the stored reference: the same rules. */
+    if (req->key_ref == NULL && req->generate_on != NULL && kt_key_ref_is_token(req->generate_on) &&
+        kt_key_ref_check(req->generate_on, err) != 0)
+        return -1;
     if (check_existing(req, &e->old, err) != 0)
         return -1;
     if (kt_session_get_valid(ctx, req->paths, req->owners, &e->t, err) != 0)

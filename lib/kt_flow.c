@@ -102,7 +102,18 @@ int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out,
         *out = pw;
         memset(&pw, 0, sizeof(pw));
     } else {
-        if (kt_confirm_steps(ctx, pw.access_token, params->device_id, params->key, &conf, err) != 0)
+        EVP_PKEY *key = params->key;
+
+        /* Only now, with the password accepted, may a token be opened and its PIN asked for. */
+        if (key == NULL && params->load_key != NULL) {
+            key = params->load_key(params->load_key_data, err);
+            if (key == NULL)
+                goto out;
+            /* The person may have taken their time typing a PIN: the challenge gets a fresh
+             * deadline, as the SMS code of an enrollment does. */
+            kt_ctx_start_deadline(ctx);
+        }
+        if (kt_confirm_steps(ctx, pw.access_token, params->device_id, key, &conf, err) != 0)
             goto out;
         /* The confirmed set replaces the unconfirmed one entirely: an unconfirmed refresh token
          * would quietly renew unconfirmed access tokens. The scope is what was granted. */

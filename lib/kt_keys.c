@@ -460,6 +460,13 @@ void kt_key_set_pin_prompt(kt_key_pin_fn fn, void *data)
     kt_pkcs11_set_pin_prompt(fn, data);
 }
 
+int kt_key_set_tpm_tcti(const char *tcti, bool environment_wins, kt_error *err)
+{
+    if (kt_tpm_set_tcti(tcti, environment_wins) != 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "cannot use the TPM TCTI setting");
+    return 0;
+}
+
 EVP_PKEY *kt_key_generate_on(const char *where, const kt_owner_policy *owners, char **ref_out,
                              kt_error *err)
 {

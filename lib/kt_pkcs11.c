@@ -699,7 +699,7 @@ int kt_pkcs11_sign(const EVP_PKEY *key, const unsigned char *msg, size_t len, un
 {
     token_key *tk = token_key_of(key);
     unsigned char digest[SHA256_DIGEST_LENGTH];
-    unsigned char raw[2 * 66];
+    unsigned char raw[2 * 66]; /* room for larger curves: a wrong length is refused below */
     CK_ULONG raw_len = sizeof(raw);
     CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
     CK_RV rv;
@@ -734,9 +734,13 @@ int kt_ecdsa_raw_to_der(const unsigned char *raw, size_t raw_len, unsigned char 
 
     *der = NULL;
     *der_len = 0;
-    if (raw == NULL || raw_len == 0 || raw_len % 2 != 0 || raw_len > 2 * 66)
+    /* Only P-256 keys are used: r and s are exactly 32 bytes each. Any other length is a token
+     * answering for another key or curve, never something to re-encode. */
+    if (raw == NULL || raw_len != 2 * P256_COORD_LEN)
         return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
-                            "the token gave a signature of %zu bytes, not r || s", raw_len);
+                            "the token gave a signature of %zu bytes, not the %d of a P-256 "
+                            "r || s",
+                            raw_len, 2 * P256_COORD_LEN);
     es = ECDSA_SIG_new();
     r = BN_bin2bn(raw, (int)(raw_len / 2), NULL);
     s = BN_bin2bn(raw + raw_len / 2, (int)(raw_len / 2), NULL);

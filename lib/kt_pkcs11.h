@@ -46,7 +46,8 @@ bool kt_pkcs11_is_token_key(const EVP_PKEY *key);
 int kt_pkcs11_sign(const EVP_PKEY *key, const unsigned char *msg, size_t len, unsigned char **sig,
                    size_t *sig_len, kt_error *err);
 
-/* Turns a raw PKCS#11 ECDSA signature r || s (two equal halves) into DER ECDSA-Sig-Value. */
+/* Turns a raw PKCS#11 ECDSA signature r || s of a P-256 key (exactly 64 bytes: two 32-byte
+ * halves) into DER ECDSA-Sig-Value; any other length is refused (KT_ERR_KEY_UNUSABLE). */
 int kt_ecdsa_raw_to_der(const unsigned char *raw, size_t raw_len, unsigned char **der,
                         size_t *der_len, kt_error *err);
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -84,7 +85,8 @@ static void forget(kt_privs *p)
     p->dropped = 0;
 }
 
-int kt_privs_drop(kt_privs *p, uid_t uid, gid_t gid, kt_error *err)
+int kt_privs_drop_groups(kt_privs *p, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups,
+                         kt_error *err)
 {
     memset(p, 0, sizeof(*p));
     p->saved_euid = geteuid();
@@ -95,13 +97,16 @@ int kt_privs_drop(kt_privs *p, uid_t uid, gid_t gid, kt_error *err)
         return kt_error_set(err, KT_ERR_INTERNAL,
                             "cannot switch to uid %lu: running as uid %lu, not root",
                             (unsigned long)uid, (unsigned long)p->saved_euid);
+    if (groups == NULL || ngroups == 0) {
+        groups = &gid;
+        ngroups = 1;
+    }
     if (save_groups(p, err) != 0)
         return -1;
     p->dropped = 1;
     /* Groups first and the uid last: once the euid is not root, nothing else may change. */
-    if (thread_setgroups(1, &gid) != 0) {
-        kt_error_set(err, KT_ERR_INTERNAL, "setgroups(%lu): %s", (unsigned long)gid,
-                     strerror(errno));
+    if (thread_setgroups(ngroups, groups) != 0) {
+        kt_error_set(err, KT_ERR_INTERNAL, "setgroups(%zu groups): %s", ngroups, strerror(errno));
         goto fail;
     }
     if (thread_setegid(gid) != 0 || getegid() != gid) {
@@ -117,6 +122,67 @@ fail:
     restore_ids(p, err);
     forget(p);
     return -1;
+}
+
+int kt_privs_drop(kt_privs *p, uid_t uid, gid_t gid, kt_error *err)
+{
+    return kt_privs_drop_groups(p, uid, gid, &gid, 1, err);
+}
+
+int kt_privs_user_groups(const char *user, gid_t gid, gid_t **groups, size_t *ngroups,
+                         kt_error *err)
+{
+    int n = 16;
+
+    *groups = NULL;
+    *ngroups = 0;
+    if (user == NULL || user[0] == '\0')
+        return kt_error_set(err, KT_ERR_INTERNAL, "no user name for the group list");
+    /* getgrouplist says how many there are when the buffer was too small: at most two rounds
+     * unless the group database changes in between. */
+    for (int round = 0; round < 4; round++) {
+        int want = n;
+        gid_t *list = calloc((size_t)n, sizeof(gid_t));
+
+        if (list == NULL)
+            return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+        if (getgrouplist(user, gid, list, &want) >= 0) {
+            *groups = list;
+            *ngroups = (size_t)want;
+            return 0;
+        }
+        free(list);
+        if (want <= n || want > NGROUPS_MAX)
+            break;
+        n = want;
+    }
+    return kt_error_set(err, KT_ERR_INTERNAL, "cannot read the groups of user %s", user);
+}
+
+int kt_privs_run_as_user(const char *user, uid_t uid, gid_t gid,
+                         int (*fn)(void *data, kt_error *err), void *data, kt_error *err)
+{
+    kt_privs privs;
+    kt_error restore_err = {KT_OK, ""};
+    gid_t *groups = NULL;
+    size_t ngroups = 0;
+    int rc;
+
+    memset(&privs, 0, sizeof(privs));
+    /* Only a process that will switch needs the list (and only root can set it). */
+    if (geteuid() != uid && kt_privs_user_groups(user, gid, &groups, &ngroups, err) != 0)
+        return -1;
+    rc = kt_privs_drop_groups(&privs, uid, gid, groups, ngroups, err);
+    free(groups);
+    if (rc != 0)
+        return -1;
+    rc = fn(data, err);
+    if (kt_privs_restore(&privs, &restore_err) != 0) {
+        *err = restore_err;
+        err->kind = KT_ERR_INTERNAL;
+        return -1;
+    }
+    return rc;
 }
 
 int kt_privs_restore(kt_privs *p, kt_error *err)

@@ -30,6 +30,7 @@ int kt_record_parse(const char *text, size_t len, kt_device_record *rec, kt_erro
 {
     json_object *obj;
     kt_device_record r = {0};
+    kt_error kerr = {KT_OK, ""};
     int rc = -1;
 
     memset(rec, 0, sizeof(*rec));
@@ -45,9 +46,8 @@ int kt_record_parse(const char *text, size_t len, kt_device_record *rec, kt_erro
         kt_error_set(err, KT_ERR_CONFIG, "device record: \"device_id\" has invalid characters");
         goto out;
     }
-    if (r.key_ref != NULL && !kt_key_ref_ok(r.key_ref)) {
-        kt_error_set(err, KT_ERR_CONFIG,
-                     "device record: \"key\" must be an absolute path or a key URI");
+    if (r.key_ref != NULL && kt_key_ref_check(r.key_ref, &kerr) != 0) {
+        kt_error_set(err, KT_ERR_CONFIG, "device record: \"key\": %s", kerr.message);
         goto out;
     }
     *rec = r;

@@ -32,8 +32,27 @@ int kt_device_select(const char *record_path, const char *default_key,
     sel->choice = KT_DEVICE_USE;
     if (!load_key)
         return 0;
+    /* A token is not touched before the password is accepted: no PIN prompt that would tell who
+     * has one, no login attempt that a wrong password would make count against the PIN. */
+    if (kt_key_ref_is_token(sel->rec.key_ref)) {
+        sel->key_on_token = true;
+        return 0;
+    }
     sel->key = kt_key_load(sel->rec.key_ref != NULL ? sel->rec.key_ref : default_key, owners, err);
     return sel->key != NULL ? 0 : -1;
+}
+
+EVP_PKEY *kt_device_load_key(kt_device_selection *sel, const char *default_key,
+                             const kt_owner_policy *owners, kt_error *err)
+{
+    if (sel->choice != KT_DEVICE_USE) {
+        kt_error_set(err, KT_ERR_KEY_UNUSABLE, "no device is selected");
+        return NULL;
+    }
+    if (sel->key == NULL)
+        sel->key =
+            kt_key_load(sel->rec.key_ref != NULL ? sel->rec.key_ref : default_key, owners, err);
+    return sel->key;
 }
 
 void kt_device_selection_free(kt_device_selection *sel)

@@ -1,7 +1,9 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -23,8 +25,6 @@
 #include "kt_tpm.h"
 
 #define TPM_PROVIDER "tpm2"
-#define TPM_DEVICE "/dev/tpmrm0"
-#define TPM_RAW_DEVICE "/dev/tpm0"
 
 bool kt_tpm_is_ref(const char *ref)
 {
@@ -50,36 +50,95 @@ static bool errors_mention(const char *word)
     return found;
 }
 
-/* Why the provider would not start: no TPM, or no access to it. */
-static int explain_no_tpm(kt_error *err)
+/* The TCTI every TPM access of this process uses, handed to the tpm2 provider (which reads
+ * TPM2OPENSSL_TCTI as it loads) and to ESYS. Always an explicit one: without it the TSS tries its
+ * defaults in turn, and the last of them is a simulator on 127.0.0.1:2321, a port any local user
+ * could be listening on. */
+static char tcti_conf[512];
+static const char *tcti_origin; /* "TPM2OPENSSL_TCTI" or "tpm_tcti": for messages */
+
+/* Variables through which the TSS or its tools could pick another TPM. */
+static const char *const tss_environment[] = {
+    "TPM2TOOLS_TCTI", "TPM2TOOLS_TCTI_NAME", "TPM2TOOLS_DEVICE_FILE",
+    "TCTI",           "TSS2_TCTI",           "TSS2_FAPICONF",
+};
+
+int kt_tpm_set_tcti(const char *tcti, bool environment_wins)
+{
+    const char *env = environment_wins ? getenv("TPM2OPENSSL_TCTI") : NULL;
+    const char *use;
+
+    if (env != NULL && env[0] != '\0') {
+        use = env;
+        tcti_origin = "TPM2OPENSSL_TCTI";
+    } else {
+        use = tcti != NULL ? tcti : KT_TPM_DEFAULT_TCTI;
+        tcti_origin = "tpm_tcti";
+    }
+    if (strlen(use) >= sizeof(tcti_conf))
+        return -1;
+    memcpy(tcti_conf, use, strlen(use) + 1);
+    if (!environment_wins)
+        for (size_t i = 0; i < sizeof(tss_environment) / sizeof(tss_environment[0]); i++)
+            unsetenv(tss_environment[i]);
+    return setenv("TPM2OPENSSL_TCTI", tcti_conf, 1);
+}
+
+/* The TCTI in use: set once, by the front end or (when it did not) here, before any TPM access. */
+static const char *current_tcti(void)
+{
+    if (tcti_conf[0] == '\0')
+        kt_tpm_set_tcti(NULL, true);
+    return tcti_conf;
+}
+
+/* Why the device node of a device: TCTI cannot be used by this process's effective identity (the
+ * PAM helper reads keys as the user, with the user's groups). */
+static int explain_device(const char *path, kt_error *err)
 {
     struct stat st;
 
-    ERR_clear_error();
-    if (getenv("TPM2OPENSSL_TCTI") != NULL)
-        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
-                            "the TPM named by TPM2OPENSSL_TCTI does not answer");
-    if (stat(TPM_DEVICE, &st) != 0 && stat(TPM_RAW_DEVICE, &st) != 0)
+    if (stat(path, &st) != 0)
         return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
                             "no TPM on this machine (%s does not exist: is the TPM enabled in "
                             "the firmware setup?)",
-                            TPM_DEVICE);
-    if (stat(TPM_DEVICE, &st) == 0 && access(TPM_DEVICE, R_OK | W_OK) != 0) {
+                            path);
+    if (faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) != 0) {
         struct group *g = getgrgid(st.st_gid);
+        char gname[64];
 
+        if (g != NULL && g->gr_name != NULL)
+            snprintf(gname, sizeof(gname), "%s", g->gr_name);
+        else
+            snprintf(gname, sizeof(gname), "%lu", (unsigned long)st.st_gid);
         return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
-                            "no access to %s: add the user to the group '%s' (usermod -aG %s "
-                            "USER, then log in again)",
-                            TPM_DEVICE, g != NULL ? g->gr_name : "tss",
-                            g != NULL ? g->gr_name : "tss");
+                            "no access to %s for uid %lu: it is open to the group '%s' (mode "
+                            "%03o); add the user to that group (usermod -aG %s USER, then log in "
+                            "again)",
+                            path, (unsigned long)geteuid(), gname, (unsigned)(st.st_mode & 0777),
+                            gname);
     }
     return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
-                        "the tpm2 OpenSSL provider does not load (install the Debian package "
-                        "tpm2-openssl)");
+                        "the TPM at %s does not answer, or the tpm2 OpenSSL provider does not "
+                        "load (install the Debian package tpm2-openssl)",
+                        path);
+}
+
+/* Why the provider would not start: no TPM, or no access to it. */
+static int explain_no_tpm(kt_error *err)
+{
+    const char *tcti = current_tcti();
+
+    ERR_clear_error();
+    if (strncmp(tcti, "device:", 7) == 0)
+        return explain_device(tcti + 7, err);
+    return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the TPM named by %s does not answer",
+                        tcti_origin);
 }
 
 int kt_tpm_ensure_provider(kt_error *err)
 {
+    current_tcti();
     /* retain_fallbacks: the default provider stays for everything that is not the TPM's. */
     if (OSSL_PROVIDER_available(NULL, TPM_PROVIDER) ||
         OSSL_PROVIDER_try_load(NULL, TPM_PROVIDER, 1) != NULL)
@@ -184,12 +243,12 @@ out:
     return pkey;
 }
 
-/* An ESYS context on the TPM the tpm2 provider uses: TPM2OPENSSL_TCTI, else the TSS default. */
+/* An ESYS context on the TPM the tpm2 provider uses (current_tcti). */
 static int esys_open(ESYS_CONTEXT **ectx, TSS2_TCTI_CONTEXT **tcti, kt_error *err)
 {
     *ectx = NULL;
     *tcti = NULL;
-    if (Tss2_TctiLdr_Initialize(getenv("TPM2OPENSSL_TCTI"), tcti) != TSS2_RC_SUCCESS)
+    if (Tss2_TctiLdr_Initialize(current_tcti(), tcti) != TSS2_RC_SUCCESS)
         return explain_no_tpm(err);
     if (Esys_Initialize(ectx, *tcti, NULL) != TSS2_RC_SUCCESS) {
         Tss2_TctiLdr_Finalize(tcti);

@@ -18,6 +18,12 @@
 
 /* Whether ref names a TPM key ("tpm2:/path" or "handle:..."). */
 bool kt_tpm_is_ref(const char *ref);
+/* Pins the TCTI (how the TPM is reached) for this process: tcti (NULL: KT_TPM_DEFAULT_TCTI), or
+ * with environment_wins a TPM2OPENSSL_TCTI the caller set (the kontist-auth command, run by the
+ * person for themself). Without environment_wins (the PAM helper, root-owned settings only) the
+ * TSS variables of the environment are removed. Must come before the first TPM access; without a
+ * call the first access pins TPM2OPENSSL_TCTI or the default, never the TSS's own fallbacks. */
+int kt_tpm_set_tcti(const char *tcti, bool environment_wins);
 /* Makes sure the tpm2 provider is loaded (beside the default one). Errors say why there is no
  * TPM to use: none on this machine, no access to /dev/tpmrm0 (and which group grants it). */
 int kt_tpm_ensure_provider(kt_error *err);

@@ -1,6 +1,8 @@
 #include <config.h>
 
 #include <stddef.h>
+#include <string.h>
+#include <strings.h>
 
 #include "kt_util.h"
 #include "kt_validate.h"
@@ -36,9 +38,55 @@ kt_key_ref_kind kt_key_ref_classify(const char *ref)
     return ref[scheme + 1] != '\0' ? KT_KEY_REF_URI : KT_KEY_REF_INVALID;
 }
 
-bool kt_key_ref_ok(const char *ref)
+/* Whether a pkcs11: URI has an attribute called name, in its path part (separated by ';') or
+ * its query part (after '?', separated by '&'). Attribute names are compared without case: a
+ * module that read "PIN-VALUE" as the PIN must not get it past this check. */
+bool kt_key_ref_has_attr(const char *ref, const char *name)
+{
+    size_t name_len = strlen(name);
+    const char *p;
+
+    if (ref == NULL || strncasecmp(ref, "pkcs11:", 7) != 0)
+        return false;
+    p = ref + 7;
+    while (*p != '\0') {
+        size_t len = strcspn(p, ";?&");
+        size_t key_len = strcspn(p, "=;?&");
+
+        if (key_len <= len && key_len == name_len && strncasecmp(p, name, name_len) == 0)
+            return true;
+        p += len;
+        if (*p != '\0')
+            p++;
+    }
+    return false;
+}
+
+bool kt_key_ref_is_token(const char *ref)
+{
+    return ref != NULL && strncasecmp(ref, "pkcs11:", 7) == 0;
+}
+
+int kt_key_ref_check(const char *ref, kt_error *err)
 {
     kt_key_ref_kind kind = kt_key_ref_classify(ref);
 
-    return kind == KT_KEY_REF_PATH || kind == KT_KEY_REF_URI;
+    if (kind != KT_KEY_REF_PATH && kind != KT_KEY_REF_URI)
+        return kt_error_set(err, KT_ERR_CONFIG,
+                            "a key reference must be an absolute path or a URI");
+    /* A PIN in the reference would sit in the device record, the authfile, status output and
+     * possibly a command line: PINs come from pin-source files or the person, never from here. */
+    if (kt_key_ref_has_attr(ref, "pin-value"))
+        return kt_error_set(err, KT_ERR_CONFIG,
+                            "pin-value in a pkcs11: key URI is refused (a PIN never goes into a "
+                            "URI or on a command line): use pin-source=file:/path, or let the "
+                            "PIN be asked for");
+    return 0;
+}
+
+bool kt_key_ref_ok(const char *ref)
+{
+    kt_error ignored = {KT_OK, ""};
+
+    return kt_key_ref_check(ref, &ignored) == 0;
 }

@@ -93,6 +93,8 @@ static int expand_template(const char *name, int lineno, const char *tmpl, const
 static int fill_record(const char *name, int lineno, char **fields, int n, kt_device_record *rec,
                        kt_error *err)
 {
+    kt_error kerr = {KT_OK, ""};
+
     if (n == 3)
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%d: a device id needs a key reference", name,
                             lineno);
@@ -101,10 +103,15 @@ static int fill_record(const char *name, int lineno, char **fields, int n, kt_de
                             lineno);
     if (n == 4 && !kt_device_id_ok(fields[2]))
         return kt_error_set(err, KT_ERR_CONFIG, "%s:%d: malformed device id", name, lineno);
-    if (n == 4 && !kt_key_ref_ok(fields[3]))
+    if (n == 4 && kt_key_ref_check(fields[3], &kerr) != 0)
+        return kt_error_set(err, KT_ERR_CONFIG, "%s:%d: %s", name, lineno, kerr.message);
+    /* A key on this line is root's, used for whoever logs in: its PIN is root's secret, never
+     * asked of the person at the login prompt. */
+    if (n == 4 && kt_key_ref_is_token(fields[3]) && !kt_key_ref_has_attr(fields[3], "pin-source"))
         return kt_error_set(err, KT_ERR_CONFIG,
-                            "%s:%d: the key reference must be an absolute path or a URI", name,
-                            lineno);
+                            "%s:%d: a pkcs11: key on an authfile line needs pin-source=file:... "
+                            "in its URI (the PIN of a central key is never asked at login)",
+                            name, lineno);
     rec->username = strdup(fields[1]);
     if (n == 4) {
         rec->device_id = strdup(fields[2]);

@@ -4,7 +4,9 @@
  * with an empty environment and one socket as standard input and output. It reads the request
  * (wire.h), finds root's pin for the user, runs the password grant and the device challenge,
  * writes the confirmed tokens into the user's cache with the user's identity, and answers with
- * the outcome. Run by anyone else it can do only what that user could do anyway.
+ * the outcome. A key on a PKCS#11 token is opened only after the password grant succeeded; a
+ * PIN it needs is asked for through the module, once (ask_for_pin). Run by anyone else it can do
+ * only what that user could do anyway.
  *
  * It is not meant to be started by hand: it says so and exits 2 when its input is a terminal. */
 #include <config.h>
@@ -28,13 +30,14 @@
 /* Past its own flow deadline the helper ends itself, whatever it is stuck in (a slow token, a
  * cache lock): the module must never wait for it beyond login_timeout. */
 #define SELF_DEADLINE_MARGIN 3
+/* How long the helper waits for the module's answer to a PIN question: the person is typing, and
+ * the host bounds that (sshd's LoginGraceTime is 120 s); this is only the helper's own limit. */
+#define PIN_WAIT_SECONDS 120
 
 typedef struct request {
     char *buf; /* the whole request; holds the password, wiped at exit */
     size_t len;
     const char *password; /* inside buf */
-    const char *pin;      /* inside buf, pin_len bytes (not NUL-terminated) */
-    size_t pin_len;
     char op[16], user[256], home[PATH_MAX], config[PATH_MAX], authfile[PATH_MAX];
     char mfa[16];
     uid_t uid;
@@ -49,7 +52,6 @@ typedef struct answer {
     const char *kontist_user;
     const char *device_id;
     const char *cache; /* "written", "failed", "skipped" */
-    char need_pin[64]; /* a token asked for a PIN the request did not carry */
     kt_error cache_err;
     long connections;
 } answer;
@@ -109,6 +111,30 @@ static bool module_gone(void)
     return poll(&pfd, 1, 0) != 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
+/* Whether buf (len bytes) holds a whole request: the fields, the separator line and as many
+ * bytes of password as password_len says. */
+static bool request_complete(const char *buf, size_t len)
+{
+    const char *sep = strstr(buf, "\n" KT_WIRE_PASSWORD_LINE);
+    char value[16], *end = NULL;
+    size_t head, want;
+    unsigned long n;
+
+    if (sep == NULL)
+        return false;
+    head = (size_t)(sep - buf) + 1;
+    if (!kt_wire_get(buf, head, "password_len", value, sizeof(value)))
+        return true; /* malformed: parse_request says so */
+    errno = 0;
+    n = strtoul(value, &end, 10);
+    if (errno != 0 || *end != '\0' || n > KT_WIRE_MAX)
+        return true;
+    want = head + strlen(KT_WIRE_PASSWORD_LINE) + (size_t)n;
+    return len >= want;
+}
+
+/* The module keeps its end open for the PIN question (ask_for_pin): the request is read up to its
+ * own length, not to the end of the stream. */
 static int read_request(request *rq, kt_error *err)
 {
     size_t cap = KT_WIRE_MAX;
@@ -116,7 +142,7 @@ static int read_request(request *rq, kt_error *err)
     rq->buf = calloc(1, cap + 1);
     if (rq->buf == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-    for (;;) {
+    while (!request_complete(rq->buf, rq->len)) {
         ssize_t n = read(STDIN_FILENO, rq->buf + rq->len, cap - rq->len);
 
         if (n < 0 && errno == EINTR)
@@ -126,6 +152,7 @@ static int read_request(request *rq, kt_error *err)
         if (n == 0)
             break;
         rq->len += (size_t)n;
+        rq->buf[rq->len] = '\0';
         if (rq->len == cap)
             return kt_error_set(err, KT_ERR_INTERNAL, "request too long");
     }
@@ -152,7 +179,7 @@ static int parse_request(request *rq, kt_error *err)
 {
     const char *sep = strstr(rq->buf, "\n" KT_WIRE_PASSWORD_LINE);
     size_t head;
-    long uid, gid, flag = 0, pin_len = 0;
+    long uid, gid, flag = 0, password_len = 0;
     char given[4] = "", nocache[4] = "", version[8] = "";
     bool ok;
 
@@ -176,17 +203,14 @@ static int parse_request(request *rq, kt_error *err)
          get_number(rq->buf, head, "uid", 0, (long)UINT32_MAX - 1, &uid) &&
          get_number(rq->buf, head, "gid", 0, (long)UINT32_MAX - 1, &gid) &&
          get_number(rq->buf, head, "login_timeout", 0, 3600, &flag) &&
-         get_number(rq->buf, head, "pin_len", 0, KT_WIRE_PIN_MAX, &pin_len);
+         get_number(rq->buf, head, "password_len", 0, KT_WIRE_MAX, &password_len);
     if (!ok || rq->user[0] == '\0' || rq->home[0] != '/' || rq->config[0] != '/' ||
         rq->authfile[0] != '/')
         return kt_error_set(err, KT_ERR_INTERNAL, "malformed request");
-    /* The PIN comes first after the separator line, then the password. */
-    if ((size_t)pin_len > rq->len - (size_t)(rq->password - rq->buf) ||
-        memchr(rq->password, '\0', (size_t)pin_len) != NULL)
+    /* Exactly password_len bytes of password, nothing after them, no NUL inside. */
+    if ((size_t)password_len != rq->len - (size_t)(rq->password - rq->buf) ||
+        memchr(rq->password, '\0', (size_t)password_len) != NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "malformed request");
-    rq->pin = rq->password;
-    rq->pin_len = (size_t)pin_len;
-    rq->password += pin_len;
     rq->uid = (uid_t)uid;
     rq->gid = (gid_t)gid;
     rq->login_timeout = flag;
@@ -244,27 +268,111 @@ typedef struct login_to_save {
     kt_token_set *tokens;
 } login_to_save;
 
-/* Where a token's PIN comes from here: the request, once; without one the helper stops before the
- * bank is asked anything and tells the module which token wants a PIN (wire.h). */
-typedef struct pin_source {
-    const request *rq;
-    answer *ans;
-    bool used;
-} pin_source;
+/* Where a token's PIN comes from here: the module asks the person, in the PAM conversation, once
+ * the bank has accepted the password (wire.h), and only once per login. */
+typedef struct pin_asker {
+    long login_timeout;
+    bool asked;
+} pin_asker;
 
-static int pin_from_request(void *data, const char *token, char *pin, size_t size, kt_error *err)
+static int write_all(int fd, const char *data, size_t len)
 {
-    pin_source *src = data;
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
 
-    if (src->rq->pin_len > 0 && !src->used && src->rq->pin_len < size) {
-        memcpy(pin, src->rq->pin, src->rq->pin_len);
-        pin[src->rq->pin_len] = '\0';
-        src->used = true;
-        return 0;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
     }
-    if (src->rq->pin_len == 0)
-        snprintf(src->ans->need_pin, sizeof(src->ans->need_pin), "%s", token);
-    return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "token \"%s\" needs a PIN", token);
+    return 0;
+}
+
+static int read_exactly(int fd, char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = read(fd, buf, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The module's answer: a line `pin_len=N`, then N bytes of PIN (0: the conversation gave none). */
+static int read_pin_answer(char *pin, size_t size, kt_error *err)
+{
+    char line[32], *end = NULL;
+    size_t n = 0;
+    unsigned long len;
+
+    for (;;) {
+        if (n + 1 >= sizeof(line) || read_exactly(STDIN_FILENO, line + n, 1) != 0)
+            return kt_error_set(err, KT_ERR_INTERNAL, "no PIN answer from the module");
+        if (line[n] == '\n')
+            break;
+        n++;
+    }
+    line[n] = '\0';
+    if (strncmp(line, "pin_len=", 8) != 0)
+        return kt_error_set(err, KT_ERR_INTERNAL, "malformed PIN answer from the module");
+    errno = 0;
+    len = strtoul(line + 8, &end, 10);
+    if (errno != 0 || *end != '\0' || line[8] == '\0' || len > KT_WIRE_PIN_MAX || len >= size)
+        return kt_error_set(err, KT_ERR_INTERNAL, "malformed PIN answer from the module");
+    if (len == 0)
+        return kt_error_set(err, KT_ERR_CONV, "no PIN from the conversation");
+    if (read_exactly(STDIN_FILENO, pin, len) != 0) {
+        kt_wipe(pin, size);
+        return kt_error_set(err, KT_ERR_INTERNAL, "no PIN answer from the module");
+    }
+    pin[len] = '\0';
+    if (memchr(pin, '\0', len) != NULL) {
+        kt_wipe(pin, size);
+        return kt_error_set(err, KT_ERR_INTERNAL, "malformed PIN answer from the module");
+    }
+    return 0;
+}
+
+static int ask_for_pin(void *data, const char *token, char *pin, size_t size, kt_error *err)
+{
+    pin_asker *asker = data;
+    char question[128];
+    size_t len = 0;
+    int rc;
+
+    /* A token counts failed PINs: one question per login, whatever asks again. */
+    if (asker->asked)
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "token \"%s\" needs a PIN again", token);
+    asker->asked = true;
+    if (!kt_wire_add(question, sizeof(question), &len, "ask_pin", token) ||
+        write_all(STDOUT_FILENO, question, len) != 0)
+        return kt_error_set(err, KT_ERR_INTERNAL, "cannot ask the module for the PIN");
+    /* The person types now: the helper's own bound is the PIN wait, then its flow bound again. */
+    alarm(PIN_WAIT_SECONDS);
+    rc = read_pin_answer(pin, size, err);
+    alarm((unsigned)(asker->login_timeout + SELF_DEADLINE_MARGIN));
+    if (rc != 0 && err->kind == KT_ERR_CONV)
+        kt_error_set(err, KT_ERR_CONV, "no PIN for token \"%s\" from the conversation", token);
+    return rc;
+}
+
+typedef struct token_loader {
+    kt_pam_user *u;
+    pin_asker asker;
+} token_loader;
+
+static EVP_PKEY *load_token_key(void *data, kt_error *err)
+{
+    token_loader *l = data;
+
+    return kt_pam_user_load_token_key(l->u, ask_for_pin, &l->asker, err);
 }
 
 static int store_tokens(const kt_pam_user *u, void *data, kt_error *err)
@@ -295,7 +403,7 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
 {
     bool device = strcmp(rq->mfa, "device") == 0;
     kt_conv conv = {no_prompt, no_message, NULL};
-    pin_source pins = {rq, ans, false};
+    token_loader loader = {u, {0, false}};
     kt_token_set tokens;
     kt_config cfg;
     kt_ctx *ctx = NULL;
@@ -313,9 +421,15 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
     /* The alarm bounds loading the key too: a token that hangs (a slow card, a module stuck on
      * a reader) ends the helper, and the module has its answer within login_timeout. */
     alarm((unsigned)(cfg.login_timeout + SELF_DEADLINE_MARGIN));
-    kt_key_set_pin_prompt(pin_from_request, &pins);
-    rc = kt_pam_user_load(u, rq->authfile, !rq->authfile_given, device, &ans->err);
+    loader.asker.login_timeout = cfg.login_timeout;
+    /* Only root's configuration says where the TPM is: the helper's environment is empty, and
+     * would be ignored if it were not. No TSS fallback to a TCP port anyone could listen on. */
+    if (kt_key_set_tpm_tcti(cfg.tpm_tcti, false, &ans->err) != 0)
+        goto out;
+    /* No PIN can be asked for here: a token key is left out (key_on_token) and opened only once
+     * the bank has accepted the password (load_token_key). */
     kt_key_set_pin_prompt(NULL, NULL);
+    rc = kt_pam_user_load(u, rq->authfile, !rq->authfile_given, device, &ans->err);
     /* Reported even when loading failed: a pinned user stays pinned (no nouserok) whatever
      * went wrong with their device. */
     ans->pinned = u->pinned;
@@ -333,6 +447,8 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
             .password = rq->password,
             .device_id = device ? u->rec.device_id : NULL,
             .key = device ? u->key : NULL,
+            .load_key = device && u->key_on_token ? load_token_key : NULL,
+            .load_key_data = &loader,
         };
 
         rc = kt_flow_login(ctx, &params, &tokens, &ans->err);
@@ -382,8 +498,6 @@ static void send_answer(const answer *ans)
     kt_wire_add(buf, sizeof(buf), &len, "cache_reason", ans->cache_err.message);
     kt_wire_add(buf, sizeof(buf), &len, "connections", num);
     kt_wire_add(buf, sizeof(buf), &len, "reason", ans->err.message);
-    if (ans->need_pin[0] != '\0')
-        kt_wire_add(buf, sizeof(buf), &len, "need_pin", ans->need_pin);
     for (size_t off = 0; off < len;) {
         ssize_t n = write(STDOUT_FILENO, buf + off, len - off);
 

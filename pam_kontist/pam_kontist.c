@@ -107,45 +107,42 @@ static void log_cache(pam_handle_t *pamh, const auth_run *r)
     pam_syslog(pamh, LOG_WARNING, "auth user=%s token cache not written: %s", user, reason);
 }
 
-/* The device key is on a token that needs a PIN: asked once in the conversation, then the helper
- * runs again with it. A wrong PIN is the helper's error, never a reason to ask again (the token
- * counts failed attempts and locks). */
-static void run_with_pin(pam_handle_t *pamh, auth_run *r, const kt_pam_local_user *local)
+/* The device key is on a token that needs a PIN: the helper asks for it once, after the bank has
+ * accepted the password, and this asks the person in the same conversation. A wrong PIN is the
+ * helper's error, never a reason to ask again (the token counts failed attempts and locks). */
+static int ask_token_pin(void *data, const char *token, char **pin)
 {
-    char label[sizeof(r->res.need_pin)];
-    char *pin = NULL;
+    pam_handle_t *pamh = data;
+    char label[64];
+    char *answer = NULL;
     int rc;
 
+    *pin = NULL;
     /* The label comes from the token: only printable ASCII of it reaches the prompt. */
-    kt_pam_log_escape_text(r->res.need_pin, label, sizeof(label));
-    rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &pin, "PIN for token \"%s\": ", label);
-    if (rc != PAM_SUCCESS || pin == NULL || pin[0] == '\0') {
-        if (pin != NULL) {
-            explicit_bzero(pin, strlen(pin));
-            free(pin);
+    kt_pam_log_escape_text(token, label, sizeof(label));
+    rc = pam_prompt(pamh, PAM_PROMPT_ECHO_OFF, &answer, "PIN for token \"%s\": ", label);
+    if (rc != PAM_SUCCESS || answer == NULL || answer[0] == '\0') {
+        if (answer != NULL) {
+            explicit_bzero(answer, strlen(answer));
+            free(answer);
         }
-        memset(&r->res.err, 0, sizeof(r->res.err));
-        kt_error_set(&r->res.err, KT_ERR_CONV, "no PIN for token \"%s\" from the conversation",
-                     label);
-        return;
+        return -1;
     }
-    kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, local, r->password, pin, &r->res);
-    explicit_bzero(pin, strlen(pin));
-    free(pin);
+    *pin = answer;
+    return 0;
 }
 
 static int authenticate(pam_handle_t *pamh, auth_run *r)
 {
     kt_pam_local_user local;
+    kt_pam_pin_asker pins = {ask_token_pin, pamh};
 
     if (get_user(pamh, r) != 0 || get_password(pamh, r) != 0)
         return kt_pam_code_for_error(r->res.err.kind, false);
     /* A user the system does not know is no user nouserok could let through. */
     if (lookup_user(pamh, r->pam_user, &local, &r->res.err) != 0)
         return PAM_USER_UNKNOWN;
-    kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, &local, r->password, NULL, &r->res);
-    if (r->res.err.kind != KT_OK && r->res.need_pin[0] != '\0')
-        run_with_pin(pamh, r, &local);
+    kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, &local, r->password, &pins, &r->res);
     if (r->res.err.kind == KT_OK) {
         log_cache(pamh, r);
         return PAM_SUCCESS;

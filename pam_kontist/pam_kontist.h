@@ -101,16 +101,23 @@ typedef struct kt_pam_result {
     char cache[16]; /* "written", "failed", "skipped" or "" */
     char cache_reason[256];
     char connections[16];
-    char need_pin[64]; /* the label of a token that needs a PIN the request did not carry */
 } kt_pam_result;
+
+/* How the module asks the person for a token's PIN when the helper needs one (wire.h): *pin is
+ * malloc'd (the caller wipes and frees it); -1 when the conversation gives none. */
+typedef struct kt_pam_pin_asker {
+    int (*ask)(void *data, const char *token, char **pin);
+    void *data;
+} kt_pam_pin_asker;
 
 /* Runs kontist-pam-helper for one operation and waits for its answer, at most login_timeout plus
  * a margin; a helper that does not answer in time is killed, and it, like one that dies without
  * answering, is KT_ERR_INTERNAL (never an outage: a stopped or starved host is no fallback).
- * password may be NULL (logout); pin is the device token's PIN, NULL when none was asked for.
- * Always fills res. */
+ * password may be NULL (logout). pins (NULL: none can be asked) is used at most once, when the
+ * helper asks for a token PIN after the bank accepted the password; the wait starts again after
+ * it. Always fills res. */
 void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
-                       const char *password, const char *pin, kt_pam_result *res);
+                       const char *password, const kt_pam_pin_asker *pins, kt_pam_result *res);
 
 /* --- logging (log.c) ------------------------------------------------------------------------ */
 

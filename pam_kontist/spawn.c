@@ -88,7 +88,7 @@ static bool add_number(char *buf, size_t size, size_t *len, const char *key, uns
 }
 
 static int build_request(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
-                         size_t pin_len, char *buf, size_t size, size_t *len, kt_error *err)
+                         size_t password_len, char *buf, size_t size, size_t *len, kt_error *err)
 {
     bool ok = true;
 
@@ -109,7 +109,7 @@ static int build_request(const kt_pam_args *args, kt_pam_op op, const kt_pam_loc
     ok = ok && kt_wire_add(buf, size, len, "mfa", kt_pam_mfa_name(args->mfa));
     ok = ok && add_number(buf, size, len, "login_timeout", (unsigned long)args->login_timeout);
     ok = ok && kt_wire_add(buf, size, len, "nocache", args->nocache ? "1" : "0");
-    ok = ok && add_number(buf, size, len, "pin_len", (unsigned long)pin_len);
+    ok = ok && add_number(buf, size, len, "password_len", (unsigned long)password_len);
     if (!ok || *len + strlen(KT_WIRE_PASSWORD_LINE) >= size)
         return kt_error_set(err, KT_ERR_INTERNAL, "request for the helper too long");
     memcpy(buf + *len, KT_WIRE_PASSWORD_LINE, strlen(KT_WIRE_PASSWORD_LINE));
@@ -133,12 +133,14 @@ static int send_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-/* Reads the answer until the helper closes its end or the deadline passes. Returns the length,
- * -1 on error, -2 on timeout. */
-static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms)
+/* Reads the answer until the helper closes its end or the deadline passes, or until it has asked
+ * a whole PIN question (*question set: the buffer holds that one line). Returns the length, -1 on
+ * error, -2 on timeout. */
+static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms, bool *question)
 {
-    size_t len = 0;
+    size_t len = 0, ask_len = strlen(KT_WIRE_ASK_PIN);
 
+    *question = false;
     for (;;) {
         uint64_t now = kt_now_ms();
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -164,6 +166,12 @@ static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms)
         if (n == 0)
             break;
         len += (size_t)n;
+        /* The helper waits after a question: it is complete with its newline. */
+        if (len > ask_len && memcmp(buf, KT_WIRE_ASK_PIN, ask_len) == 0 &&
+            memchr(buf, '\n', len) != NULL) {
+            *question = true;
+            break;
+        }
     }
     buf[len] = '\0';
     return (ssize_t)len;
@@ -290,7 +298,6 @@ static void parse_answer(const char *buf, size_t len, kt_pam_result *res)
     kt_wire_get(buf, len, "cache", res->cache, sizeof(res->cache));
     kt_wire_get(buf, len, "cache_reason", res->cache_reason, sizeof(res->cache_reason));
     kt_wire_get(buf, len, "connections", res->connections, sizeof(res->connections));
-    kt_wire_get(buf, len, "need_pin", res->need_pin, sizeof(res->need_pin));
     if (strcmp(kind, "ok") != 0) {
         kt_wire_get(buf, len, "reason", res->err.message, sizeof(res->err.message));
         /* An answer that names no known kind is a failure all the same, never a success. */
@@ -328,22 +335,64 @@ static int reap(pid_t pid, bool kill_it)
     }
 }
 
-static void talk(int sock, pid_t pid, const char *request, size_t request_len, const char *pin,
-                 const char *password, uint64_t deadline_ms, kt_pam_result *res)
+/* Answers the helper's PIN question (the one line in question) with the person's PIN, or with
+ * none when the conversation gives none. Returns -1 when the answer cannot be sent. */
+static int answer_pin_question(int sock, const char *question, size_t len,
+                               const kt_pam_pin_asker *pins)
+{
+    char label[128], head[32];
+    char *pin = NULL;
+    size_t pin_len = 0;
+    int rc;
+
+    if (!kt_wire_get(question, len, "ask_pin", label, sizeof(label)))
+        label[0] = '\0';
+    if (pins != NULL && pins->ask(pins->data, label, &pin) == 0 && pin != NULL)
+        pin_len = strlen(pin);
+    if (pin_len > KT_WIRE_PIN_MAX)
+        pin_len = 0; /* too long for any token: sent as none, the helper says so */
+    snprintf(head, sizeof(head), "pin_len=%zu\n", pin_len);
+    rc = send_all(sock, head, strlen(head)) == 0 &&
+                 (pin_len == 0 || send_all(sock, pin, pin_len) == 0)
+             ? 0
+             : -1;
+    if (pin != NULL) {
+        explicit_bzero(pin, strlen(pin));
+        free(pin);
+    }
+    return rc;
+}
+
+static void talk(int sock, pid_t pid, const char *request, size_t request_len, const char *password,
+                 const kt_pam_pin_asker *pins, long timeout, uint64_t deadline_ms,
+                 kt_pam_result *res)
 {
     char answer[KT_WIRE_MAX];
     ssize_t n;
     int status;
+    bool question, asked = false;
 
     if (send_all(sock, request, request_len) != 0 ||
-        (pin != NULL && send_all(sock, pin, strlen(pin)) != 0) ||
-        (password != NULL && send_all(sock, password, strlen(password)) != 0) ||
-        shutdown(sock, SHUT_WR) != 0) {
+        (password != NULL && send_all(sock, password, strlen(password)) != 0)) {
         reap(pid, true);
         kt_error_set(&res->err, KT_ERR_INTERNAL, "cannot send the request to the helper");
         return;
     }
-    n = read_answer(sock, answer, sizeof(answer), deadline_ms);
+    for (;;) {
+        n = read_answer(sock, answer, sizeof(answer), deadline_ms, &question);
+        if (n < 0 || !question)
+            break;
+        /* One PIN question per login, never more: a second is a broken helper. */
+        if (asked || answer_pin_question(sock, answer, (size_t)n, pins) != 0) {
+            reap(pid, true);
+            kt_error_set(&res->err, KT_ERR_INTERNAL,
+                         asked ? "the helper asked for a PIN twice" : "cannot send the PIN");
+            return;
+        }
+        asked = true;
+        /* The person took their time: the helper's flow has its own bound again from here. */
+        deadline_ms = kt_now_ms() + (uint64_t)(timeout + HELPER_GRACE_SECONDS) * 1000u;
+    }
     status = reap(pid, n < 0);
     /* The helper bounds every network wait itself and says "unavailable" when the bank does not
      * answer in time. A helper still silent after that is stuck on something else, which the
@@ -372,7 +421,7 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len, c
 }
 
 void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
-                       const char *password, const char *pin, kt_pam_result *res)
+                       const char *password, const kt_pam_pin_asker *pins, kt_pam_result *res)
 {
     char request[KT_WIRE_MAX];
     size_t request_len = 0;
@@ -384,12 +433,8 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     int sv[2], exe;
 
     memset(res, 0, sizeof(*res));
-    if (pin != NULL && strlen(pin) > KT_WIRE_PIN_MAX) {
-        kt_error_set(&res->err, KT_ERR_KEY_UNUSABLE, "the token PIN is too long");
-        return;
-    }
-    if (build_request(args, op, user, pin != NULL ? strlen(pin) : 0, request, sizeof(request),
-                      &request_len, &res->err) != 0)
+    if (build_request(args, op, user, password != NULL ? strlen(password) : 0, request,
+                      sizeof(request), &request_len, &res->err) != 0)
         return;
     exe = open_helper(args->helper, &res->err);
     if (exe < 0)
@@ -418,7 +463,7 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     if (pid < 0)
         kt_error_set(&res->err, KT_ERR_INTERNAL, "fork: %s", strerror(errno));
     else
-        talk(sv[0], pid, request, request_len, pin, password, deadline_ms, res);
+        talk(sv[0], pid, request, request_len, password, pins, timeout, deadline_ms, res);
     close(sv[0]);
     sigaction(SIGCHLD, &saved, NULL);
 }

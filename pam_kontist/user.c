@@ -38,7 +38,9 @@ int kt_pam_as_user(const kt_pam_user *u, int (*fn)(const kt_pam_user *, void *, 
                    void *data, kt_error *err)
 {
     as_user_call call = {u, fn, data};
-    int rc = kt_privs_run_as(u->uid, u->gid, call_as_user, &call, err);
+    /* With every group of the user's: a key reached through a group (the TPM's device node,
+     * open to `tss`) must load here as it does in the user's own session. */
+    int rc = kt_privs_run_as_user(u->name, u->uid, u->gid, call_as_user, &call, err);
 
     /* The kernel clears the parent-death signal whenever the effective identity changes: arm it
      * again, and stop if the module died in the meantime. */
@@ -88,6 +90,7 @@ static int load_own_device(kt_pam_user *u, bool need_key, kt_error *err)
         d.sel.rec.device_id = d.sel.rec.key_ref = NULL;
         u->key = d.sel.key;
         d.sel.key = NULL;
+        u->key_on_token = d.sel.key_on_token;
     }
     kt_device_selection_free(&d.sel);
     return rc;
@@ -99,8 +102,67 @@ static int load_central_key(kt_pam_user *u, kt_error *err)
     kt_owner_policy owners;
 
     kt_pam_trusted_owners(&owners);
+    if (kt_key_ref_is_token(u->rec.key_ref)) {
+        /* Root's token key is opened after the password, like any token; its PIN is root's and
+         * comes from its pin-source file, never from the person logging in. */
+        if (!kt_key_ref_has_attr(u->rec.key_ref, "pin-source"))
+            return kt_error_set(err, KT_ERR_CONFIG,
+                                "the authfile's pkcs11: key needs pin-source=file:... in its URI "
+                                "(the PIN of a central key is never asked at login)");
+        u->key_on_token = true;
+        u->key_central = true;
+        return 0;
+    }
     u->key = kt_key_load(u->rec.key_ref, &owners, err);
     return u->key != NULL ? 0 : -1;
+}
+
+typedef struct token_load {
+    kt_key_pin_fn ask;
+    void *ask_data;
+    EVP_PKEY *key;
+} token_load;
+
+/* As the user, like every key of the user's own device: the module, the token and any pin-source
+ * file are opened with the user's rights. */
+static int load_token_as_user(const kt_pam_user *u, void *data, kt_error *err)
+{
+    token_load *t = data;
+    kt_owner_policy owners;
+
+    user_owners(u, &owners);
+    kt_key_set_pin_prompt(t->ask, t->ask_data);
+    t->key = kt_key_load(u->rec.key_ref, &owners, err);
+    kt_key_set_pin_prompt(NULL, NULL);
+    return t->key != NULL ? 0 : -1;
+}
+
+EVP_PKEY *kt_pam_user_load_token_key(kt_pam_user *u, kt_key_pin_fn ask, void *ask_data,
+                                     kt_error *err)
+{
+    token_load t = {ask, ask_data, NULL};
+
+    if (u->key != NULL)
+        return u->key;
+    if (!u->key_on_token) {
+        kt_error_set(err, KT_ERR_INTERNAL, "no token key to load");
+        return NULL;
+    }
+    if (u->key_central) {
+        kt_owner_policy owners;
+
+        kt_pam_trusted_owners(&owners);
+        /* No prompt at all: a central key without a usable pin-source fails. */
+        kt_key_set_pin_prompt(NULL, NULL);
+        u->key = kt_key_load(u->rec.key_ref, &owners, err);
+        return u->key;
+    }
+    if (kt_pam_as_user(u, load_token_as_user, &t, err) != 0) {
+        EVP_PKEY_free(t.key);
+        return NULL;
+    }
+    u->key = t.key;
+    return u->key;
 }
 
 int kt_pam_user_load(kt_pam_user *u, const char *authfile, bool authfile_missing_ok, bool need_key,

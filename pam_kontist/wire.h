@@ -1,15 +1,19 @@
 /* What pam_kontist.so and kontist-pam-helper say to each other over their socket.
  *
- * The module sends a request: `key=value` lines, then a line `password`, then the secrets' raw
- * bytes up to the end of the stream: first the token PIN (`pin_len` bytes, 0 when there is
- * none), then the password. The helper answers with `key=value` lines. Values are one line
- * each; neither side ever puts a token or the client secret on the wire, and the password and
- * the PIN go only from the module to the helper.
+ * The module sends a request: `key=value` lines (`password_len` among them), then a line
+ * `password`, then exactly password_len bytes of password. It keeps its end open: the helper reads
+ * the request up to that length, not to the end of the stream.
  *
- * A device key on a PKCS#11 token that needs a PIN the request did not carry (and its URI has no
- * pin-source) ends the helper before the bank is asked anything, with `need_pin=TOKEN LABEL` in
- * its answer. The module may then ask for the PIN once, in the PAM conversation, and run the
- * helper again with it; never more than once per authentication (a token counts failed PINs). */
+ * At most once per request, and only after the bank has accepted the password, the helper may
+ * ask for the PIN of the token that holds the user's own device key (one that needs a PIN its URI
+ * does not source): a line `ask_pin=TOKEN LABEL`. The module asks the person in the PAM
+ * conversation and answers with a line `pin_len=N` and N bytes of PIN (N = 0: the conversation
+ * gave none). A second question is a broken helper, never answered (a token counts failed PINs).
+ * A wrong password therefore never brings a PIN prompt and never reaches the token.
+ *
+ * The helper ends with its answer: `key=value` lines up to the end of the stream. Values are one
+ * line each; neither side ever puts a token or the client secret on the wire, and the password
+ * and the PIN go only from the module to the helper. */
 #ifndef KT_WIRE_H
 #define KT_WIRE_H
 
@@ -20,11 +24,13 @@
 #define KT_WIRE_MAX 16384
 /* The request format's version: the first field of every request; the helper refuses others, so
  * a module and a helper from different builds fail closed instead of misreading each other. */
-#define KT_WIRE_VERSION "2"
+#define KT_WIRE_VERSION "3"
 /* The longest token PIN the module sends and the helper accepts. */
 #define KT_WIRE_PIN_MAX 256
 /* The line that separates the request's fields from the password. */
 #define KT_WIRE_PASSWORD_LINE "password\n"
+/* The start of the helper's PIN question (`ask_pin=LABEL\n`). */
+#define KT_WIRE_ASK_PIN "ask_pin="
 
 /* Appends `key=value\n` to buf (of size size, holding *len bytes). A value with a newline or a
  * NUL is cut at it; false when the line does not fit. */

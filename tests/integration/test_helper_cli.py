@@ -582,8 +582,9 @@ def test_status_shows_everything_but_secrets(kenv):
 
 
 def test_status_hides_the_pin_of_a_key_uri(kenv):
-    """A key URI may carry the PIN of a token (RFC 7512 pin-value): status names the key but
-    never prints the PIN."""
+    """A key URI may carry the PIN of a token (RFC 7512 pin-value): a device record with one is
+    refused (PINs never in URIs), and status says why without ever printing the PIN; a URI
+    without one is shown with its kind."""
     pin = "739146"
     uri = f"pkcs11:token=kt;object=device;pin-value={pin}?pin-value={pin}&module-name=p11"
     kenv.config_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -591,10 +592,17 @@ def test_status_hides_the_pin_of_a_key_uri(kenv):
                                             "key": uri, "name": "hsm"}))
     kenv.record_file.chmod(0o600)
     r = kenv.run("status")
-    assert "device:        dev-1" in r.stdout, r.stdout
-    assert "device key:    pkcs11:token=kt;object=device;pin-value=" in r.stdout, r.stdout
-    assert "module-name=p11" in r.stdout
+    assert "device:        unusable record" in r.stdout, r.stdout
+    assert "pin-value in a pkcs11: key URI is refused" in r.stdout, r.stdout
     assert pin not in r.stdout + r.stderr
+
+    uri = "pkcs11:token=kt;object=device?module-name=p11"
+    kenv.record_file.write_text(json.dumps({"username": DEMO_USER, "device_id": "dev-1",
+                                            "key": uri, "name": "hsm"}))
+    r = kenv.run("status")
+    assert "device:        dev-1" in r.stdout, r.stdout
+    assert "device key:    pkcs11:token=kt;object=device?module-name=p11" in r.stdout, r.stdout
+    assert "(pkcs11)" in r.stdout, r.stdout
 
 
 def test_status_when_not_logged_in_exits_3(kenv):

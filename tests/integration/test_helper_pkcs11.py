@@ -12,7 +12,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from test_helper_env import EXIT_MFA, EXIT_OK, kenv  # noqa: F401 (fixture)
+from conftest import DEMO_PASSWORD, DEMO_USER
+from test_helper_env import EXIT_AUTH, EXIT_MFA, EXIT_OK, EXIT_USAGE, kenv  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -186,8 +187,10 @@ def test_a_key_not_on_p256_is_refused(penv, token):
 def test_a_pin_in_the_uri_is_refused(penv, token):
     token.keypair("EC:prime256v1", "d4", "k")
     r = penv.enroll("--pkcs11", token.uri("object=k") + f"&pin-value={PIN}")
-    assert r.returncode == EXIT_MFA, r.stderr
-    assert "pin-value in a key URI is refused" in r.stderr
+    # refused when the reference is checked, before the token or the bank is asked anything
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert "pin-value in a pkcs11: key URI is refused" in r.stderr
+    assert "use pin-source=file:/path" in r.stderr
     assert PIN not in r.stderr
     assert_nothing_written(penv)
 
@@ -269,18 +272,33 @@ def test_the_pin_is_asked_on_the_terminal_without_echo(penv, token):
         record = json.loads(penv.record_file.read_text())
         assert record["key"] == uri
 
-        # A wrong PIN at login: one prompt, an error before the password is asked or anything
-        # is sent, no second try.
+        # A wrong password at login: no PIN prompt at all, the token is not touched.
+        terminal.output = b""
         before = len(penv.mock.requests())
         proc = terminal.run(penv, "login")
+        terminal.read_until(f"Kontist password for {DEMO_USER}: ".encode(), timeout=30)
+        terminal.type("not the password\n")
+        out, err = proc.communicate(timeout=60)
+        terminal.drain()
+        assert proc.returncode == EXIT_AUTH, err
+        assert b"PIN for token" not in terminal.output
+        assert [q["endpoint"] for q in penv.mock.requests()[before:]] == ["token"]
+
+        # A wrong PIN at login: asked once, after the bank accepted the password; no second try
+        # and nothing sent after it.
+        terminal.output = b""
+        before = len(penv.mock.requests())
+        proc = terminal.run(penv, "login")
+        terminal.read_until(f"Kontist password for {DEMO_USER}: ".encode(), timeout=30)
+        terminal.type(DEMO_PASSWORD + "\n")
         terminal.read_until(b"PIN for token", timeout=30)
         terminal.type("000000\n")
         out, err = proc.communicate(timeout=60)
         terminal.drain()
         assert proc.returncode == EXIT_MFA, err
         assert b"wrong PIN" in err, err
-        assert terminal.output.count(b"PIN for token") == 2
-        assert b"Kontist password" not in terminal.output
-        assert penv.mock.requests()[before:] == []
+        assert terminal.output.count(b"PIN for token") == 1
+        assert terminal.output.index(b"Kontist password") < terminal.output.index(b"PIN for")
+        assert [q["endpoint"] for q in penv.mock.requests()[before:]] == ["token"]
     finally:
         terminal.close()

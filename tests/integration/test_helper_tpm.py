@@ -337,3 +337,34 @@ def test_enroll_tpm_handle_keeps_the_key_persistent(plain_tenv, tpm):
     assert f"TPM handle {handle} already holds a key" in r.stderr, r.stderr
     assert json.loads(tenv.record_file.read_text()) == record
     assert _handle_in_use(tpm, handle)
+
+
+def test_the_tpm_comes_from_tpm_tcti_without_the_environment(plain_tenv, tpm, tmp_path):
+    """Without TPM2OPENSSL_TCTI, kontist-auth reaches the TPM that tpm_tcti names (and nothing
+    else: without the setting it is /dev/tpmrm0, never the TSS's search); with it, the person's
+    own variable wins."""
+    tenv = plain_tenv
+    tenv.env.pop("TPM2OPENSSL_TCTI")
+    r = tenv.login("--no-device")
+    assert r.returncode == EXIT_OK, r.stderr
+    tenv.write_config(tpm_tcti=tpm.tcti)
+    r = tenv.enroll("--tpm", timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_OK, r.stderr
+    before = len(tenv.mock.requests())
+    r = tenv.login(timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_OK, r.stderr
+    assert [q["endpoint"] for q in tenv.mock.requests()[before:]] == [
+        "token", "challenge_create", "challenge_verify"]
+
+    # The person's TPM2OPENSSL_TCTI wins over the setting: here a TPM where nothing answers.
+    port, _ = _free_port_pair()
+    r = tenv.login(env={"TPM2OPENSSL_TCTI": f"swtpm:host=127.0.0.1,port={port}"},
+                   timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "the TPM named by TPM2OPENSSL_TCTI does not answer" in r.stderr, r.stderr
+
+    # No setting, no variable: /dev/tpmrm0 only.
+    tenv.write_config()
+    r = tenv.login(timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert "/dev/tpmrm0" in r.stderr, r.stderr

@@ -6,14 +6,20 @@ The PKCS#11 module the keys name is tests/pkcs11/p11shim (built by `make check`)
 every call on to SoftHSM2, configured by a file next to it (the helper's environment is empty,
 so SOFTHSM2_CONF cannot reach SoftHSM2 any other way), and can lock the PIN or hang.
 
-The helper runs with an empty environment, as it always does: it finds the TPM the way the
-TPM software stack does by default (the kernel's /dev/tpmrm0, else a simulator on
-127.0.0.1:2321), so the swtpm here listens on that port.  Needs swtpm, tpm2-openssl and
-libtss2-tcti-swtpm0 (scripts/install-deps).
+The helper runs with an empty environment, as it always does, and reaches the TPM only through
+the tpm_tcti setting of root's kontist.conf (default device:/dev/tpmrm0): never through the TPM
+software stack's own fallbacks, the last of which is a simulator on 127.0.0.1:2321, a port any
+local user could listen on.  The swtpm here listens on exactly that port, to show that nothing
+reaches it unless the setting names it.  Needs swtpm, tpm2-openssl and libtss2-tcti-swtpm0
+(scripts/install-deps).
+
+PKCS#11 token PINs are asked for, and the token logged in to, only after the bank accepted the
+password: the shim counts C_Login calls to show it.
 """
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from pam_support import PamWorld
+from pam_support import DEMO_USER, PamWorld
 from test_helper_env import EXIT_OK, HelperEnv
 from test_helper_pkcs11 import MODULE, PIN, TOKEN, SoftToken
 
@@ -66,11 +72,24 @@ def default_swtpm(tmp_path):
         proc.wait()
 
 
-def test_tpm_key_confirms_a_pam_login(default_swtpm, tmp_path, mock, build_dir):
+DEFAULT_TCTI = f"swtpm:host=127.0.0.1,port={DEFAULT_SWTPM_PORT}"
+
+
+def dead_tcti():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"swtpm:host=127.0.0.1,port={s.getsockname()[1]}"
+
+
+@pytest.fixture
+def tpm_world(default_swtpm, tmp_path, mock, build_dir):
+    """A key born in the swtpm on the TSS's fallback port, enrolled by kontist-auth (told where
+    the TPM is by TPM2OPENSSL_TCTI: its own process, the person's own choice)."""
     kenv = HelperEnv(tmp_path / "k", mock, build_dir)
     kenv.env.update({k: v for k, v in os.environ.items()
                      if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")})
     kenv.env["TSS2_LOG"] = "all+none"
+    kenv.env["TPM2OPENSSL_TCTI"] = DEFAULT_TCTI
     r = kenv.login("--no-device")
     assert r.returncode == EXIT_OK, r.stderr
     r = kenv.enroll("--tpm", timeout=60)
@@ -82,13 +101,57 @@ def test_tpm_key_confirms_a_pam_login(default_swtpm, tmp_path, mock, build_dir):
     world.users["tpmuser"] = (os.geteuid(), os.getegid(), kenv.home)
     world._write_nss()
     world.pin("tpmuser")
+    return world, record
+
+
+def use_tcti(world, tcti):
+    world.config = world.write_config(extra=f"tpm_tcti = {tcti}\n" if tcti else "")
     world.service("kontist")
+
+
+# Everything through which a PAM application's caller could point a TSS at another TPM.
+HOSTILE_TSS_ENV = ("TPM2OPENSSL_TCTI", "TPM2TOOLS_TCTI", "TCTI", "TSS2_TCTI")
+
+
+def test_tpm_key_confirms_a_pam_login_through_the_tcti_setting(tpm_world, mock):
+    world, record = tpm_world
+    use_tcti(world, DEFAULT_TCTI)
     since = len(mock.requests())
-    run = world.run("kontist", "tpmuser")
+    # The caller's environment names a TPM where nothing answers: it must not matter.
+    dead = dead_tcti()
+    run = world.run("kontist", "tpmuser", extra_env={k: dead for k in HOSTILE_TSS_ENV})
     assert run.code == "PAM_SUCCESS", run
     assert [q["endpoint"] for q in mock.requests()[since:]] == [
         "token", "challenge_create", "challenge_verify"]
     assert run.attempt()["device"] == record["device_id"]
+
+
+def test_the_callers_tss_environment_is_ignored(tpm_world, mock):
+    world, record = tpm_world
+    # The setting names a TPM where nothing answers; the caller's environment names the one
+    # that holds the key. The setting decides: the login fails.
+    use_tcti(world, dead_tcti())
+    since = len(mock.requests())
+    run = world.run("kontist", "tpmuser", extra_env={k: DEFAULT_TCTI for k in HOSTILE_TSS_ENV})
+    assert run.code == "PAM_CRED_INSUFFICIENT", run
+    assert mock.requests()[since:] == []
+    assert "the TPM named by tpm_tcti does not answer" in " ".join(
+        m for _, m in run.syslog), run.syslog
+
+
+def test_without_the_setting_nothing_falls_back_to_the_simulator_port(tpm_world, mock):
+    world, record = tpm_world
+    # No tpm_tcti: the kernel's /dev/tpmrm0 and nothing else, although a TPM answers on
+    # 127.0.0.1:2321 (where the TPM software stack would look last by itself).
+    use_tcti(world, None)
+    since = len(mock.requests())
+    run = world.run("kontist", "tpmuser")
+    assert run.code == "PAM_CRED_INSUFFICIENT", run
+    assert mock.requests()[since:] == []
+    log = " ".join(m for _, m in run.syslog)
+    assert "/dev/tpmrm0" in log, run.syslog
+    if not os.path.exists("/dev/tpmrm0"):
+        assert "no TPM on this machine (/dev/tpmrm0 does not exist" in log, run.syslog
 
 
 class ShimToken(SoftToken):
@@ -103,10 +166,18 @@ class ShimToken(SoftToken):
         self.set_mode(None)
 
     def set_mode(self, mode):
-        lines = [f"module {MODULE}", f"env SOFTHSM2_CONF={self.conf}"]
+        self.logins_file = self.root / "logins"
+        lines = [f"module {MODULE}", f"env SOFTHSM2_CONF={self.conf}",
+                 f"count {self.logins_file}"]
         if mode:
             lines.append(f"mode {mode}")
         Path(f"{self.shim}.conf").write_text("\n".join(lines) + "\n")
+
+    def logins(self):
+        """How many times the token was asked to log in (C_Login), by anyone."""
+        if not self.logins_file.exists():
+            return 0
+        return len(self.logins_file.read_text().splitlines())
 
     def shim_uri(self, *attrs, pin_file=None):
         return self.uri(*attrs, pin_file=pin_file, module=self.shim)
@@ -173,24 +244,42 @@ def pkcs11_tool_key_world(shim_token, tmp_path, mock, build_dir):
     return kenv, world
 
 
-def test_the_pin_is_asked_once_in_the_conversation(pkcs11_tool_key_world, mock):
+def test_the_pin_is_asked_once_in_the_conversation(pkcs11_tool_key_world, shim_token, mock):
     kenv, world = pkcs11_tool_key_world
     since = len(mock.requests())
+    logins = shim_token.logins()
     run = world.run("kontist", "hwuser", pin=PIN)
     assert run.code == "PAM_SUCCESS", run
     assert [p["msg"] for p in pin_prompts(run)] == [f'PIN for token "{TOKEN}": ']
-    # one password grant: the first helper stopped before the bank was asked anything
+    # the password first, then the PIN: one helper run, one password grant, one token login
+    assert [p["msg"] for p in run.prompts].index(pin_prompts(run)[0]["msg"]) > 0
     assert [q["endpoint"] for q in mock.requests()[since:]] == [
         "token", "challenge_create", "challenge_verify"]
+    assert shim_token.logins() - logins == 1
 
 
-def test_a_wrong_pin_fails_without_asking_again(pkcs11_tool_key_world, mock):
+def test_a_wrong_password_brings_no_pin_prompt_and_no_token_login(pkcs11_tool_key_world,
+                                                                    shim_token, mock):
     kenv, world = pkcs11_tool_key_world
     since = len(mock.requests())
+    logins = shim_token.logins()
+    run = world.run("kontist", "hwuser", password="not the password", pin=PIN)
+    assert run.code == "PAM_AUTH_ERR", run
+    assert pin_prompts(run) == []
+    assert shim_token.logins() == logins  # the token's PIN retry counter is not touched
+    assert [q["endpoint"] for q in mock.requests()[since:]] == ["token"]
+
+
+def test_a_wrong_pin_fails_without_asking_again(pkcs11_tool_key_world, shim_token, mock):
+    kenv, world = pkcs11_tool_key_world
+    since = len(mock.requests())
+    logins = shim_token.logins()
     run = world.run("kontist", "hwuser", pin="999999")
     assert run.code == "PAM_CRED_INSUFFICIENT", run
     assert len(pin_prompts(run)) == 1
-    assert mock.requests()[since:] == []
+    assert shim_token.logins() - logins == 1
+    # the password was accepted first; nothing after the wrong PIN
+    assert [q["endpoint"] for q in mock.requests()[since:]] == ["token"]
     assert "wrong PIN" in " ".join(m for _, m in run.syslog), run.syslog
 
 
@@ -207,7 +296,7 @@ def test_a_locked_token_fails_without_a_prompt(pkcs11_tool_key_world, shim_token
     run = world.run("kontist", "hwuser", pin=PIN)
     assert run.code == "PAM_CRED_INSUFFICIENT", run
     assert pin_prompts(run) == []
-    assert mock.requests()[since:] == []
+    assert [q["endpoint"] for q in mock.requests()[since:]] == ["token"]
     assert "is locked" in " ".join(m for _, m in run.syslog), run.syslog
 
 
@@ -220,3 +309,53 @@ def test_a_hanging_token_is_bounded_by_login_timeout(pkcs11_tool_key_world, shim
     assert run.code != "PAM_SUCCESS", run
     # login_timeout=3: the helper's own deadline (3 s more) ends it, well before the module's
     assert 3 <= run.elapsed < 3 + 3 + 4, run.elapsed
+
+
+def test_the_prompts_before_the_password_is_checked_are_the_same_for_everyone(
+        pkcs11_tool_key_world, tmp_path, mock):
+    """A wrong password gets the same prompts whether the account is unknown, has no hardware
+    key or has a key on a token: nothing tells a prober which accounts have a token."""
+    kenv, world = pkcs11_tool_key_world
+    world.enroll(world.add_user("filekey"))
+    prompts = {}
+    for user in ("nosuchuser", "filekey", "hwuser"):
+        run = world.run("kontist", user, password="not the password", pin=PIN)
+        assert run.code in ("PAM_AUTH_ERR", "PAM_USER_UNKNOWN"), run
+        prompts[user] = [(p["style"], p["msg"]) for p in run.prompts]
+    assert prompts["hwuser"] == prompts["filekey"] == prompts["nosuchuser"], prompts
+    assert len(prompts["hwuser"]) == 1, prompts
+
+
+def test_an_authfile_token_key_without_pin_source_is_a_config_error(shim_token, tmp_path,
+                                                                     mock, build_dir):
+    kenv, world = enrolled_world(
+        tmp_path, mock, build_dir, "--pkcs11",
+        shim_token.shim_uri("object=kontist", pin_file=shim_token.pin_file), "--generate")
+    record = json.loads(kenv.record_file.read_text())
+    key = re.sub(r"pin-source=[^&]*&?", "", record["key"]).rstrip("?&")
+    assert "pin-source" not in key
+    world.pin_lines["hwuser"] = f"{DEMO_USER} {record['device_id']} {key}"
+    world._write_pins()
+    since = len(mock.requests())
+    logins = shim_token.logins()
+    run = world.run("kontist", "hwuser", pin=PIN)
+    assert run.code not in ("PAM_SUCCESS", "PAM_IGNORE"), run
+    assert run.attempt()["error"] == "config", run.attempt()
+    assert pin_prompts(run) == []
+    assert shim_token.logins() == logins
+    assert mock.requests()[since:] == []
+    assert "needs pin-source" in " ".join(m for _, m in run.syslog), run.syslog
+
+
+def test_an_authfile_token_key_with_pin_source_confirms_without_a_prompt(shim_token, tmp_path,
+                                                                          mock, build_dir):
+    kenv, world = enrolled_world(
+        tmp_path, mock, build_dir, "--pkcs11",
+        shim_token.shim_uri("object=kontist", pin_file=shim_token.pin_file), "--generate")
+    record = json.loads(kenv.record_file.read_text())
+    assert "pin-source" in record["key"]
+    world.pin_lines["hwuser"] = f"{DEMO_USER} {record['device_id']} {record['key']}"
+    world._write_pins()
+    run = world.run("kontist", "hwuser", pin=PIN)
+    assert run.code == "PAM_SUCCESS", run
+    assert pin_prompts(run) == []

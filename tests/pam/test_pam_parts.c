@@ -136,7 +136,8 @@ static const char authfile[] = "# local user, Kontist user, device id, key\n"
                                "\n"
                                "   # indented comment\n"
                                "bob\tbob@example.com\n"
-                               "carol carol@example.com dev_3 pkcs11:token=x;object=y # note\n";
+                               "carol carol@example.com dev_3 "
+                               "pkcs11:token=x;object=y?pin-source=file:/etc/kontist/pin # note\n";
 
 static int lookup(const char *text, const char *user, kt_device_record *rec, kt_error *err)
 {
@@ -162,7 +163,7 @@ static void test_authfile_good(void **state)
     kt_record_free(&rec);
 
     assert_int_equal(lookup(authfile, "carol", &rec, &err), 0);
-    assert_string_equal(rec.key_ref, "pkcs11:token=x;object=y");
+    assert_string_equal(rec.key_ref, "pkcs11:token=x;object=y?pin-source=file:/etc/kontist/pin");
     kt_record_free(&rec);
 }
 
@@ -198,6 +199,12 @@ static void test_authfile_errors(void **state)
     expect_authfile_error("# c\nalice\n", "alice", "users:2: missing Kontist username");
     expect_authfile_error("alice a@x dev/1 /k\n", "alice", "malformed device id");
     expect_authfile_error("alice a@x dev-1 relative.pem\n", "alice", "absolute path or a URI");
+    /* A central token key's PIN is root's: from its pin-source, never asked at the login. */
+    expect_authfile_error("alice a@x dev-1 pkcs11:token=x;object=y\n", "alice",
+                          "users:1: a pkcs11: key on an authfile line needs pin-source");
+    /* No PIN in a reference, wherever it is stored. */
+    expect_authfile_error("alice a@x dev-1 pkcs11:token=x?pin-source=file:/p&pin-value=1\n",
+                          "alice", "users:1: pin-value in a pkcs11: key URI is refused");
     expect_authfile_error("alice a@x\nalice b@x\n", "alice", "users:2: second line for user");
     /* A broken line is reported to every user, not only the one it names. */
     expect_authfile_error("alice a@x\nbob\n", "alice", "users:2: missing Kontist username");

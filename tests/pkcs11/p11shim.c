@@ -7,6 +7,7 @@
  *   env NAME=VALUE     set before that module is loaded (SOFTHSM2_CONF)
  *   mode locked        the user PIN is locked: the token says so, C_Login answers CKR_PIN_LOCKED
  *   mode hang          C_Sign never returns (a card that stopped answering)
+ *   count PATH         every C_Login appends a line to PATH (how often the PIN was tried)
  * Tests copy the shim to a directory of their own and write the file beside it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -20,6 +21,18 @@
 static CK_FUNCTION_LIST real_list;
 static CK_FUNCTION_LIST shim_list;
 static enum { MODE_NORMAL, MODE_LOCKED, MODE_HANG } mode;
+static char count_path[4096];
+
+/* One line per login attempt, written before the attempt is passed on. */
+static void count_login(CK_USER_TYPE type)
+{
+    FILE *f;
+
+    if (count_path[0] == '\0' || (f = fopen(count_path, "ae")) == NULL)
+        return;
+    fprintf(f, "C_Login %lu\n", (unsigned long)type);
+    fclose(f);
+}
 
 static CK_RV shim_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info)
 {
@@ -33,6 +46,7 @@ static CK_RV shim_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info)
 static CK_RV shim_login(CK_SESSION_HANDLE session, CK_USER_TYPE type, CK_UTF8CHAR *pin,
                         CK_ULONG len)
 {
+    count_login(type);
     if (mode == MODE_LOCKED)
         return CKR_PIN_LOCKED;
     return real_list.C_Login(session, type, pin, len);
@@ -73,6 +87,8 @@ static int configure(void)
             mode = MODE_LOCKED;
         else if (strcmp(line, "mode hang") == 0)
             mode = MODE_HANG;
+        else if (strncmp(line, "count ", 6) == 0)
+            snprintf(count_path, sizeof(count_path), "%s", line + 6);
     }
     fclose(f);
     handle = dlopen(module, RTLD_NOW | RTLD_LOCAL);

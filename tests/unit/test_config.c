@@ -248,11 +248,41 @@ static void test_origin(void **state)
     kt_config_free(&cfg);
 }
 
+/* tpm_tcti names the TPM explicitly: a device node by absolute path, or a simulator or resource
+ * manager with its settings; a bare name (the TSS would choose) or anything else is refused. */
+static void test_tpm_tcti(void **state)
+{
+    static const char *const good[] = {"device:/dev/tpmrm0", "swtpm:host=127.0.0.1,port=2321",
+                                       "mssim:host=localhost,port=2321", "tabrmd:bus_type=system"};
+    static const char *const bad[] = {
+        "device:tpmrm0",      "device", "swtpm:", "swtpm", "libtpms", "default:x",
+        "device:/dev/tpm rm0"};
+    kt_config cfg;
+    kt_error err = {KT_OK, ""};
+
+    (void)state;
+    kt_config_init(&cfg);
+    assert_null(cfg.tpm_tcti);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        kt_error_clear(&err);
+        assert_int_equal(kt_config_set(&cfg, "tpm_tcti", good[i], &err), 0);
+        assert_string_equal(cfg.tpm_tcti, good[i]);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        kt_error_clear(&err);
+        assert_int_equal(kt_config_set(&cfg, "tpm_tcti", bad[i], &err), -1);
+        assert_int_equal(err.kind, KT_ERR_CONFIG);
+        assert_non_null(strstr(err.message, "tpm_tcti"));
+    }
+    kt_config_free(&cfg);
+}
+
 static void test_empty_values(void **state)
 {
     static const char *const keys[] = {
-        "base_url",      "client_id", "client_secret_file", "scopes",  "ca_file",
-        "pinned_pubkey", "username",  "connect_timeout",    "timeout", "login_timeout",
+        "base_url", "client_id",     "client_secret_file", "scopes",
+        "ca_file",  "pinned_pubkey", "username",           "connect_timeout",
+        "timeout",  "login_timeout", "tpm_tcti",
     };
     char line[64];
     kt_config cfg;
@@ -889,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_quoted_and_escaped_values),
         cmocka_unit_test(test_hash_and_quote_errors),
         cmocka_unit_test(test_origin),
+        cmocka_unit_test(test_tpm_tcti),
         cmocka_unit_test(test_empty_values),
         cmocka_unit_test(test_nul_and_long_lines),
         cmocka_unit_test(test_bad_base_url),

@@ -109,6 +109,37 @@ static void test_odd_empty_and_overlong_signatures_are_refused(void **state)
     assert_int_equal(kt_ecdsa_raw_to_der(raw, 200, &der, &der_len, &err), -1);
 }
 
+/* Even-length signatures of other curves (P-384: 96 bytes, P-521: 132) and a short even one are
+ * refused: only a P-256 r || s of exactly 64 bytes is turned into DER. */
+static void test_only_p256_lengths_are_accepted(void **state)
+{
+    static const size_t refused[] = {2, 32, 62, 66, 96, 132};
+    unsigned char raw[132];
+
+    (void)state;
+    memset(raw, 0x22, sizeof(raw));
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        kt_error err = {KT_OK, ""};
+        unsigned char marker = 0, *der = &marker;
+        size_t der_len = 7;
+
+        assert_int_equal(kt_ecdsa_raw_to_der(raw, refused[i], &der, &der_len, &err), -1);
+        assert_null(der);
+        assert_int_equal(der_len, 0);
+        assert_int_equal(err.kind, KT_ERR_KEY_UNUSABLE);
+        assert_non_null(strstr(err.message, "P-256"));
+    }
+    {
+        kt_error err = {KT_OK, ""};
+        unsigned char *der = NULL;
+        size_t der_len = 0;
+
+        assert_int_equal(kt_ecdsa_raw_to_der(raw, 2 * HALF, &der, &der_len, &err), 0);
+        assert_non_null(der);
+        free(der);
+    }
+}
+
 /* A real signature taken apart into r || s and put together again verifies, and is the same DER
  * OpenSSL made. */
 static void test_round_trip_verifies(void **state)
@@ -153,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_leading_zeros_are_dropped),
         cmocka_unit_test(test_low_top_byte_is_kept_as_is),
         cmocka_unit_test(test_odd_empty_and_overlong_signatures_are_refused),
+        cmocka_unit_test(test_only_p256_lengths_are_accepted),
         cmocka_unit_test(test_round_trip_verifies),
     };
 

@@ -151,6 +151,47 @@ static void test_key_ref(void **state)
     assert_false(kt_key_ref_ok(NULL));
 }
 
+/* A PIN in a pkcs11: URI is refused wherever a reference is checked, path or query part, any
+ * case; pin-source and attributes that only look alike are not. */
+static void test_key_ref_pin_value_is_refused(void **state)
+{
+    static const char *const refused[] = {
+        "pkcs11:token=t;object=k?pin-value=1234",
+        "pkcs11:token=t;pin-value=1234;object=k",
+        "pkcs11:token=t?module-path=/m.so&PIN-VALUE=1234",
+        "pkcs11:pin-value",
+    };
+    static const char *const accepted[] = {
+        "pkcs11:token=t;object=k?pin-source=file:/etc/kontist/pin",
+        "pkcs11:token=pin-value;object=k",
+        "pkcs11:token=t;object=k?pin-values=x",
+    };
+    kt_error err = {KT_OK, ""};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        kt_error_clear(&err);
+        assert_false(kt_key_ref_ok(refused[i]));
+        assert_int_equal(kt_key_ref_check(refused[i], &err), -1);
+        assert_int_equal(err.kind, KT_ERR_CONFIG);
+        assert_non_null(strstr(err.message, "pin-value"));
+        assert_non_null(strstr(err.message, "pin-source"));
+    }
+    for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+        kt_error_clear(&err);
+        assert_true(kt_key_ref_ok(accepted[i]));
+        assert_int_equal(kt_key_ref_check(accepted[i], &err), 0);
+    }
+    kt_error_clear(&err);
+    assert_int_equal(kt_key_ref_check("k.pem", &err), -1);
+    assert_int_equal(err.kind, KT_ERR_CONFIG);
+    assert_true(kt_key_ref_has_attr(accepted[0], "pin-source"));
+    assert_false(kt_key_ref_has_attr("pkcs11:token=t", "pin-source"));
+    assert_false(kt_key_ref_has_attr("/k.pem", "pin-source"));
+    assert_true(kt_key_ref_is_token("PKCS11:token=t"));
+    assert_false(kt_key_ref_is_token("handle:0x81000001"));
+}
+
 /* --- kt_dynbuf ----------------------------------------------------------------------------- */
 
 static void test_dynbuf_add_and_take(void **state)
@@ -244,11 +285,17 @@ static void test_dynbuf_wipes_on_grow(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strdup_or_null), cmocka_unit_test(test_trim),
-        cmocka_unit_test(test_trim_span),      cmocka_unit_test(test_now_ms),
-        cmocka_unit_test(test_uri_scheme_len), cmocka_unit_test(test_device_id_ok),
-        cmocka_unit_test(test_key_ref),        cmocka_unit_test(test_dynbuf_add_and_take),
-        cmocka_unit_test(test_dynbuf_cap),     cmocka_unit_test(test_dynbuf_wipes_on_grow),
+        cmocka_unit_test(test_strdup_or_null),
+        cmocka_unit_test(test_trim),
+        cmocka_unit_test(test_trim_span),
+        cmocka_unit_test(test_now_ms),
+        cmocka_unit_test(test_uri_scheme_len),
+        cmocka_unit_test(test_device_id_ok),
+        cmocka_unit_test(test_key_ref),
+        cmocka_unit_test(test_key_ref_pin_value_is_refused),
+        cmocka_unit_test(test_dynbuf_add_and_take),
+        cmocka_unit_test(test_dynbuf_cap),
+        cmocka_unit_test(test_dynbuf_wipes_on_grow),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kontist.h"
 #include "kt_privs.h"
 #include "test_util.h"
 
@@ -272,14 +274,150 @@ static void test_drop_is_per_thread(void **state)
     sem_destroy(&t.done);
 }
 
+/* A group the dropped identity does not have as its own: only a supplementary group opens it. */
+#define SUPPLEMENTARY 4242
+
+static bool has_group(const gid_t *groups, int n, gid_t g)
+{
+    for (int i = 0; i < n; i++)
+        if (groups[i] == g)
+            return true;
+    return false;
+}
+
+/* The TPM's device node is open to a group (tss), not to the user: after the drop every group of
+ * the list must be there, and what it opens must open; the restore puts root's back. */
+static void test_drop_sets_the_supplementary_groups(void **state)
+{
+    fixture *f = *state;
+    const gid_t list[] = {NOBODY, SUPPLEMENTARY, 27};
+    gid_t groups[NGROUPS_MAX];
+    char path[PATH_MAX];
+    kt_privs p;
+    kt_error err = {KT_OK, ""};
+    int fd, n;
+
+    if (!is_root()) {
+        assert_int_equal(kt_privs_drop_groups(&p, getuid() == NOBODY ? NOBODY - 1 : NOBODY, NOBODY,
+                                              list, 3, &err),
+                         -1);
+        return;
+    }
+    assert_int_equal(chmod(f->dir.path, 0755), 0);
+    test_path(&f->dir, "group-device", path, sizeof(path));
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0660);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chown(path, 0, SUPPLEMENTARY), 0);
+    assert_int_equal(chmod(path, 0660), 0);
+
+    /* With the primary group alone (the old drop), the node stays shut. */
+    assert_int_equal(kt_privs_drop(&p, NOBODY, NOBODY, &err), 0);
+    assert_int_equal(open(path, O_RDWR), -1);
+    assert_int_equal(errno, EACCES);
+    assert_int_equal(kt_privs_restore(&p, &err), 0);
+
+    assert_int_equal(kt_privs_drop_groups(&p, NOBODY, NOBODY, list, 3, &err), 0);
+    assert_int_equal(geteuid(), NOBODY);
+    assert_int_equal(getegid(), NOBODY);
+    n = getgroups(NGROUPS_MAX, groups);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(has_group(groups, n, list[i]));
+    fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(kt_privs_restore(&p, &err), 0);
+    assert_int_equal(geteuid(), 0);
+    n = getgroups(NGROUPS_MAX, groups);
+    assert_int_equal(n, f->ngroups);
+    assert_false(has_group(groups, n, SUPPLEMENTARY));
+}
+
+typedef struct seen_groups {
+    uid_t euid;
+    int n;
+    gid_t groups[NGROUPS_MAX];
+} seen_groups;
+
+static int record_groups(void *data, kt_error *err)
+{
+    seen_groups *seen = data;
+
+    (void)err;
+    seen->euid = geteuid();
+    seen->n = getgroups(NGROUPS_MAX, seen->groups);
+    return 0;
+}
+
+/* kt_privs_run_as_user takes the list from the group database: for every user of it that has
+ * a group besides its own (a member line in /etc/group), and for nobody, the groups seen inside
+ * are exactly getgrouplist's. */
+static void test_run_as_user_takes_the_groups_of_the_database(void **state)
+{
+    const char *users[2] = {"nobody", NULL};
+    char member[256] = "";
+    struct group *g;
+    (void)state;
+
+    if (!is_root()) {
+        seen_groups seen;
+        kt_error err = {KT_OK, ""};
+
+        assert_int_equal(kt_privs_run_as_user("nobody", NOBODY == getuid() ? NOBODY - 1 : NOBODY,
+                                              NOBODY, record_groups, &seen, &err),
+                         -1);
+        return;
+    }
+    setgrent();
+    while ((g = getgrent()) != NULL && member[0] == '\0')
+        if (g->gr_mem != NULL && g->gr_mem[0] != NULL && getpwnam(g->gr_mem[0]) != NULL &&
+            getpwnam(g->gr_mem[0])->pw_uid != 0)
+            snprintf(member, sizeof(member), "%s", g->gr_mem[0]);
+    endgrent();
+    if (member[0] != '\0')
+        users[1] = member;
+    for (int u = 0; u < 2 && users[u] != NULL; u++) {
+        struct passwd *pw = getpwnam(users[u]);
+        gid_t want[NGROUPS_MAX];
+        int nwant = NGROUPS_MAX;
+        gid_t *listed = NULL;
+        size_t nlisted = 0;
+        seen_groups seen;
+        kt_error err = {KT_OK, ""};
+        uid_t uid;
+        gid_t gid;
+
+        assert_non_null(pw);
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+        assert_true(getgrouplist(users[u], gid, want, &nwant) >= 0);
+        assert_int_equal(kt_privs_user_groups(users[u], gid, &listed, &nlisted, &err), 0);
+        assert_int_equal(nlisted, (size_t)nwant);
+        free(listed);
+        memset(&seen, 0, sizeof(seen));
+        assert_int_equal(kt_privs_run_as_user(users[u], uid, gid, record_groups, &seen, &err), 0);
+        assert_int_equal(seen.euid, uid);
+        assert_int_equal(seen.n, nwant);
+        for (int i = 0; i < nwant; i++)
+            assert_true(has_group(seen.groups, seen.n, want[i]));
+        assert_int_equal(geteuid(), 0);
+    }
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_drop_and_restore),         T(test_restore_supplementary_groups),
-        T(test_drop_to_self_is_noop),     T(test_nested_drop_refused),
-        T(test_restore_failure_reported), T(test_drop_is_per_thread),
+        T(test_drop_and_restore),
+        T(test_restore_supplementary_groups),
+        T(test_drop_to_self_is_noop),
+        T(test_nested_drop_refused),
+        T(test_restore_failure_reported),
+        T(test_drop_is_per_thread),
+        T(test_drop_sets_the_supplementary_groups),
+        T(test_run_as_user_takes_the_groups_of_the_database),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
