@@ -301,7 +301,7 @@ static int enroll_here(fixture *f, kt_error *err)
     EVP_PKEY *key = kt_key_generate(err);
     kt_device_record rec = {0};
     char name[] = "unit box";
-    kt_login_params p = {KT_DEMO_USER, KT_DEMO_PASSWORD, NULL, NULL};
+    kt_login_params p = {.username = KT_DEMO_USER, .password = KT_DEMO_PASSWORD};
     int rc = -1;
 
     memset(&t, 0, sizeof(t));
