@@ -12,7 +12,9 @@
 #include "kt_token.h"
 
 /* Refresh grant: out holds only what the bank answered (no refresh token when it sent none);
- * what carries over from the renewed set is the session's business (kt_session_carry_over). */
+ * what carries over from the renewed set is the session's business (kt_session_carry_over). On
+ * failure out may hold the rotated refresh token of an answer the checks refused (see
+ * kt_oauth_refresh_grant); free it either way. */
 int kt_flow_refresh(kt_ctx *ctx, const char *refresh_token, kt_token_set *out, kt_error *err);
 /* Whether conf, the bank's confirmed set after a login whose token was login_token, belongs to
  * the same subject and (when device_id is given and the token names one) was confirmed by that

@@ -162,6 +162,17 @@ out:
     return rc;
 }
 
+/* A refresh answer the checks refuse may still carry a rotated refresh token, and the one it
+ * renews is retired by then: a well-formed one is handed back beside the error, alone in t. */
+static void salvage_refresh_token(json_object *obj, kt_token_set *t)
+{
+    kt_error ignored = {KT_OK, ""};
+
+    if (kt_opt_string(obj, "refresh_token", &t->refresh_token, &ignored) != 0 ||
+        (t->refresh_token != NULL && !kt_token_string_ok(t->refresh_token)))
+        kt_token_set_free(t);
+}
+
 /* A 2xx answer: the token, whatever the Content-Type says as long as the body is the JSON object
  * of a token response (the peer is the bank, over verified TLS). */
 static int kt_oauth_parse_2xx(long status, const char *content_type, const char *body, size_t len,
@@ -185,9 +196,12 @@ static int kt_oauth_parse_2xx(long status, const char *content_type, const char 
         return kt_oauth_refused(status, body, len, grant, err);
     }
     rc = kt_oauth_parse_success(obj, now, t, err);
-    kt_json_put_wiped(obj);
-    if (rc != 0)
+    if (rc != 0) {
         kt_token_set_free(t);
+        if (grant == KT_GRANT_REFRESH)
+            salvage_refresh_token(obj, t);
+    }
+    kt_json_put_wiped(obj);
     return rc;
 }
 

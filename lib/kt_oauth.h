@@ -35,7 +35,9 @@ int kt_oauth_parse_token_response(long status, const char *content_type, const c
 int kt_oauth_password_grant(kt_ctx *ctx, const char *username, const char *password,
                             kt_token_set *t, kt_error *err);
 /* On success t holds the new access token and, when the response omitted refresh_token, a copy of
- * the old one (never lost); with rotation, the new one. */
+ * the old one (never lost); with rotation, the new one. On failure t may still hold a well-formed
+ * refresh token from a 2xx answer the checks refused (the bank may have retired the old one by
+ * then), alone: free t either way. */
 int kt_oauth_refresh_grant(kt_ctx *ctx, const char *refresh_token, kt_token_set *t, kt_error *err);
 
 #endif

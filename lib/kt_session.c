@@ -212,6 +212,8 @@ static int refresh_locked(kt_ctx *ctx, const kt_paths *paths, const kt_token_set
     if (kt_cache_prepare(paths, &pending, err) != 0)
         return -1;
     if (kt_flow_refresh(ctx, cur->refresh_token, &fresh, &rerr) != 0) {
+        /* An answer refused after the bank rotated: its refresh token alone is kept. */
+        keep_refresh_token(&pending, cur, &fresh);
         if (rerr.kind == KT_ERR_LOGIN_REQUIRED)
             kt_error_set(err, KT_ERR_LOGIN_REQUIRED, "the cached refresh token was rejected (%s)",
                          rerr.message);

@@ -785,6 +785,58 @@ static void test_mock_refresh_rejected(void **state)
     online_stop(&o);
 }
 
+/* A refresh answer the checks refuse (here a token_type that is not Bearer) after the bank
+ * rotated: the rotated refresh token is all that still works, so it is kept, alone, under the
+ * set's user and device; one naming another subject is not kept at all. */
+static void test_mock_refused_answer_keeps_rotated_token(void **state)
+{
+    cache_fixture *f = *state;
+    online o;
+    kt_token_set cached, out, stored;
+    kt_error err = {KT_OK, ""};
+    kt_jwt_claims claims;
+    char claims_json[512], spec[4096], *rotated, *before, *after;
+    const char *subjects[] = {NULL, "someone-else"};
+
+    online_start(&o, f, NULL, &cached);
+    assert_int_equal(kt_jwt_read(cached.refresh_token, &claims, &err), 0);
+    assert_true(claims.sub[0] != '\0');
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(claims_json, sizeof(claims_json), "{\"sub\":\"%s\",\"jti\":\"rotated-%zu\"}",
+                 subjects[i] != NULL ? subjects[i] : claims.sub, i);
+        rotated = kt_test_jwt(claims_json);
+        snprintf(spec, sizeof(spec),
+                 "{\"endpoint\":\"token\",\"kind\":\"status\",\"status\":200,\"count\":1,"
+                 "\"body\":{\"access_token\":\"%s\",\"token_type\":\"mac\",\"expires_in\":3600,"
+                 "\"refresh_token\":\"%s\"}}",
+                 rotated, rotated);
+        assert_int_equal(kt_mock_fault(&o.m, spec), 0);
+        before = read_file_all(f->cache_file, NULL);
+        kt_error_clear(&err);
+        assert_int_equal(kt_session_get_valid(o.ctx, &f->paths, &f->owners, &out, &err), -1);
+        assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+        assert_msg_has(&err, "Bearer");
+        assert_null(out.access_token);
+        if (subjects[i] == NULL) {
+            assert_int_equal(kt_cache_load(f->cache_file, &f->owners, &stored, &err),
+                             KT_CACHE_LOADED);
+            assert_string_equal(stored.refresh_token, rotated);
+            assert_null(stored.access_token);
+            assert_string_equal(stored.username, KT_DEMO_USER);
+            assert_string_equal(stored.device_id, "device-kept");
+            kt_token_set_free(&stored);
+        } else {
+            after = read_file_all(f->cache_file, NULL);
+            assert_string_equal(before, after);
+            free(after);
+        }
+        free(before);
+        kt_secret_free(rotated);
+    }
+    kt_token_set_free(&cached);
+    online_stop(&o);
+}
+
 /* Several processes find the same expiring token at once: one refreshes, the others wait for the
  * lock and take its result. With rotation a second refresh would use a retired token and fail. */
 static void test_mock_concurrent_refresh_once(void **state)
@@ -954,6 +1006,7 @@ int main(void)
         T(test_mock_refresh_same_client),
         T(test_mock_refresh_rotation),
         T(test_mock_refresh_rejected),
+        T(test_mock_refused_answer_keeps_rotated_token),
         T(test_mock_concurrent_refresh_once),
         T(test_mock_refresh_removes_stale_temps),
         T(test_mock_no_room_no_refresh),
