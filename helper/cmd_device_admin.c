@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "output.h"
 #include "exit_codes.h"
 
 static const char list_help[] =
@@ -63,50 +64,19 @@ static const struct option remove_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* A device name is the bank's text, typed by whoever named the device: control characters (C0,
- * DEL and C1, which a terminal may take for escape sequences) become '?'; other UTF-8 stays. */
-static void print_name(FILE *out, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-            fputc('?', out);
-            p++;
-        } else if (*p < 0x20 || *p == 0x7f) {
-            fputc('?', out);
-        } else {
-            fputc(*p, out);
-        }
-    }
-}
-
-/* A JSON string literal: the name as the bank sent it (valid UTF-8), escaped. */
-static void put_json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
-    }
-    fputc('"', out);
-}
-
 static void print_list_json(const kt_device_list *l)
 {
     fputs("{\"username\":", stdout);
     if (l->username != NULL)
-        put_json_string(stdout, l->username);
+        ka_put_json_string(stdout, l->username);
     else
         fputs("null", stdout);
     fputs(",\"devices\":[", stdout);
     for (size_t i = 0; i < l->count; i++) {
         fputs(i > 0 ? ",{\"id\":" : "{\"id\":", stdout);
-        put_json_string(stdout, l->devices[i].id);
+        ka_put_json_string(stdout, l->devices[i].id);
         fputs(",\"name\":", stdout);
-        put_json_string(stdout, l->devices[i].name);
+        ka_put_json_string(stdout, l->devices[i].name);
         printf(",\"this_machine\":%s}", l->devices[i].this_machine ? "true" : "false");
     }
     fputs("]}\n", stdout);
@@ -121,7 +91,7 @@ static void print_list_text(const kt_device_list *l)
     printf("%-36s  %s\n", "ID", "NAME");
     for (size_t i = 0; i < l->count; i++) {
         printf("%-36s  ", l->devices[i].id);
-        print_name(stdout, l->devices[i].name);
+        ka_put_plain(stdout, l->devices[i].name);
         fputs(l->devices[i].this_machine ? "  (this machine)\n" : "\n", stdout);
     }
 }
@@ -212,7 +182,7 @@ static int ask_removal(void *data, const kt_bound_device *device, kt_error *err)
     int rc;
 
     fprintf(stderr, "%s: device %s (\"", app->prog, device->id);
-    print_name(stderr, device->name);
+    ka_put_plain(stderr, device->name);
     fputs("\")", stderr);
     if (device->this_machine)
         fputs(" is THIS machine's device: its cached tokens, device record and key file go too",
@@ -378,7 +348,7 @@ int ka_cmd_device_remove(ka_app *app, int argc, char **argv)
         return rc;
     }
     fprintf(stderr, "%s: removed device %s (\"", app->prog, r.device.id);
-    print_name(stderr, r.device.name);
+    ka_put_plain(stderr, r.device.name);
     fprintf(stderr, "\") at the bank%s\n", r.device.this_machine ? ": it was this machine's" : "");
     report_local(app, &r);
     if (r.device.this_machine)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "output.h"
 #include "exit_codes.h"
 
 static const char doctor_help[] =
@@ -68,82 +69,6 @@ typedef struct printer {
     unsigned count;
 } printer;
 
-/* The length of the valid UTF-8 sequence at p (1 to 4), or 0 when the bytes there are not one
- * (a stray continuation byte, an overlong form, a surrogate, past U+10FFFF, cut short). */
-static size_t utf8_length(const unsigned char *p)
-{
-    size_t n;
-    unsigned long cp;
-
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        n = 2, cp = p[0] & 0x1f;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        n = 3, cp = p[0] & 0x0f;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        n = 4, cp = p[0] & 0x07;
-    else
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-/* JSON string: control characters escaped, and bytes that are not UTF-8 (paths and names are
- * bytes) as U+FFFD, so that the output is always valid JSON. */
-static void put_json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
-        size_t n = utf8_length(p);
-
-        if (n == 0) {
-            fputs("\\ufffd", stdout);
-            p++;
-            continue;
-        }
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
-            printf("\\u%04x", n == 2 ? p[1] : *p);
-        else
-            fwrite(p, 1, n, stdout);
-        p += n;
-    }
-    putchar('"');
-}
-
-/* Plain text for a terminal: a path or name holding ESC or a newline must not move the cursor,
- * recolour the screen or fake a line of its own. Control characters (C0, DEL, C1) and bytes that
- * are not UTF-8 are written as \xNN, a backslash as \\. */
-static void put_plain(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0';) {
-        size_t n = utf8_length(p);
-
-        if (n == 0 || *p < 0x20 || *p == 0x7f) {
-            printf("\\x%02x", *p);
-            p++;
-        } else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
-            printf("\\xc2\\x%02x", p[1]);
-            p += 2;
-        } else if (*p == '\\') {
-            fputs("\\\\", stdout);
-            p++;
-        } else {
-            fwrite(p, 1, n, stdout);
-            p += n;
-        }
-    }
-}
-
 /* The command a fix leads to, in this program's words (the core says only which step). */
 static const char *next_command(kt_doctor_next next)
 {
@@ -178,24 +103,24 @@ static void print_result(const kt_doctor_result *r, void *data)
     if (p->json) {
         fputs(p->count++ == 0 ? "\n  " : ",\n  ", stdout);
         fputs("{\"name\": ", stdout);
-        put_json_string(r->name);
+        ka_put_json_string(stdout, r->name);
         printf(", \"status\": \"%s\", \"detail\": ", kt_doctor_status_name(r->status));
-        put_json_string(r->detail);
+        ka_put_json_string(stdout, r->detail);
         fputs(", \"fix\": ", stdout);
         if (r->fix != NULL)
-            put_json_string(r->fix);
+            ka_put_json_string(stdout, r->fix);
         else
             fputs("null", stdout);
         putchar('}');
         return;
     }
     printf("%-4s  ", kt_doctor_status_name(r->status));
-    put_plain(r->name);
+    ka_put_plain(stdout, r->name);
     fputs(": ", stdout);
-    put_plain(r->detail);
+    ka_put_plain(stdout, r->detail);
     if (r->fix != NULL) {
         fputs("; fix: ", stdout);
-        put_plain(r->fix);
+        ka_put_plain(stdout, r->fix);
     }
     putchar('\n');
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "app.h"
+#include "output.h"
 #include "exit_codes.h"
 
 static const char status_help[] =
@@ -66,7 +67,9 @@ static int show_tokens(const ka_app *app)
         kt_token_set_free(&t);
         return KA_EXIT_AUTH;
     }
-    printf("logged in:     %s\n", t.username != NULL ? t.username : "yes (user unknown)");
+    fputs("logged in:     ", stdout);
+    ka_put_plain(stdout, t.username != NULL ? t.username : "yes (user unknown)");
+    putchar('\n');
     ka_format_time(t.expires_at, when, sizeof(when));
     if (t.access_token == NULL)
         printf("access token:  none\n");
@@ -76,10 +79,14 @@ static int show_tokens(const ka_app *app)
                kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) ? "" : ", due for refresh");
     else
         printf("access token:  expired at %s\n", when);
-    if (t.confirmed)
-        printf("confirmed:     yes (device MFA%s%s)\n", t.device_id != NULL ? ", device " : "",
-               t.device_id != NULL ? t.device_id : "");
-    else
+    if (t.confirmed) {
+        fputs("confirmed:     yes (device MFA", stdout);
+        if (t.device_id != NULL) {
+            fputs(", device ", stdout);
+            ka_put_plain(stdout, t.device_id);
+        }
+        fputs(")\n", stdout);
+    } else
         printf("confirmed:     no\n");
     other_client = t.client_id != NULL && app->cfg.client_id != NULL &&
                    strcmp(t.client_id, app->cfg.client_id) != 0;

@@ -352,8 +352,9 @@ int kt_session_logout(const kt_paths *paths, bool access_only, kt_error *err);
 int kt_session_forget_access(const kt_paths *paths, const char *username, const char *access_token,
                              kt_error *err);
 
-/* The cache as it is, for reports (`status`): no refresh, no check, no lock (the file is replaced
- * atomically, so a reader sees one whole version). */
+/* The cache as it is, for reports (`status`): no refresh and no lock (the file is replaced
+ * atomically, so a reader sees one whole version); a set that fails the session's check (the
+ * tokens name different subjects, or another device) reads as KT_CACHE_CORRUPT with why. */
 typedef enum kt_cache_status {
     KT_CACHE_LOADED = 0,
     KT_CACHE_ABSENT = 1,

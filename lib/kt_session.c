@@ -312,7 +312,16 @@ int kt_session_forget_access(const kt_paths *paths, const char *username, const 
 int kt_session_read(const kt_paths *paths, const kt_owner_policy *owners, kt_token_set *t,
                     kt_error *err)
 {
-    return kt_cache_load(paths->cache_file, owners, t, err);
+    kt_error cerr = {KT_OK, ""};
+    int st = kt_cache_load(paths->cache_file, owners, t, err);
+
+    /* What get_valid would refuse is not reported as a login. */
+    if (st == KT_CACHE_LOADED && kt_session_check(t, &cerr) != 0) {
+        kt_token_set_free(t);
+        kt_error_set(err, cerr.kind, "the tokens are not usable: %s", cerr.message);
+        return KT_CACHE_CORRUPT;
+    }
+    return st;
 }
 
 /* Whether a token names device_id in its cnf.kid. */

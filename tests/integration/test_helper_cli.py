@@ -605,6 +605,29 @@ def test_status_hides_the_pin_of_a_key_uri(kenv):
     assert "(pkcs11)" in r.stdout, r.stdout
 
 
+def test_status_does_not_report_a_login_token_would_refuse(kenv):
+    """A cache whose tokens name another device than the one they are kept for is what `token`
+    refuses; status says so instead of "logged in", and a name with escape sequences in the
+    cache (the user's own file) is shown escaped."""
+    kenv.confirmed_login()
+    data = kenv.cache()
+    good = dict(data)
+    data["device_id"] = "another-device"
+    kenv.cache_file.write_text(json.dumps(data))
+    r = kenv.run("status")
+    assert r.returncode == EXIT_AUTH, r.stdout
+    assert "logged in:     no" in r.stdout
+    assert "confirmed by device" in r.stdout and "another-device" in r.stdout, r.stdout
+    assert kenv.run("token").returncode == EXIT_AUTH
+
+    data = dict(good, username="demo\x1b[2J\nlogged in:     root")
+    kenv.cache_file.write_text(json.dumps(data))
+    r = kenv.run("status")
+    assert "\x1b" not in r.stdout, r.stdout
+    assert not any(line.startswith("logged in:     root") for line in r.stdout.splitlines())
+    assert "logged in:     demo\\x1b[2J\\x0alogged in:     root" in r.stdout, r.stdout
+
+
 def test_status_when_not_logged_in_exits_3(kenv):
     r = kenv.run("status")
     assert r.returncode == EXIT_AUTH

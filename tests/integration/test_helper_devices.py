@@ -78,7 +78,7 @@ def test_list_shows_names_without_control_characters(kenv, enrolled):
     assert r.returncode == EXIT_OK, r.stderr
     [line] = [line for line in r.stdout.splitlines() if line.startswith(odd_id)]
     assert "\x1b" not in line and "\x07" not in line and "\u0085" not in line
-    assert "evil?[2J? box? \u00e4" in line
+    assert "evil\\x1b[2J\\x07 box\\xc2\\x85 \u00e4" in line
     # --json keeps the name as the bank sent it, escaped
     data = json.loads(kenv.run("device", "list", "--json").stdout)
     assert {d["id"]: d["name"] for d in data["devices"]}[odd_id] == "evil\x1b[2J\x07 box\u0085 \u00e4"
@@ -192,16 +192,28 @@ def test_remove_this_machine_removes_the_tpm_key_blob_enrolling_made(kenv, enrol
     assert not kenv.cache_file.exists()
 
 
-def test_a_token_key_stays_and_its_pin_is_never_shown(kenv, enrolled):
+def test_a_token_key_stays_and_a_pin_in_its_uri_is_never_shown(kenv, enrolled):
+    this_id, other_id = enrolled
     record = json.loads(kenv.record_file.read_text())
+    # A record naming a PIN in its URI is refused before the bank is asked, without the PIN.
     record["key"] = "pkcs11:token=kontist;object=device;pin-value=s3cr3t-PIN"
     kenv.record_file.write_text(json.dumps(record))
     r = kenv.run("device", "remove", "--this", "--yes")
-    assert r.returncode == EXIT_OK, r.stderr
+    assert r.returncode != EXIT_OK
     assert "s3cr3t-PIN" not in r.stderr + r.stdout
-    assert "key (pkcs11:token=kontist;object=device;pin-value=\u2026): kept" in r.stderr
+    assert "pin-value" in r.stderr
+    assert sorted(bank_ids(kenv.mock)) == sorted([this_id, other_id])
+    assert kenv.record_file.exists() and kenv.cache_file.exists()
+
+    record["key"] = "pkcs11:token=kontist;object=device?pin-source=file:/etc/kontist/pin"
+    kenv.record_file.write_text(json.dumps(record))
+    r = kenv.run("device", "remove", "--this", "--yes")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert "key (pkcs11:token=kontist;object=device?pin-source=file:/etc/kontist/pin): kept" \
+        in r.stderr, r.stderr
     assert "stays on the PKCS#11 token" in r.stderr and "pkcs11-tool --delete-object" in r.stderr
     assert not kenv.record_file.exists() and not kenv.cache_file.exists()
+    assert bank_ids(kenv.mock) == [other_id]
 
 
 def test_a_local_step_that_fails_is_named(kenv, enrolled):
