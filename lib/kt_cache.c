@@ -220,12 +220,18 @@ static int store_locked(const kt_paths *paths, const kt_token_set *t, kt_error *
 
 int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err)
 {
+    return kt_cache_store_waiting(paths, t, KT_CACHE_LOCK_WAIT_MS, err);
+}
+
+int kt_cache_store_waiting(const kt_paths *paths, const kt_token_set *t, long wait_ms,
+                           kt_error *err)
+{
     int lock;
     int ret;
 
     if (kt_dir_ensure_private(paths->state_dir, err) != 0)
         return -1;
-    lock = kt_cache_lock(paths, KT_CACHE_LOCK_WAIT_MS, err);
+    lock = kt_cache_lock(paths, wait_ms, err);
     if (lock < 0)
         return -1;
     ret = store_locked(paths, t, err);

@@ -28,6 +28,9 @@ char *kt_cache_serialize(const kt_token_set *t);
 /* Creates the state directory if needed (0700) and replaces the file atomically (0600) under the
  * cache lock. Do not call it while holding the lock. */
 int kt_cache_store(const kt_paths *paths, const kt_token_set *t, kt_error *err);
+/* kt_cache_store waiting at most wait_ms for the lock. */
+int kt_cache_store_waiting(const kt_paths *paths, const kt_token_set *t, long wait_ms,
+                           kt_error *err);
 /* The cache lock (kt_file_lock on the lock file), waited for at most wait_ms. */
 int kt_cache_lock(const kt_paths *paths, long wait_ms, kt_error *err);
 void kt_cache_unlock(int lock); /* -1 is ignored */

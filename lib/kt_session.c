@@ -11,8 +11,10 @@
 #include "kt_cache.h"
 #include "kt_file.h"
 #include "kt_flow.h"
+#include "kt_http.h"
 #include "kt_secret.h"
 #include "kt_session.h"
+#include "kt_util.h"
 
 /* How long get_valid waits for a concurrent refresh at most (less when login_timeout is). */
 #define KT_SESSION_LOCK_WAIT_MS 5000L
@@ -289,13 +291,28 @@ out:
 
 /* --- login and logout ------------------------------------------------------------------------ */
 
+/* How long a login's save waits for the cache lock: a process of the user's holding it must not
+ * keep the login (accepted by then) past its deadline, which the PAM helper's own watchdog
+ * follows a few seconds later. Up to a second past the flow deadline, at most the usual wait. */
+static long save_wait_ms(const kt_ctx *ctx)
+{
+    uint64_t deadline = ctx != NULL ? kt_http_deadline(ctx->http) : 0;
+    uint64_t now = kt_now_ms();
+    uint64_t left;
+
+    if (deadline == 0)
+        return KT_SESSION_LOCK_WAIT_MS;
+    left = (deadline > now ? deadline - now : 0) + 1000u;
+    return left < (uint64_t)KT_SESSION_LOCK_WAIT_MS ? (long)left : KT_SESSION_LOCK_WAIT_MS;
+}
+
 int kt_session_save_login(kt_ctx *ctx, const kt_paths *paths, kt_token_set *t, kt_error *err)
 {
     const char *client = ctx != NULL && ctx->cfg != NULL ? ctx->cfg->client_id : NULL;
 
     if (kt_token_set_stamp(t, client, time(NULL), err) != 0 || kt_session_check(t, err) != 0)
         return -1;
-    return kt_cache_store(paths, t, err);
+    return kt_cache_store_waiting(paths, t, save_wait_ms(ctx), err);
 }
 
 int kt_session_logout(const kt_paths *paths, bool access_only, kt_error *err)

@@ -218,3 +218,51 @@ def test_bad_argument_in_other_stacks(world, alice, op, code):
     assert run.code == code, run
     assert any("configuration error: unknown module argument" in m
                for _, m in run.syslog), run.syslog
+
+
+def _unsigned_jwt(claims):
+    import base64
+
+    def b64(d):
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    return b64({"alg": "none"}) + "." + b64(claims) + ".sig"
+
+
+@pytest.mark.parametrize("claims", [
+    {"sub": "mallory@example.com", "cnf": {"kid": "ffffffff-other-device"}},
+    {"sub": "mallory@example.com", "cnf": {}},
+    {"sub": "SAME", "cnf": {"kid": "ffffffff-other-device"}},
+], ids=["other-subject-and-device", "other-subject", "other-device"])
+def test_a_confirmed_token_for_someone_else_fails_the_login(world, alice, mock, claims):
+    """The bank's verify answer must be the password login's subject, confirmed by the device
+    whose key signed: anything else fails the login (not only the cache write)."""
+    import time
+    now = int(time.time())
+    if claims["sub"] == "SAME":
+        grant = mock.password_grant()
+        claims = dict(claims, sub=jwt_claims(grant["access_token"])["sub"])
+    token = _unsigned_jwt(dict(claims, iat=now, exp=now + 600))
+    world.service("kontist")
+    mock.set_fault(endpoint="challenge_verify", kind="status", status=200, body={"token": token})
+    run = world.run("kontist", "alice", ops=("auth",))
+    assert run.codes == ["PAM_AUTH_ERR"], run
+    assert any("mfa_failed" in m for _, m in run.syslog), run.syslog
+    assert not cache_path(alice.home).exists()
+
+
+def test_a_cache_lock_held_by_the_user_does_not_undo_an_accepted_login(world, alice, mock):
+    """A process of the user's holding tokens.lock: the login the bank accepted stands (the cache
+    is not written and the log says so); the helper's watchdog is not reached."""
+    import fcntl
+    world.service("kontist", "login_timeout=1")
+    lock = cache_path(alice.home).parent / "tokens.lock"
+    lock.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        run = world.run("kontist", "alice", ops=("auth",))
+    finally:
+        os.close(fd)
+    assert run.codes == ["PAM_SUCCESS"], run
+    assert any("cache" in m for _, m in run.syslog), run.syslog
+    assert not cache_path(alice.home).exists()
