@@ -25,8 +25,8 @@
 /* client_id, login_at and mfa came later: a cache without them is still read (its client is
  * then unknown; what confirmed it is the device when one is named, else unknown). */
 static const char *const cache_members[] = {
-    "version",   "username",  "device_id", "access_token", "refresh_token", "expires_at",
-    "confirmed", "scope",     "client_id", "login_at",     "mfa",
+    "version",   "username", "device_id", "access_token", "refresh_token", "expires_at",
+    "confirmed", "scope",    "client_id", "login_at",     "mfa",
 };
 
 /* --- parsing --------------------------------------------------------------------------------- */

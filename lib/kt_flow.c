@@ -66,8 +66,9 @@ static uint64_t kt_push_interval_ms(long retry_after, int failures)
     long secs = KT_PUSH_POLL_S;
 
     if (retry_after >= 0) {
-        secs = retry_after < 1 ? 1 : retry_after > KT_PUSH_POLL_MAX_S ? KT_PUSH_POLL_MAX_S
-                                                                      : retry_after;
+        secs = retry_after < 1                    ? 1
+               : retry_after > KT_PUSH_POLL_MAX_S ? KT_PUSH_POLL_MAX_S
+                                                  : retry_after;
     } else {
         for (int i = 0; i < failures && secs < KT_PUSH_POLL_MAX_S; i++)
             secs *= 2;
@@ -191,10 +192,9 @@ int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out,
         *out = pw;
         memset(&pw, 0, sizeof(pw));
     } else {
-        if (params->device_id != NULL
-                ? kt_confirm_steps(ctx, pw.access_token, params->device_id, params->key, &conf,
-                                   err) != 0
-                : kt_push_steps(ctx, pw.access_token, &conf, err) != 0)
+        if (params->device_id != NULL ? kt_confirm_steps(ctx, pw.access_token, params->device_id,
+                                                         params->key, &conf, err) != 0
+                                      : kt_push_steps(ctx, pw.access_token, &conf, err) != 0)
             goto out;
         /* The confirmed set replaces the unconfirmed one entirely: an unconfirmed refresh token
          * would quietly renew unconfirmed access tokens. The scope is what was granted. */

@@ -53,8 +53,8 @@ int kt_mfa_decide(const kt_mfa_order *order, const kt_device_selection *sel, int
     /* Only "no device here" and "its key does not load" may move a login on to the next factor:
      * an unsafe or malformed file is the owner's to fix, not a reason to ask for something
      * else. */
-    bool may_pass_over = select_rc == 0 || (select_err != NULL &&
-                                            select_err->kind == KT_ERR_KEY_UNUSABLE);
+    bool may_pass_over =
+        select_rc == 0 || (select_err != NULL && select_err->kind == KT_ERR_KEY_UNUSABLE);
 
     memset(out, 0, sizeof(*out));
     if (order == NULL || order->count == 0)
