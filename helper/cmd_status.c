@@ -13,8 +13,10 @@ static const char status_help[] =
     "Usage: kontist-auth status\n"
     "\n"
     "Shows the configuration in use, who is logged in, the access token's expiry and whether it\n"
-    "is confirmed by device MFA, the client the tokens were issued to and by which login,\n"
-    "whether a refresh token is held (and whether this configuration's client can use it), and\n"
+    "is confirmed and by which factor (device MFA with its device, push MFA in the Kontist app;\n"
+    "an older cache without a device says 'unknown factor'), the client the tokens were issued\n"
+    "to and by which login, whether a refresh token is held (and whether this configuration's "
+    "client can use it), and\n"
     "the device binding. Prints no secret and makes no network request. Exits 0 when logged in\n"
     "(a usable access token, or a refresh token this client can use), 3 when not, 6 when the\n"
     "cache or record is unsafe.\n"
@@ -76,9 +78,13 @@ static int show_tokens(const ka_app *app)
                kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) ? "" : ", due for refresh");
     else
         printf("access token:  expired at %s\n", when);
-    if (t.confirmed)
+    if (t.confirmed && t.mfa == KT_MFA_PUSH)
+        printf("confirmed:     yes (push MFA in the Kontist app)\n");
+    else if (t.confirmed && t.mfa == KT_MFA_DEVICE)
         printf("confirmed:     yes (device MFA%s%s)\n", t.device_id != NULL ? ", device " : "",
                t.device_id != NULL ? t.device_id : "");
+    else if (t.confirmed)
+        printf("confirmed:     yes (by an unknown factor)\n");
     else
         printf("confirmed:     no\n");
     other_client = t.client_id != NULL && app->cfg.client_id != NULL &&
