@@ -494,7 +494,7 @@ typedef struct kt_doctor_module_args {
     const char *helper; /* helper= or the built-in path of kontist-pam-helper */
     long login_timeout; /* login_timeout=, 0 when not given (the configuration's applies) */
     bool nouserok;
-    bool mfa_device; /* mfa=device (the default) rather than mfa=none */
+    bool mfa_device; /* a confirmed token (mfa=device, the default, or push) rather than none */
 } kt_doctor_module_args;
 
 /* The module's own argument parser (front ends hand in pam_kontist's, so that the doctor can never
