@@ -174,7 +174,7 @@ def test_no_terminal_without_password_stdin_refuses(kenv):
 
 
 def test_password_with_crlf_line_ending(kenv):
-    r = kenv.run("login", "--password-stdin", input=DEMO_PASSWORD + "\r\n")
+    r = kenv.run("login", "--password-stdin", "--mfa", "none", input=DEMO_PASSWORD + "\r\n")
     assert r.returncode == EXIT_OK, r.stderr
 
 
