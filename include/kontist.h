@@ -495,6 +495,7 @@ typedef struct kt_doctor_module_args {
     long login_timeout; /* login_timeout=, 0 when not given (the configuration's applies) */
     bool nouserok;
     bool mfa_device; /* a confirmed token (mfa=device, the default, or push) rather than none */
+    const char *mfa; /* the mfa= mode as written ("device,push"), NULL: mfa_device says */
 } kt_doctor_module_args;
 
 /* The module's own argument parser (front ends hand in pam_kontist's, so that the doctor can never
