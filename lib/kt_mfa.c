@@ -216,8 +216,8 @@ static int kt_mfa_send(kt_ctx *ctx, const char *method, const char *access_token
 }
 
 static int kt_mfa_challenge_call(kt_ctx *ctx, kt_mfa_call call, const char *method,
-                                 const char *access_token, const char *id,
-                                 kt_push_challenge *out, long *retry_after, kt_error *err)
+                                 const char *access_token, const char *id, kt_push_challenge *out,
+                                 long *retry_after, kt_error *err)
 {
     char path[KT_MFA_PATH_MAX];
     kt_http_response resp;
