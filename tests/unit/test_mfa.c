@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
+#include "kt_cache.h"
 #include "kt_flow.h"
 #include "kt_mfa.h"
 #include "kt_mock.h"
@@ -250,6 +251,43 @@ static void test_decide(void **state)
     EVP_PKEY_free(usable.key);
 }
 
+/* The cache keeps the factor; an older cache without it reads as the device when it names one. */
+static void test_cache_factor(void **state)
+{
+    char jwt[] = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln";
+    kt_token_set t = {0}, back;
+    kt_error err = {0};
+    char *text;
+
+    (void)state;
+    t.access_token = jwt;
+    t.expires_at = 2000000000;
+    t.confirmed = true;
+    t.mfa = KT_MFA_PUSH;
+    text = kt_cache_serialize(&t);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"mfa\""));
+    assert_non_null(strstr(text, "\"push\""));
+    assert_int_equal(kt_cache_parse(text, strlen(text), &back, &err), 0);
+    assert_int_equal(back.mfa, KT_MFA_PUSH);
+    kt_token_set_free(&back);
+    kt_secret_free(text);
+    static const char old_device[] = "{\"version\":1,\"access_token\":\"a.b.c\",\"expires_at\":1,"
+                                     "\"confirmed\":true,\"device_id\":\"d1\"}";
+    assert_int_equal(kt_cache_parse(old_device, strlen(old_device), &back, &err), 0);
+    assert_int_equal(back.mfa, KT_MFA_DEVICE);
+    kt_token_set_free(&back);
+    static const char old_unknown[] = "{\"version\":1,\"access_token\":\"a.b.c\",\"expires_at\":1,"
+                                      "\"confirmed\":true}";
+    assert_int_equal(kt_cache_parse(old_unknown, strlen(old_unknown), &back, &err), 0);
+    assert_int_equal(back.mfa, KT_MFA_NONE);
+    kt_token_set_free(&back);
+    static const char bad[] = "{\"version\":1,\"access_token\":\"a.b.c\",\"expires_at\":1,"
+                              "\"confirmed\":true,\"mfa\":\"sms\"}";
+    assert_int_equal(kt_cache_parse(bad, strlen(bad), &back, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+}
+
 /* --- the push flow against the mock --------------------------------------------------------- */
 
 typedef struct fixture {
@@ -464,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_order_parse),
         cmocka_unit_test(test_config_key),
         cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_cache_factor),
         cmocka_unit_test_setup_teardown(test_push_approved, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_push_denied, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_push_expired, mock_up_short, mock_down),
