@@ -381,7 +381,9 @@ def test_unusable_key_exits_4(kenv, damage):
     else:
         kenv.key_file.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
     before = len(kenv.mock.requests())
-    r = kenv.login()
+    # With device MFA alone (with device,push, the default, the login would say why and go on
+    # to push: test_helper_push.py).
+    r = kenv.login("--mfa", "device")
     assert r.returncode == EXIT_MFA, r.stderr
     # refused before anything was sent
     assert kenv.mock.requests()[before:] == []
