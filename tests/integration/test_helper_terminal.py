@@ -439,7 +439,7 @@ def test_su_c_terminal_that_is_not_controlling_refuses(kenv, terminal, args, opt
 def test_stdin_options_still_read_stdin_without_terminal(kenv):
     r = filled_pipe((DEMO_PASSWORD + "\n").encode())
     try:
-        proc = run_without_terminal(kenv, ["login", "--password-stdin"], r)
+        proc = run_without_terminal(kenv, ["login", "--password-stdin", "--mfa", "none"], r)
     finally:
         os.close(r)
     assert proc.returncode == EXIT_OK, proc.stderr
