@@ -101,6 +101,7 @@ static uint64_t kt_push_give_up(const kt_ctx *ctx, const kt_push_challenge *ch, 
 static int kt_push_steps(kt_ctx *ctx, const char *access_token, kt_token_set *out, kt_error *err)
 {
     kt_push_challenge ch;
+    kt_error last = {KT_OK, ""}; /* the failed check the wait is going on after, if any */
     long retry_after = -1;
     int failures = 0, rc = -1;
     uint64_t started, give_up;
@@ -120,7 +121,11 @@ static int kt_push_steps(kt_ctx *ctx, const char *access_token, kt_token_set *ou
         uint64_t now = kt_now_ms(), next;
 
         if (now >= give_up) {
-            if (by_expiry)
+            /* Still failing when time ran out: the outage or rate limit is the reason, not the
+             * person (a rate limit must stay what it is, never look like anything else). */
+            if (last.kind != KT_OK)
+                kt_error_set(err, last.kind, "%s", last.message);
+            else if (by_expiry)
                 kt_error_set(err, KT_ERR_MFA_EXPIRED,
                              "the push challenge expired before it was approved in the Kontist "
                              "app");
@@ -141,12 +146,15 @@ static int kt_push_steps(kt_ctx *ctx, const char *access_token, kt_token_set *ou
             /* The person may be approving right now: a passing outage or rate limit is waited
              * out (Retry-After honoured), but it stays what it is if it lasts. */
             if ((local.kind == KT_ERR_UNAVAILABLE || local.kind == KT_ERR_RATE_LIMITED) &&
-                ++failures <= KT_PUSH_MAX_FAILURES && kt_now_ms() < give_up)
+                ++failures <= KT_PUSH_MAX_FAILURES && kt_now_ms() < give_up) {
+                last = local;
                 continue;
+            }
             kt_error_set(err, local.kind, "%s", local.message);
             goto out;
         }
         failures = 0;
+        kt_error_clear(&last);
         /* An answer about another challenge says nothing about this one. */
         if (strcmp(fresh.id, ch.id) != 0) {
             kt_push_challenge_free(&fresh);

@@ -492,6 +492,22 @@ static void test_push_poll_outage_waited_out(void **state)
     kt_token_set_free(&t);
 }
 
+/* A rate limit that lasts until time runs out is reported as what it is. */
+static void test_push_rate_limited_until_the_end(void **state)
+{
+    fixture *f = *state;
+    kt_token_set t;
+    kt_error err = {0};
+
+    f->cfg.login_timeout = 7;
+    assert_int_equal(kt_mock_fault(&f->mock, "{\"endpoint\":\"mfa_get\",\"kind\":\"status\","
+                                             "\"status\":429,\"retry_after\":30}"),
+                     0);
+    assert_int_equal(push_login(f, &t, &err), -1);
+    assert_int_equal(err.kind, KT_ERR_RATE_LIMITED);
+    assert_null(t.access_token);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -510,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_cancelled, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_push_rate_limited_create, mock_up, mock_down),
         cmocka_unit_test_setup_teardown(test_push_poll_outage_waited_out, mock_up, mock_down),
+        cmocka_unit_test_setup_teardown(test_push_rate_limited_until_the_end, mock_up, mock_down),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
