@@ -5,8 +5,14 @@ login creates and answers it as the person would. Every test checks what the tok
 afterwards, file by file where the login must leave nothing behind.
 """
 
+import fcntl
 import json
+import os
+import pty
+import select
 import signal
+import subprocess
+import termios
 import threading
 import time
 
@@ -320,3 +326,46 @@ def test_old_cache_without_factor_reads_as_device(kenv):
     kenv.cache_file.write_text(json.dumps(cache))
     status = kenv.run("status")
     assert "confirmed:     yes (by an unknown factor)" in status.stdout
+
+
+def test_waiting_line_only_on_a_terminal(kenv):
+    """On a terminal (standard error and the controlling terminal a pty) the wait shows a status
+    line with the time waited, redrawn in place; the earlier tests check that there is none
+    without one."""
+    master, slave = pty.openpty()
+
+    def take_terminal():
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([str(kenv.auth), "login", "--mfa", "push"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave, env=kenv.env,
+                            preexec_fn=take_terminal, pass_fds=(slave,), cwd=kenv.root)
+    output = b""
+
+    def read_until(needle, timeout=20):
+        nonlocal output
+        deadline = time.monotonic() + timeout
+        while needle not in output:
+            assert time.monotonic() < deadline, f"no {needle!r} on the terminal: {output!r}"
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    output += os.read(master, 4096)
+                except OSError:
+                    pass
+
+    try:
+        read_until(b"password for")
+        os.write(master, (DEMO_PASSWORD + "\n").encode())
+        read_until(b"Confirm the login in the Kontist app (")
+        read_until(b"waiting for your confirmation in the Kontist app... 0:0")
+        assert b"\r\033[K" in output and b"(Ctrl-C to stop)" in output
+        kenv.mock.mfa(wait_for_challenge(kenv.mock)["id"], "VERIFIED")
+        read_until(b"confirmed in the Kontist app (push)")
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
