@@ -24,6 +24,10 @@ _kontist_auth()
             _filedir -d
             return
             ;;
+        --mfa)
+            COMPREPLY=($(compgen -W 'device push device,push push,device none' -- "$cur"))
+            return
+            ;;
     esac
 
     case $cmd in

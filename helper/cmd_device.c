@@ -273,7 +273,7 @@ static int enroll(ka_app *app, const struct enroll_opts *o, kt_enroll_outcome *o
                   struct waiting_line *line, kt_error *err)
 {
     kt_conv conv;
-    kt_conv_progress progress = {show_waiting, enroll_cancelled, line};
+    kt_conv_progress progress = {show_waiting, enroll_cancelled, line, NULL};
     kt_enroll_request req;
     kt_ctx *ctx = NULL;
     char *key_ref = NULL, *handle = NULL;

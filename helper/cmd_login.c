@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,21 +12,33 @@
 
 #include "app.h"
 #include "exit_codes.h"
+#include "waiting.h"
 
 static const char login_help[] =
-    "Usage: kontist-auth login [--user USERNAME] [--password-stdin] [--no-device]\n"
+    "Usage: kontist-auth login [--user USERNAME] [--password-stdin] [--mfa device|push|none]\n"
     "\n"
-    "Logs in with username and password (OAuth2 password grant). When this machine holds a device\n"
-    "bound to that user ('kontist-auth device enroll'), its key then passes device MFA and the\n"
-    "token set stored in the cache is confirmed. The password is asked on the terminal without\n"
-    "echo; with --password-stdin it is one line of standard input instead. Without a terminal\n"
-    "(cron, 'su USER -c', a pipe) and without --password-stdin, nothing is read: it refuses.\n"
+    "Logs in with username and password (OAuth2 password grant), then confirms the login with a\n"
+    "second factor, so that the token set stored in the cache is confirmed:\n"
+    "  device  this machine's device key ('kontist-auth device enroll') signs a challenge\n"
+    "  push    you approve the login in the Kontist app on your phone; meanwhile the request is\n"
+    "          checked every 3 seconds (on a terminal a spinner shows the time waited), until\n"
+    "          you approve or deny it, it expires, login_timeout passes, or Ctrl-C\n"
+    "The factors are tried in the order of --mfa, else of 'mfa' in the configuration (default\n"
+    "device,push: the device when one is enrolled here for the user and its key loads, push\n"
+    "otherwise, with a message saying why). A device key the bank refuses fails the login; it\n"
+    "never moves on to push by itself (use --mfa push). The password is asked on the terminal\n"
+    "without echo; with --password-stdin it is one line of standard input instead. Without a\n"
+    "terminal (cron, 'su USER -c', a pipe) and without --password-stdin, nothing is read: it\n"
+    "refuses. Ctrl-C while waiting for the app stops the login: nothing is saved, the push\n"
+    "request is left to expire, and the process ends by the signal (130 in a shell).\n"
     "\n"
     "Options:\n"
     "  -u, --user USERNAME  Kontist username (default: 'username' in the configuration, then the\n"
     "                       user of the enrolled device)\n"
     "      --password-stdin read the password from standard input\n"
-    "      --no-device      skip device MFA: the token is not confirmed (to enroll anew)\n"
+    "      --mfa FACTORS    device, push, or both in the order to try them (device,push); none\n"
+    "                       skips MFA: the token is not confirmed (to enroll anew)\n"
+    "      --no-device      the same as --mfa none\n"
     "      --config FILE    read only FILE as configuration\n"
     "  -h, --help           show this help\n"
     "\n";
@@ -33,15 +46,16 @@ static const char login_help[] =
 struct login_opts {
     const char *user;
     bool password_stdin;
-    bool no_device;
+    const char *mfa; /* --mfa, or "none" for --no-device; NULL: the configuration's */
 };
 
-enum { OPT_PASSWORD_STDIN = 0x200, OPT_NO_DEVICE };
+enum { OPT_PASSWORD_STDIN = 0x200, OPT_NO_DEVICE, OPT_MFA };
 
 static const struct option login_options[] = {
     {"user", required_argument, NULL, 'u'},
     {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
     {"no-device", no_argument, NULL, OPT_NO_DEVICE},
+    {"mfa", required_argument, NULL, OPT_MFA},
     {"config", required_argument, NULL, KA_OPT_CONFIG},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -62,8 +76,18 @@ static int parse_login(ka_app *app, int argc, char **argv, struct login_opts *o)
             o->password_stdin = true;
             break;
         case OPT_NO_DEVICE:
-            o->no_device = true;
+        case OPT_MFA: {
+            const char *value = c == OPT_NO_DEVICE ? "none" : optarg;
+            kt_mfa_order order;
+            kt_error err = {KT_OK, ""};
+
+            if (o->mfa != NULL && strcmp(o->mfa, value) != 0)
+                return ka_usage_error(app, "login", "--mfa and --no-device given differently");
+            if (kt_mfa_order_parse(value, true, &order, &err) != 0)
+                return ka_usage_error(app, "login", "--mfa: %s", err.message);
+            o->mfa = value;
             break;
+        }
         case KA_OPT_CONFIG:
             app->config_path = optarg;
             break;
@@ -119,7 +143,12 @@ static void say_result(const ka_app *app, const kt_token_set *t, const char *use
     char when[64];
 
     ka_format_time(t->expires_at, when, sizeof(when));
-    if (t->confirmed)
+    if (t->confirmed && t->mfa == KT_MFA_PUSH)
+        fprintf(stderr,
+                "%s: logged in as %s; token confirmed in the Kontist app (push), valid until "
+                "%s\n",
+                app->prog, username, when);
+    else if (t->confirmed)
         fprintf(stderr, "%s: logged in as %s; token confirmed by device %s, valid until %s\n",
                 app->prog, username, t->device_id != NULL ? t->device_id : "(unknown)", when);
     else
@@ -141,24 +170,87 @@ static EVP_PKEY *load_token_key(void *data, kt_error *err)
     return kt_device_load_key(l->sel, l->app->paths.key_file, &l->app->user_owners, err);
 }
 
+/* The factor order: --mfa, else the configuration's, else the default. */
+static int login_order(const ka_app *app, const struct login_opts *o, kt_mfa_order *order,
+                       kt_error *err)
+{
+    if (o->mfa != NULL)
+        return kt_mfa_order_parse(o->mfa, true, order, err);
+    return kt_mfa_order_parse(app->cfg.mfa != NULL ? app->cfg.mfa : KT_DEFAULT_MFA, false, order,
+                              err);
+}
+
+static bool order_has(const kt_mfa_order *order, kt_mfa_factor f)
+{
+    for (unsigned i = 0; i < order->count; i++)
+        if (order->factor[i] == f)
+            return true;
+    return false;
+}
+
+/* What the person did not ask for is said out loud: which factor is used instead and why. */
+static int choose_factor(const ka_app *app, const kt_mfa_order *order,
+                         const kt_device_selection *sel, int sel_rc, const kt_error *sel_err,
+                         const char *username, kt_mfa_decision *dec, kt_error *err)
+{
+    /* Without MFA the record only names the user: it must still be safe to read. */
+    if (order->count == 1 && order->factor[0] == KT_MFA_NONE && sel_rc != 0)
+        return kt_error_set(err, sel_err->kind, "%s", sel_err->message);
+    if (kt_mfa_decide(order, sel, sel_rc, sel_err, dec, err) != 0)
+        return -1;
+    if (dec->passed_over[0] != '\0' && dec->factor == KT_MFA_PUSH)
+        fprintf(stderr,
+                "%s: no device MFA for %s: %s; confirming the login in the Kontist app "
+                "(push) instead\n",
+                app->prog, username, dec->passed_over);
+    return 0;
+}
+
+/* A denial is no reason to enroll, as ka_report's advice for failed MFA would suggest. */
+static int report_login(const ka_app *app, const kt_mfa_decision *dec, const kt_error *err)
+{
+    if (dec->factor == KT_MFA_PUSH && err->kind == KT_ERR_MFA_FAILED) {
+        fprintf(stderr, "%s: %s\n", app->prog, err->message);
+        fprintf(stderr,
+                "%s: if you denied it by mistake, run 'kontist-auth login' again; if you did not "
+                "deny it, someone else did: check the devices and activity in your Kontist app\n",
+                app->prog);
+        return ka_exit_code(err->kind);
+    }
+    if (err->kind == KT_ERR_MFA_EXPIRED) {
+        fprintf(stderr, "%s: %s\n", app->prog, err->message);
+        fprintf(stderr,
+                "%s: run 'kontist-auth login' again and approve the login in the Kontist app; "
+                "'login_timeout' in the configuration allows more time\n",
+                app->prog);
+        return ka_exit_code(err->kind);
+    }
+    return ka_report(app->prog, err);
+}
+
 int ka_cmd_login(ka_app *app, int argc, char **argv)
 {
-    struct login_opts o = {NULL, false, false};
+    struct login_opts o = {NULL, false, NULL};
     kt_device_selection sel;
     token_key_loader loader = {app, &sel};
     kt_login_params params;
+    kt_mfa_order order;
+    kt_mfa_decision dec;
     kt_token_set t;
-    kt_error err = {KT_OK, ""};
+    kt_error err = {KT_OK, ""}, sel_err = {KT_OK, ""};
     kt_ctx *ctx = NULL;
     kt_conv conv;
+    kt_conv_progress progress;
+    ka_waiting waiting;
     char *password = NULL;
-    int rc = parse_login(app, argc, argv, &o);
+    int rc = parse_login(app, argc, argv, &o), sel_rc, signo = 0;
 
     if (rc >= 0)
         return rc;
     memset(&sel, 0, sizeof(sel));
     memset(&params, 0, sizeof(params));
     memset(&t, 0, sizeof(t));
+    memset(&dec, 0, sizeof(dec));
     app->term.stdin_option = "--password-stdin";
     /* Without a terminal the password could only come from standard input, which may be a
      * terminal that echoes it (su -c): refuse before anything is read or sent. */
@@ -168,26 +260,35 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
         goto out;
     if (ka_app_setup(app, &err) != 0)
         goto out;
+    if (login_order(app, &o, &order, &err) != 0)
+        goto out;
     /* Without a name given, the enrolled device's user logs in. */
     params.username = pick_username(app, &o);
-    if (kt_device_select(app->paths.record_file, app->paths.key_file, &app->user_owners,
-                         params.username, !o.no_device, &sel, &err) != 0)
-        goto out;
-    if (params.username == NULL)
+    sel_rc = kt_device_select(app->paths.record_file, app->paths.key_file, &app->user_owners,
+                              params.username, order_has(&order, KT_MFA_DEVICE), &sel, &sel_err);
+    if (params.username == NULL && sel_rc == 0)
         params.username = sel.rec.username;
     if (params.username == NULL) {
-        kt_error_set(&err, KT_ERR_CONFIG,
-                     "no Kontist username: pass --user or set 'username' in the configuration");
+        if (sel_rc != 0)
+            kt_error_set(&err, sel_err.kind, "%s", sel_err.message);
+        else
+            kt_error_set(&err, KT_ERR_CONFIG,
+                         "no Kontist username: pass --user or set 'username' in the "
+                         "configuration");
         goto out;
     }
-    if (!o.no_device && sel.choice == KT_DEVICE_USE) {
+    if (choose_factor(app, &order, &sel, sel_rc, &sel_err, params.username, &dec, &err) != 0)
+        goto out;
+    if (dec.factor == KT_MFA_DEVICE) {
         params.device_id = sel.rec.device_id;
         params.key = sel.key;
         if (sel.key_on_token) {
             params.load_key = load_token_key;
             params.load_key_data = &loader;
         }
-    } else if (!o.no_device && sel.choice == KT_DEVICE_OTHER_USER && sel.rec.device_id != NULL) {
+    } else if (dec.factor == KT_MFA_PUSH) {
+        params.push = true;
+    } else if (o.mfa == NULL && sel.choice == KT_DEVICE_OTHER_USER && sel.rec.device_id != NULL) {
         fprintf(stderr, "%s: the enrolled device belongs to %s, not %s: no device MFA\n", app->prog,
                 sel.rec.username != NULL ? sel.rec.username : "(nobody)", params.username);
     }
@@ -196,7 +297,20 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
     params.password = password;
     conv = ka_term_conv(&app->term);
     ctx = kt_ctx_new(&app->cfg, &conv, &err);
-    if (ctx == NULL || kt_flow_login(ctx, &params, &t, &err) != 0)
+    if (ctx == NULL)
+        goto out;
+    progress = ka_waiting_progress(&waiting, app->prog);
+    kt_ctx_set_progress(ctx, &progress);
+    ka_waiting_catch(&waiting);
+    rc = kt_flow_login(ctx, &params, &t, &err);
+    signo = ka_waiting_release(&waiting);
+    /* Asked to stop: nothing is saved, whatever the flow got to (a push challenge is left to
+     * expire at the bank). */
+    if (signo != 0) {
+        kt_token_set_free(&t);
+        goto out;
+    }
+    if (rc != 0)
         goto out;
     /* Only this client can refresh the tokens: the cache says which one it was. */
     if (kt_session_save_login(ctx, &app->paths, &t, &err) != 0)
@@ -212,5 +326,13 @@ out:
     kt_ctx_free(ctx);
     kt_token_set_free(&t);
     kt_device_selection_free(&sel);
-    return err.kind == KT_OK ? KA_EXIT_OK : ka_report(app->prog, &err);
+    if (signo != 0) {
+        fprintf(stderr, "%s: stopped: nothing was saved%s\n", app->prog,
+                params.push ? "; the request in the Kontist app is left to expire" : "");
+        /* Ends the process the way the signal would have (130 for Ctrl-C in a shell). */
+        fflush(stderr);
+        raise(signo);
+        return KA_EXIT_USAGE;
+    }
+    return err.kind == KT_OK ? KA_EXIT_OK : report_login(app, &dec, &err);
 }

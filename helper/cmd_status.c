@@ -14,8 +14,10 @@ static const char status_help[] =
     "Usage: kontist-auth status\n"
     "\n"
     "Shows the configuration in use, who is logged in, the access token's expiry and whether it\n"
-    "is confirmed by device MFA, the client the tokens were issued to and by which login,\n"
-    "whether a refresh token is held (and whether this configuration's client can use it), and\n"
+    "is confirmed and by which factor (device MFA with its device, push MFA in the Kontist app;\n"
+    "an older cache without a device says 'unknown factor'), the client the tokens were issued\n"
+    "to and by which login, whether a refresh token is held (and whether this configuration's "
+    "client can use it), and\n"
     "the device binding. Prints no secret and makes no network request. Exits 0 when logged in\n"
     "(a usable access token, or a refresh token this client can use), 3 when not, 6 when the\n"
     "cache or record is unsafe.\n"
@@ -79,13 +81,17 @@ static int show_tokens(const ka_app *app)
                kt_token_set_usable(&t, now, KT_TOKEN_MIN_LEFT) ? "" : ", due for refresh");
     else
         printf("access token:  expired at %s\n", when);
-    if (t.confirmed) {
+    if (t.confirmed && t.mfa == KT_MFA_PUSH) {
+        fputs("confirmed:     yes (push MFA in the Kontist app)\n", stdout);
+    } else if (t.confirmed && t.mfa == KT_MFA_DEVICE) {
         fputs("confirmed:     yes (device MFA", stdout);
         if (t.device_id != NULL) {
             fputs(", device ", stdout);
             ka_put_plain(stdout, t.device_id);
         }
         fputs(")\n", stdout);
+    } else if (t.confirmed) {
+        fputs("confirmed:     yes (by an unknown factor)\n", stdout);
     } else
         printf("confirmed:     no\n");
     other_client = t.client_id != NULL && app->cfg.client_id != NULL &&

@@ -17,6 +17,7 @@ int ka_doctor_parse_module_args(int argc, const char **argv, kt_doctor_module_ar
     out->helper = args.helper;
     out->login_timeout = args.login_timeout;
     out->nouserok = args.nouserok;
-    out->mfa_device = args.mfa == KT_PAM_MFA_DEVICE;
+    out->mfa_device = args.mfa != KT_PAM_MFA_NONE;
+    out->mfa = kt_pam_mfa_name(args.mfa);
     return 0;
 }

@@ -11,7 +11,8 @@ const char ka_exit_codes_help[] =
     "  1  internal error\n"
     "  2  usage or configuration error, or a prompt got no answer\n"
     "  3  wrong username or password, or not logged in (log in again)\n"
-    "  4  device MFA failed, no device enrolled, or the device key is unusable\n"
+    "  4  MFA failed (device key refused, push denied or expired), no device enrolled, or the\n"
+    "     device key is unusable\n"
     "  5  service unavailable (network, TLS, timeout, rate limit, server error)\n"
     "  6  local I/O error (file permissions, ownership, disk)\n";
 
@@ -30,6 +31,7 @@ int ka_exit_code(kt_err_kind kind)
     case KT_ERR_IDENTITY_MISMATCH:
         return KA_EXIT_AUTH;
     case KT_ERR_MFA_FAILED:
+    case KT_ERR_MFA_EXPIRED:
     case KT_ERR_NOT_ENROLLED:
     case KT_ERR_NOT_CONFIRMED:
     case KT_ERR_KEY_UNUSABLE:

@@ -21,7 +21,7 @@ static const char usage_text[] =
     "a private cache and hands out a valid access token to scripts and git.\n"
     "\n"
     "Commands:\n"
-    "  login                        log in (password, then device MFA when one is bound)\n"
+    "  login                        log in (password, then device or push MFA: --mfa)\n"
     "  device enroll                bind this machine as a device (key and SMS code)\n"
     "  token [--json]               print a valid confirmed access token\n"
     "  status                       who is logged in, token expiry, device binding\n"

@@ -57,10 +57,14 @@ typedef enum kt_err_kind {
     KT_ERR_NOT_CONFIRMED,    /* a token is there but did not pass MFA, and a confirmed one is due */
     KT_ERR_BAD_REQUEST,      /* a caller's request is malformed (a git credential request) */
     KT_ERR_ALREADY_ENROLLED, /* this machine already holds a device for the user */
+    /* A push MFA challenge was neither approved nor denied before it expired, or before the
+     * login's deadline: nobody answered. Its own kind so that a log can tell "nobody answered"
+     * from "the person said no" (KT_ERR_MFA_FAILED); for PAM both are PAM_AUTH_ERR. */
+    KT_ERR_MFA_EXPIRED,
 } kt_err_kind;
 
 /* One past the last kind, for tables indexed by kind. */
-#define KT_ERR_KIND_COUNT (KT_ERR_ALREADY_ENROLLED + 1)
+#define KT_ERR_KIND_COUNT (KT_ERR_MFA_EXPIRED + 1)
 
 /* How the bank's answers map to kinds is one table, in lib/kt_error.h. */
 typedef struct kt_error {
@@ -83,8 +87,10 @@ const char *kt_err_kind_name(kt_err_kind kind);
 #define KT_DEFAULT_BASE_URL "https://api.kontist.com"
 #define KT_DEFAULT_SCOPES "offline users accounts"
 #define KT_SYSTEM_CONFIG "/etc/kontist/kontist.conf"
-/* How many keys there are (base_url ... login_timeout). */
-#define KT_CONFIG_KEYS 12
+/* How many keys there are (base_url ... mfa). */
+#define KT_CONFIG_KEYS 13
+/* The factors a login of kontist-auth tries, in order, when the configuration names none. */
+#define KT_DEFAULT_MFA "device,push"
 
 typedef struct kt_config {
     char *base_url; /* https:// only; no trailing slash after parsing */
@@ -99,8 +105,10 @@ typedef struct kt_config {
     char *username;           /* optional default Kontist username (helper) */
     long connect_timeout;     /* seconds, default 5 */
     long timeout;             /* seconds per request, default 10 */
-    long login_timeout;       /* seconds for a whole flow, default 30 */
+    long login_timeout;       /* seconds for a whole flow, default 30; a push MFA wait too */
     char *tpm_tcti;           /* the TPM's TCTI; NULL: KT_TPM_DEFAULT_TCTI, never a TSS fallback */
+    char *mfa;                /* the factor order for kontist-auth login ("device,push", ...);
+                                 NULL: KT_DEFAULT_MFA. The PAM module follows its own mfa= */
     char *origin[KT_CONFIG_KEYS]; /* "FILE:LINE" where each key was set; NULL: default or
                                      kt_config_set (see kt_config_origin) */
 } kt_config;
@@ -224,6 +232,12 @@ typedef struct kt_conv_progress {
      * KT_ERR_CONV "cancelled". May be NULL. */
     bool (*cancelled)(void *data);
     void *data;
+    /* Called once when a wait for the person starts that they must be told about at that very
+     * moment (a push MFA challenge: "confirm the login in the Kontist app"), with the plain
+     * instruction and the seconds it stays open. A front end whose messages would otherwise
+     * arrive late (the PAM module under sshd) turns it into a prompt. May be NULL: the
+     * instruction then goes to the conversation's info. */
+    void (*instruct)(void *data, const char *instruction, long seconds_left);
 } kt_conv_progress;
 
 /* One configuration (borrowed: it must outlive the context), a conversation, one HTTPS
@@ -253,6 +267,8 @@ typedef struct kt_token_set {
     char *client_id;     /* the OAuth client the tokens were issued to (only that client can
                             refresh them); NULL when unknown (a cache from an older version) */
     time_t login_at;     /* when the login that issued the set ran; 0 when unknown */
+    int mfa;             /* the kt_mfa_factor that confirmed it; KT_MFA_NONE when unconfirmed
+                            or unknown (a cache from an older version) */
 } kt_token_set;
 
 void kt_token_set_free(kt_token_set *t); /* wipes secrets; leaves *t zeroed */
@@ -292,6 +308,47 @@ int kt_device_select(const char *record_path, const char *default_key,
 EVP_PKEY *kt_device_load_key(kt_device_selection *sel, const char *default_key,
                              const kt_owner_policy *owners, kt_error *err);
 void kt_device_selection_free(kt_device_selection *sel);
+
+/* MFA factors, and the order a login tries them in (the configuration's `mfa`, kontist-auth
+ * login --mfa, the PAM module's mfa=). */
+typedef enum kt_mfa_factor {
+    KT_MFA_NONE = 0, /* the password grant only: an unconfirmed token */
+    KT_MFA_DEVICE,   /* the device key signs a device challenge */
+    KT_MFA_PUSH,     /* the person approves a push challenge in the Kontist app */
+} kt_mfa_factor;
+
+#define KT_MFA_ORDER_MAX 2
+typedef struct kt_mfa_order {
+    kt_mfa_factor factor[KT_MFA_ORDER_MAX];
+    unsigned count;
+} kt_mfa_order;
+
+/* "device", "push", "device,push", "push,device" (blanks around commas allowed), or, with
+ * allow_none, "none" on its own. Anything else, a repeated factor or "none" in a list is
+ * KT_ERR_CONFIG. */
+int kt_mfa_order_parse(const char *text, bool allow_none, kt_mfa_order *out, kt_error *err);
+/* "none", "device", "push". */
+const char *kt_mfa_factor_name(kt_mfa_factor factor);
+/* "device,push" and the like, into buf. */
+void kt_mfa_order_format(const kt_mfa_order *order, char *buf, size_t size);
+
+typedef struct kt_mfa_decision {
+    kt_mfa_factor factor;
+    /* Why a device earlier in the order was passed over ("" when it was not): a front end must
+     * say it, a factor is never changed silently. */
+    char passed_over[384];
+} kt_mfa_decision;
+
+/* Which factor a login uses: the first of `order` that this machine can use. `select_rc` and
+ * `select_err` are what kt_device_select (with load_key) gave for `sel`. The device is usable
+ * when the selection uses a device and its key loaded. It is passed over for the next factor
+ * (with passed_over set) only when there is no device for the user here or its key cannot be
+ * loaded (KT_ERR_KEY_UNUSABLE); any other selection error (an unsafe or malformed file) stands.
+ * Only local facts decide: nothing the bank answers is an input, so a key the bank rejects fails
+ * the login instead of moving on to push. No usable factor: the selection's error, or
+ * KT_ERR_NOT_ENROLLED. */
+int kt_mfa_decide(const kt_mfa_order *order, const kt_device_selection *sel, int select_rc,
+                  const kt_error *select_err, kt_mfa_decision *out, kt_error *err);
 /* Loads a private key by reference. A plain absolute path (or a local file: URI: file:/p,
  * file:///p, file://localhost/p, %XX escapes undone) is opened safely first: regular file, not a
  * link, mode 0600 or stricter, owned by one of `owners`; the bytes read from that descriptor are
@@ -316,7 +373,7 @@ int kt_key_set_tpm_tcti(const char *tcti, bool environment_wins, kt_error *err);
 typedef struct kt_login_params {
     const char *username;
     const char *password;
-    const char *device_id; /* NULL: no device bound, the result is unconfirmed */
+    const char *device_id; /* NULL: no device MFA */
     EVP_PKEY *key;         /* the device key, with device_id */
     /* With device_id and no key: loads the key once the bank has accepted the password (a key on
      * a PKCS#11 token: its PIN is asked for, and the token's login tried, only then, so that a
@@ -324,11 +381,16 @@ typedef struct kt_login_params {
      * stays the caller's (load_key_data's) to free. */
     EVP_PKEY *(*load_key)(void *data, kt_error *err);
     void *load_key_data;
+    bool push; /* without device_id: push MFA; neither: the result is unconfirmed */
 } kt_login_params;
 
-/* Password grant, then (device bound) create challenge -> sign -> verify -> confirmed token set,
- * over the context's one connection under its deadline. out->username and out->device_id are
- * filled. */
+/* Password grant, then either (device) create challenge -> sign -> verify, or (push) create a
+ * push challenge, tell the person (progress instruct, else conversation info), poll it every
+ * 3 s (or as Retry-After says) with the progress callbacks told, until VERIFIED, DENIED
+ * (KT_ERR_MFA_FAILED), its expiresAt or the flow deadline (KT_ERR_MFA_EXPIRED), or a cancel
+ * (KT_ERR_CONV "cancelled"); then fetch the confirmed token set once. All of it over the
+ * context's one connection and within login_timeout. out->username, out->device_id (device) and
+ * out->mfa are filled. */
 int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out, kt_error *err);
 
 /* A token is handed out only with at least this much life left. */
@@ -551,7 +613,8 @@ typedef struct kt_doctor_module_args {
     const char *helper; /* helper= or the built-in path of kontist-pam-helper */
     long login_timeout; /* login_timeout=, 0 when not given (the configuration's applies) */
     bool nouserok;
-    bool mfa_device; /* mfa=device (the default) rather than mfa=none */
+    bool mfa_device; /* a confirmed token (mfa=device, the default, or push) rather than none */
+    const char *mfa; /* the mfa= mode as written ("device,push"), NULL: mfa_device says */
 } kt_doctor_module_args;
 
 /* The module's own argument parser (front ends hand in pam_kontist's, so that the doctor can never

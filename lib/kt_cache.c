@@ -25,11 +25,11 @@
 /* How long a store or an erase waits for a concurrent refresh to finish. */
 #define KT_CACHE_LOCK_WAIT_MS 5000L
 
-/* client_id and login_at came later: a cache without them is still read (its client is then
- * unknown). */
+/* client_id, login_at and mfa came later: a cache without them is still read (its client is
+ * then unknown; what confirmed it is the device when one is named, else unknown). */
 static const char *const cache_members[] = {
-    "version",    "username",  "device_id", "access_token", "refresh_token",
-    "expires_at", "confirmed", "scope",     "client_id",    "login_at",
+    "version",   "username", "device_id", "access_token", "refresh_token", "expires_at",
+    "confirmed", "scope",    "client_id", "login_at",     "mfa",
 };
 
 /* --- parsing --------------------------------------------------------------------------------- */
@@ -52,6 +52,29 @@ static int check_members(struct json_object *obj, kt_error *err)
             return kt_error_set(err, KT_ERR_PROTOCOL, "unknown member \"%.64s\"", key);
     }
     return 0;
+}
+
+/* "mfa": the factor that confirmed the set. Absent (an older cache): a confirmed set that names
+ * a device was confirmed by it, as only device MFA existed then. */
+static int read_factor(struct json_object *obj, kt_token_set *t, kt_error *err)
+{
+    char *name = NULL;
+    int rc = 0;
+
+    if (kt_json_string(&cache_doc, obj, "mfa", 0, 0, &name, err) != 0)
+        return -1;
+    if (name == NULL)
+        t->mfa = t->confirmed && t->device_id != NULL ? KT_MFA_DEVICE : KT_MFA_NONE;
+    else if (strcmp(name, "device") == 0)
+        t->mfa = KT_MFA_DEVICE;
+    else if (strcmp(name, "push") == 0)
+        t->mfa = KT_MFA_PUSH;
+    else if (strcmp(name, "none") == 0)
+        t->mfa = KT_MFA_NONE;
+    else
+        rc = kt_error_set(err, KT_ERR_PROTOCOL, "unknown MFA factor in \"mfa\"");
+    free(name);
+    return rc;
 }
 
 static int fill_token_set(struct json_object *obj, kt_token_set *t, kt_error *err)
@@ -84,6 +107,8 @@ static int fill_token_set(struct json_object *obj, kt_token_set *t, kt_error *er
         kt_json_int64(&cache_doc, obj, "login_at", 0, 0, INT64_MAX, &login_at, err) != 0)
         return -1;
     t->login_at = (time_t)login_at;
+    if (read_factor(obj, t, err) != 0)
+        return -1;
     /* Only an erased access token (kt_cache_erase with access_only) leaves a cache without one,
      * and that cache exists only for its refresh token. */
     if (t->access_token == NULL && t->refresh_token == NULL)
@@ -131,6 +156,8 @@ char *kt_cache_serialize(const kt_token_set *t)
     kt_json_put_string(&w, "client_id", t->client_id);
     if (t->login_at > 0)
         kt_json_put_int64(&w, "login_at", (int64_t)t->login_at);
+    if (t->confirmed && t->mfa != KT_MFA_NONE)
+        kt_json_put_string(&w, "mfa", kt_mfa_factor_name((kt_mfa_factor)t->mfa));
     kt_json_close(&w);
     return kt_json_writer_finish(&w, NULL);
 }

@@ -36,6 +36,7 @@ enum {
     K_TIMEOUT,
     K_LOGIN_TIMEOUT,
     K_TPM_TCTI,
+    K_MFA,
     K_COUNT
 };
 
@@ -52,6 +53,7 @@ static const char *const key_names[K_COUNT] = {
     [K_TIMEOUT] = "timeout",
     [K_LOGIN_TIMEOUT] = "login_timeout",
     [K_TPM_TCTI] = "tpm_tcti",
+    [K_MFA] = "mfa",
 };
 
 _Static_assert(K_COUNT == KT_CONFIG_KEYS, "KT_CONFIG_KEYS must count the keys");
@@ -250,6 +252,21 @@ static int check_tcti(const char *v, why_buf *why)
                     "settings");
 }
 
+/* The configuration names factors only: "none" (an unconfirmed token) is a choice made on the
+ * command line for one login, never a standing setting. */
+static int check_mfa(const char *v, char **normalized, why_buf *why)
+{
+    kt_error err = {KT_OK, ""};
+    kt_mfa_order order;
+    char buf[64];
+
+    if (kt_mfa_order_parse(v, false, &order, &err) != 0)
+        return bad(why, "%s", err.message);
+    kt_mfa_order_format(&order, buf, sizeof(buf));
+    *normalized = strdup(buf);
+    return *normalized != NULL ? SET_OK : SET_NOMEM;
+}
+
 static int check_client_id(const char *v, why_buf *why)
 {
     if (check_token_like(v, "client_id", why) != SET_OK)
@@ -376,6 +393,8 @@ static char **string_field(kt_config *cfg, int id)
         return &cfg->username;
     case K_TPM_TCTI:
         return &cfg->tpm_tcti;
+    case K_MFA:
+        return &cfg->mfa;
     }
     return NULL;
 }
@@ -414,6 +433,8 @@ static int check_value(int id, const char *value, char **normalized, why_buf *wh
         return check_token_like(value, "username", why);
     case K_TPM_TCTI:
         return check_tcti(value, why);
+    case K_MFA:
+        return check_mfa(value, normalized, why);
     }
     return bad(why, "internal: no check for '%s'", key_names[id]);
 }
@@ -887,7 +908,89 @@ void kt_config_free(kt_config *cfg)
     free(cfg->pinned_pubkey);
     free(cfg->proxy);
     free(cfg->username);
+    free(cfg->mfa);
     for (int i = 0; i < K_COUNT; i++)
         free(cfg->origin[i]);
     memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- MFA factor orders ------------------------------------------------------------------ */
+
+const char *kt_mfa_factor_name(kt_mfa_factor factor)
+{
+    switch (factor) {
+    case KT_MFA_NONE:
+        return "none";
+    case KT_MFA_DEVICE:
+        return "device";
+    case KT_MFA_PUSH:
+        return "push";
+    }
+    return "unknown";
+}
+
+int kt_mfa_order_parse(const char *text, bool allow_none, kt_mfa_order *out, kt_error *err)
+{
+    const char *p = text;
+
+    memset(out, 0, sizeof(*out));
+    if (text == NULL)
+        return kt_error_set(err, KT_ERR_CONFIG, "no MFA factor given");
+    for (;;) {
+        size_t len;
+        kt_mfa_factor f;
+
+        p += strspn(p, " \t");
+        len = strcspn(p, ", \t");
+        if (len == 6 && strncmp(p, "device", len) == 0)
+            f = KT_MFA_DEVICE;
+        else if (len == 4 && strncmp(p, "push", len) == 0)
+            f = KT_MFA_PUSH;
+        else if (len == 4 && strncmp(p, "none", len) == 0)
+            f = KT_MFA_NONE;
+        else
+            return kt_error_set(err, KT_ERR_CONFIG,
+                                "MFA factors are device and push, in the order to try them "
+                                "(device,push)%s",
+                                allow_none ? ", or none alone" : "");
+        if (f == KT_MFA_NONE && (!allow_none || out->count > 0))
+            return kt_error_set(err, KT_ERR_CONFIG,
+                                allow_none ? "none stands alone: it is no factor to try in a list"
+                                           : "none is no MFA factor to configure: skipping MFA is "
+                                             "a choice for one login");
+        for (unsigned i = 0; i < out->count; i++)
+            if (out->factor[i] == f)
+                return kt_error_set(err, KT_ERR_CONFIG, "MFA factor %s given twice",
+                                    kt_mfa_factor_name(f));
+        if (out->count > 0 && out->factor[0] == KT_MFA_NONE)
+            return kt_error_set(err, KT_ERR_CONFIG,
+                                "none stands alone: it is no factor to try in a list");
+        if (out->count == KT_MFA_ORDER_MAX)
+            return kt_error_set(err, KT_ERR_CONFIG, "too many MFA factors");
+        out->factor[out->count++] = f;
+        p += len;
+        p += strspn(p, " \t");
+        if (*p == '\0')
+            return 0;
+        if (*p != ',')
+            return kt_error_set(err, KT_ERR_CONFIG, "MFA factors are separated by commas");
+        p++;
+    }
+}
+
+void kt_mfa_order_format(const kt_mfa_order *order, char *buf, size_t size)
+{
+    size_t used = 0;
+
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < order->count && i < KT_MFA_ORDER_MAX; i++) {
+        int n = snprintf(buf + used, size - used, "%s%s", i > 0 ? "," : "",
+                         kt_mfa_factor_name(order->factor[i]));
+
+        if (n < 0 || (size_t)n >= size - used)
+            return;
+        used += (size_t)n;
+    }
 }

@@ -50,7 +50,20 @@ void kt_ctx_start_deadline(kt_ctx *ctx)
         return;
     /* A flow always has a deadline: a config without one gets the per-request timeouts' worth. */
     secs = ctx->cfg->login_timeout > 0 ? ctx->cfg->login_timeout : 30;
-    kt_http_set_deadline(ctx->http, kt_now_ms() + (uint64_t)secs * 1000u);
+    ctx->deadline_ms = kt_now_ms() + (uint64_t)secs * 1000u;
+    kt_http_set_deadline(ctx->http, ctx->deadline_ms);
+}
+
+void kt_ctx_instruct(kt_ctx *ctx, const char *instruction, long seconds_left)
+{
+    if (ctx == NULL)
+        return;
+    if (seconds_left < 0)
+        seconds_left = 0;
+    if (ctx->progress.instruct != NULL)
+        ctx->progress.instruct(ctx->progress.data, instruction, seconds_left);
+    else
+        kt_ctx_info(ctx, "%s (%ld:%02ld left)", instruction, seconds_left / 60, seconds_left % 60);
 }
 
 int kt_ctx_prompt(kt_ctx *ctx, const char *message, int echo, char **answer, kt_error *err)

@@ -16,10 +16,14 @@ struct kt_ctx {
     kt_conv conv;
     kt_http *http;
     kt_conv_progress progress; /* all NULL unless kt_ctx_set_progress */
+    uint64_t deadline_ms;      /* the flow deadline (kt_now_ms), 0 before the first flow */
 };
 
 /* Starts the flow deadline: now + cfg->login_timeout seconds. */
 void kt_ctx_start_deadline(kt_ctx *ctx);
+/* Tells the person to act elsewhere now: the progress instruct callback, else conversation info
+ * with the time left. */
+void kt_ctx_instruct(kt_ctx *ctx, const char *instruction, long seconds_left);
 
 /* Conversation wrappers that cope with missing callbacks. kt_ctx_prompt returns -1 with
  * KT_ERR_CONV when nobody can answer. */

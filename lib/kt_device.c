@@ -67,10 +67,10 @@ int kt_device_parse_challenge(long status, const char *content_type, const char 
                         false, challenge_id, string_to_sign, err);
 }
 
-static int kt_parse_confirmed_obj(json_object *obj, time_t now, kt_token_set *t, kt_error *err)
+static int kt_parse_confirmed_obj(json_object *obj, const char *what, time_t now, kt_token_set *t,
+                                  kt_error *err)
 {
-    static const kt_json_doc doc = {"verify challenge", KT_ERR_PROTOCOL, 0, 0};
-    const char *what = doc.what;
+    const kt_json_doc doc = {what, KT_ERR_PROTOCOL, 0, 0};
     kt_jwt_claims claims;
 
     if (kt_json_get_string(obj, "token", &t->access_token, what, err) != 0)
@@ -99,14 +99,20 @@ static int kt_parse_confirmed_obj(json_object *obj, time_t now, kt_token_set *t,
 int kt_device_parse_confirmed(long status, const char *content_type, const char *body, size_t len,
                               kt_token_set *t, kt_error *err)
 {
+    return kt_parse_confirmed_tokens("verify challenge", status, content_type, body, len, t, err);
+}
+
+int kt_parse_confirmed_tokens(const char *what, long status, const char *content_type,
+                              const char *body, size_t len, kt_token_set *t, kt_error *err)
+{
     json_object *obj;
     int rc;
 
     memset(t, 0, sizeof(*t));
-    obj = kt_json_parse_response(status, content_type, body, len, "verify challenge", err);
+    obj = kt_json_parse_response(status, content_type, body, len, what, err);
     if (obj == NULL)
         return -1;
-    rc = kt_parse_confirmed_obj(obj, time(NULL), t, err);
+    rc = kt_parse_confirmed_obj(obj, what, time(NULL), t, err);
     kt_json_put_wiped(obj);
     if (rc != 0)
         kt_token_set_free(t);

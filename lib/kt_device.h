@@ -20,6 +20,10 @@ int kt_device_parse_challenge(long status, const char *content_type, const char 
 /* Confirmed token response {"token","refresh_token"?}; expires_at from the JWT exp claim. */
 int kt_device_parse_confirmed(long status, const char *content_type, const char *body, size_t len,
                               kt_token_set *t, kt_error *err);
+/* The same for any endpoint that answers with confirmed tokens (push MFA's token call); `what`
+ * names the call in messages. */
+int kt_parse_confirmed_tokens(const char *what, long status, const char *content_type,
+                              const char *body, size_t len, kt_token_set *t, kt_error *err);
 
 /* The device calls, for kt_device_check_status. */
 typedef enum kt_device_call {

@@ -924,7 +924,9 @@ static void explain_control(doctor *d, const char *where, const char *control,
         emit(d, "pam-stack", KT_DOCTOR_OK, KT_OK, NULL,
              "%s: %s: Kontist or nothing, no fallback when the API is unavailable%s; mfa=%s", where,
              control, a->nouserok ? "; nouserok: users root has not pinned are ignored" : "",
-             a->mfa_device ? "device" : "none");
+             a->mfa != NULL  ? a->mfa
+             : a->mfa_device ? "device"
+                             : "none");
         return;
     }
     if (control[0] != '[') {

@@ -111,6 +111,8 @@ const char *kt_err_kind_name(kt_err_kind kind)
         return "bad_request";
     case KT_ERR_ALREADY_ENROLLED:
         return "already_enrolled";
+    case KT_ERR_MFA_EXPIRED:
+        return "mfa_expired";
     }
     return "unknown";
 }

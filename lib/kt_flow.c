@@ -7,6 +7,7 @@
 #include "kt_device.h"
 #include "kt_flow.h"
 #include "kt_keys.h"
+#include "kt_mfa.h"
 #include "kt_oauth.h"
 #include "kt_secret.h"
 
@@ -77,11 +78,136 @@ static int kt_confirm_steps(kt_ctx *ctx, const char *access_token, const char *d
         kt_token_set_free(out);
         goto out;
     }
+    out->mfa = KT_MFA_DEVICE;
     rc = 0;
 out:
     free(challenge_id);
     free(to_sign);
     free(sig);
+    return rc;
+}
+
+/* The pause before the next check of a push challenge: the bank's Retry-After when it sent one
+ * (within bounds), else KT_PUSH_POLL_S, doubled for each failure in a row. */
+static uint64_t kt_push_interval_ms(long retry_after, int failures)
+{
+    long secs = KT_PUSH_POLL_S;
+
+    if (retry_after >= 0) {
+        secs = retry_after < 1                    ? 1
+               : retry_after > KT_PUSH_POLL_MAX_S ? KT_PUSH_POLL_MAX_S
+                                                  : retry_after;
+    } else {
+        for (int i = 0; i < failures && secs < KT_PUSH_POLL_MAX_S; i++)
+            secs *= 2;
+        if (secs > KT_PUSH_POLL_MAX_S)
+            secs = KT_PUSH_POLL_MAX_S;
+    }
+    return (uint64_t)secs * 1000u;
+}
+
+/* When the wait for the person ends, on this machine's monotonic clock: at the challenge's
+ * expiresAt (its lifetime counted on the bank's clock, against the answer's Date, so a clock
+ * that is off here changes nothing) or, sooner, with enough of the flow deadline left to fetch
+ * the token. *by_expiry says which of the two it is. */
+static uint64_t kt_push_give_up(const kt_ctx *ctx, const kt_push_challenge *ch, uint64_t started,
+                                bool *by_expiry)
+{
+    time_t ref = ch->server_date > 0 ? ch->server_date : time(NULL);
+    long lifetime = (long)(ch->expires_at - ref);
+    uint64_t expiry = started + (uint64_t)(lifetime > 0 ? lifetime : 0) * 1000u;
+    uint64_t deadline = started;
+
+    if (ctx->deadline_ms > started + KT_PUSH_FETCH_RESERVE_MS)
+        deadline = ctx->deadline_ms - KT_PUSH_FETCH_RESERVE_MS;
+    *by_expiry = expiry <= deadline;
+    return *by_expiry ? expiry : deadline;
+}
+
+/* Push MFA: create the challenge, tell the person, poll until it is answered or over, then fetch
+ * the confirmed tokens once. */
+static int kt_push_steps(kt_ctx *ctx, const char *access_token, kt_token_set *out, kt_error *err)
+{
+    kt_push_challenge ch;
+    kt_error last = {KT_OK, ""}; /* the failed check the wait is going on after, if any */
+    long retry_after = -1;
+    int failures = 0, rc = -1;
+    uint64_t started, give_up;
+    bool by_expiry = false;
+
+    memset(out, 0, sizeof(*out));
+    started = kt_now_ms();
+    if (kt_mfa_push_create(ctx, access_token, &ch, &retry_after, err) != 0)
+        return -1;
+    give_up = kt_push_give_up(ctx, &ch, started, &by_expiry);
+    if (ch.state == KT_PUSH_PENDING)
+        kt_ctx_instruct(ctx, "Confirm the login in the Kontist app",
+                        (long)((give_up - started) / 1000u));
+    while (ch.state == KT_PUSH_PENDING) {
+        kt_push_challenge fresh;
+        kt_error local = {KT_OK, ""};
+        uint64_t now = kt_now_ms(), next;
+
+        if (now >= give_up) {
+            /* Still failing when time ran out: the outage or rate limit is the reason, not the
+             * person (a rate limit must stay what it is, never look like anything else). */
+            if (last.kind != KT_OK)
+                kt_error_set(err, last.kind, "%s", last.message);
+            else if (by_expiry)
+                kt_error_set(err, KT_ERR_MFA_EXPIRED,
+                             "the push challenge expired before it was approved in the Kontist "
+                             "app");
+            else
+                kt_error_set(err, KT_ERR_MFA_EXPIRED,
+                             "the login was not approved in the Kontist app within the login "
+                             "timeout (%ld s)",
+                             ctx->cfg->login_timeout);
+            goto out;
+        }
+        next = now + kt_push_interval_ms(retry_after, failures);
+        if (next > give_up)
+            next = give_up;
+        if (kt_ctx_wait(ctx, next, "waiting for your confirmation in the Kontist app", started,
+                        err) != 0)
+            goto out;
+        if (kt_mfa_push_get(ctx, access_token, ch.id, &fresh, &retry_after, &local) != 0) {
+            /* The person may be approving right now: a passing outage or rate limit is waited
+             * out (Retry-After honoured), but it stays what it is if it lasts. */
+            if ((local.kind == KT_ERR_UNAVAILABLE || local.kind == KT_ERR_RATE_LIMITED) &&
+                ++failures <= KT_PUSH_MAX_FAILURES && kt_now_ms() < give_up) {
+                last = local;
+                continue;
+            }
+            kt_error_set(err, local.kind, "%s", local.message);
+            goto out;
+        }
+        failures = 0;
+        kt_error_clear(&last);
+        /* An answer about another challenge says nothing about this one. */
+        if (strcmp(fresh.id, ch.id) != 0) {
+            kt_push_challenge_free(&fresh);
+            kt_error_set(err, KT_ERR_PROTOCOL, "the bank answered about another push challenge");
+            goto out;
+        }
+        ch.state = fresh.state;
+        kt_push_challenge_free(&fresh);
+    }
+    if (ch.state == KT_PUSH_DENIED) {
+        kt_error_set(err, KT_ERR_MFA_FAILED, "the login was denied in the Kontist app");
+        goto out;
+    }
+    if (kt_mfa_push_token(ctx, access_token, ch.id, out, err) != 0)
+        goto out;
+    if (!out->confirmed) {
+        kt_token_set_free(out);
+        kt_error_set(err, KT_ERR_PROTOCOL, "push challenge token: the token is not confirmed");
+        goto out;
+    }
+    out->mfa = KT_MFA_PUSH;
+    rc = 0;
+out:
+    kt_ctx_wait_done(ctx, started);
+    kt_push_challenge_free(&ch);
     return rc;
 }
 
@@ -98,14 +224,14 @@ int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out,
     kt_ctx_start_deadline(ctx);
     if (kt_oauth_password_grant(ctx, params->username, params->password, &pw, err) != 0)
         goto out;
-    if (params->device_id == NULL) {
+    if (params->device_id == NULL && !params->push) {
         *out = pw;
         memset(&pw, 0, sizeof(pw));
     } else {
         EVP_PKEY *key = params->key;
 
         /* Only now, with the password accepted, may a token be opened and its PIN asked for. */
-        if (key == NULL && params->load_key != NULL) {
+        if (params->device_id != NULL && key == NULL && params->load_key != NULL) {
             key = params->load_key(params->load_key_data, err);
             if (key == NULL)
                 goto out;
@@ -113,7 +239,10 @@ int kt_flow_login(kt_ctx *ctx, const kt_login_params *params, kt_token_set *out,
              * deadline, as the SMS code of an enrollment does. */
             kt_ctx_start_deadline(ctx);
         }
-        if (kt_confirm_steps(ctx, pw.access_token, params->device_id, key, &conf, err) != 0)
+        if (params->device_id != NULL
+                ? kt_confirm_steps(ctx, pw.access_token, params->device_id, key, &conf, err) != 0
+                : (kt_push_steps(ctx, pw.access_token, &conf, err) != 0 ||
+                   kt_flow_check_confirmed(pw.access_token, &conf, NULL, err) != 0))
             goto out;
         /* The confirmed set replaces the unconfirmed one entirely: an unconfirmed refresh token
          * would quietly renew unconfirmed access tokens. The scope is what was granted. */

@@ -11,6 +11,15 @@
 #include "kt_ctx.h"
 #include "kt_token.h"
 
+/* Push MFA: a challenge is checked every KT_PUSH_POLL_S seconds (the official SDK's pace), or
+ * as the bank's Retry-After says, at most every KT_PUSH_POLL_MAX_S; KT_PUSH_FETCH_RESERVE_MS of
+ * the flow deadline are kept for fetching the token once it is approved; outages and rate limits
+ * while checking are waited out KT_PUSH_MAX_FAILURES times in a row. */
+#define KT_PUSH_POLL_S 3
+#define KT_PUSH_POLL_MAX_S 30
+#define KT_PUSH_FETCH_RESERVE_MS 2000u
+#define KT_PUSH_MAX_FAILURES 5
+
 /* Refresh grant: out holds only what the bank answered (no refresh token when it sent none);
  * what carries over from the renewed set is the session's business (kt_session_carry_over). On
  * failure out may hold the rotated refresh token of an answer the checks refused (see

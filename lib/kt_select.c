@@ -1,6 +1,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -62,4 +63,54 @@ void kt_device_selection_free(kt_device_selection *sel)
     kt_record_free(&sel->rec);
     EVP_PKEY_free(sel->key);
     memset(sel, 0, sizeof(*sel));
+}
+
+int kt_mfa_decide(const kt_mfa_order *order, const kt_device_selection *sel, int select_rc,
+                  const kt_error *select_err, kt_mfa_decision *out, kt_error *err)
+{
+    /* A key on a token is opened only after the password (its PIN): it counts as usable here,
+     * and a token that then fails ends the login, never passing on to another factor. */
+    bool device_usable =
+        select_rc == 0 && sel->choice == KT_DEVICE_USE && (sel->key != NULL || sel->key_on_token);
+    /* Only "no device here" and "its key does not load" may move a login on to the next factor:
+     * an unsafe or malformed file is the owner's to fix, not a reason to ask for something
+     * else. */
+    bool may_pass_over =
+        select_rc == 0 || (select_err != NULL && select_err->kind == KT_ERR_KEY_UNUSABLE);
+
+    memset(out, 0, sizeof(*out));
+    if (order == NULL || order->count == 0)
+        return kt_error_set(err, KT_ERR_INTERNAL, "no MFA factor to try");
+    for (unsigned i = 0; i < order->count && i < KT_MFA_ORDER_MAX; i++) {
+        switch (order->factor[i]) {
+        case KT_MFA_NONE:
+            out->factor = KT_MFA_NONE;
+            return 0;
+        case KT_MFA_DEVICE:
+            if (device_usable) {
+                out->factor = KT_MFA_DEVICE;
+                return 0;
+            }
+            if (!may_pass_over)
+                return kt_error_set(err, select_err->kind, "%s", select_err->message);
+            if (select_rc != 0)
+                snprintf(out->passed_over, sizeof(out->passed_over),
+                         "the device key cannot be used (%.300s)", select_err->message);
+            else if (sel->choice == KT_DEVICE_OTHER_USER && sel->rec.device_id != NULL)
+                snprintf(out->passed_over, sizeof(out->passed_over),
+                         "the device enrolled here belongs to another Kontist user");
+            else
+                snprintf(out->passed_over, sizeof(out->passed_over),
+                         "no device is enrolled here for this user");
+            break;
+        case KT_MFA_PUSH:
+            out->factor = KT_MFA_PUSH;
+            return 0;
+        }
+    }
+    if (select_rc != 0)
+        return kt_error_set(err, select_err->kind, "%s", select_err->message);
+    return kt_error_set(err, KT_ERR_NOT_ENROLLED, "%s, and device MFA is the only factor allowed",
+                        out->passed_over[0] != '\0' ? out->passed_over
+                                                    : "no device is enrolled here for this user");
 }

@@ -115,6 +115,9 @@ int kt_session_carry_over(kt_token_set *fresh, const kt_token_set *old, const ch
         return -1;
     if (fresh->login_at == 0)
         fresh->login_at = old->login_at;
+    /* A refresh renews what the login confirmed; the answer does not say how. */
+    if (fresh->mfa == KT_MFA_NONE && fresh->confirmed)
+        fresh->mfa = old->mfa;
     return 0;
 }
 

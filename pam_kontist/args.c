@@ -25,15 +25,22 @@ static int set_path(const char **slot, const char *name, const char *value, kt_e
     return 0;
 }
 
+static const kt_pam_mfa mfa_modes[] = {
+    KT_PAM_MFA_DEVICE,      KT_PAM_MFA_NONE,        KT_PAM_MFA_PUSH,
+    KT_PAM_MFA_DEVICE_PUSH, KT_PAM_MFA_PUSH_DEVICE,
+};
+
 static int set_mfa(kt_pam_args *args, const char *value, kt_error *err)
 {
-    if (strcmp(value, "device") == 0)
-        args->mfa = KT_PAM_MFA_DEVICE;
-    else if (strcmp(value, "none") == 0)
-        args->mfa = KT_PAM_MFA_NONE;
-    else
-        return kt_error_set(err, KT_ERR_CONFIG, "module argument mfa= must be device or none");
-    return 0;
+    for (size_t i = 0; i < sizeof(mfa_modes) / sizeof(mfa_modes[0]); i++) {
+        if (strcmp(value, kt_pam_mfa_name(mfa_modes[i])) == 0) {
+            args->mfa = mfa_modes[i];
+            return 0;
+        }
+    }
+    return kt_error_set(err, KT_ERR_CONFIG,
+                        "module argument mfa= must be device, push, device,push, push,device or "
+                        "none");
 }
 
 static int set_timeout(kt_pam_args *args, const char *value, kt_error *err)
@@ -143,6 +150,17 @@ const char *kt_pam_mfa_name(kt_pam_mfa mfa)
         return "device";
     case KT_PAM_MFA_NONE:
         return "none";
+    case KT_PAM_MFA_PUSH:
+        return "push";
+    case KT_PAM_MFA_DEVICE_PUSH:
+        return "device,push";
+    case KT_PAM_MFA_PUSH_DEVICE:
+        return "push,device";
     }
     return "unknown";
+}
+
+bool kt_pam_mfa_has_push(kt_pam_mfa mfa)
+{
+    return mfa == KT_PAM_MFA_PUSH || mfa == KT_PAM_MFA_DEVICE_PUSH || mfa == KT_PAM_MFA_PUSH_DEVICE;
 }

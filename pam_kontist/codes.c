@@ -11,6 +11,9 @@ int kt_pam_code_for_error(kt_err_kind kind, bool nouserok)
     switch (kind) {
     case KT_ERR_BAD_CREDENTIALS:
     case KT_ERR_MFA_FAILED:
+    /* Nobody approved the push challenge in time: a failed login like a denial (the log line
+     * names the kind, so the two can be told apart), never an outage that opens a fallback. */
+    case KT_ERR_MFA_EXPIRED:
     case KT_ERR_LOGIN_REQUIRED:
     case KT_ERR_IDENTITY_MISMATCH:
         return PAM_AUTH_ERR;

@@ -54,6 +54,8 @@ typedef struct answer {
     const char *cache; /* "written", "failed", "skipped" */
     kt_error cache_err;
     long connections;
+    const char *factor;    /* the factor the login used */
+    char passed_over[384]; /* why a device was passed over for push */
 } answer;
 
 /* No core file, no ptrace by the user the helper acts for, whatever the system's defaults. */
@@ -248,6 +250,34 @@ static int load_config(const request *rq, kt_config *cfg, kt_error *err)
 
 /* The module's conversation is not available here: device MFA needs none, and nothing the core
  * would say could reach the person in time under sshd anyway. */
+/* The push wait notice (wire.h): written at once, ahead of the answer, so that the module can tell
+ * the person while this process polls the challenge. */
+static void announce_push_wait(void *data, const char *instruction, long seconds_left)
+{
+    char line[64];
+    int n;
+
+    (void)data;
+    (void)instruction; /* the module words its own prompt */
+    n = snprintf(line, sizeof(line), "%s=%ld\n", KT_WIRE_PUSH_WAIT, seconds_left);
+    for (int off = 0; n > 0 && off < n;) {
+        ssize_t w = write(STDOUT_FILENO, line + off, (size_t)(n - off));
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (int)w;
+    }
+}
+
+/* A module that has gone away (its host gave up on the login) stops the wait for the app. */
+static bool module_gave_up(void *data)
+{
+    (void)data;
+    return module_gone();
+}
+
 static int no_prompt(void *data, const char *message, bool echo, char **reply)
 {
     (void)data;
@@ -399,18 +429,61 @@ static int user_is_pinned(const request *rq, kt_error *err)
     return rc;
 }
 
+/* Which factor the login uses: the module's order, with the user's device when it is there and
+ * its key loads. Loading fails over to push only where kt_mfa_decide allows it (no device, a key
+ * that does not load); a token's PIN is never involved before this choice (it comes after the
+ * password), and a wrong one later is the token's answer, never a reason for another factor. */
+static int choose_factor(kt_pam_user *u, const kt_mfa_order *order, int load_rc,
+                         const kt_error *load_err, kt_mfa_decision *dec, answer *ans)
+{
+    kt_device_selection sel;
+    int rc;
+
+    memset(&sel, 0, sizeof(sel));
+    /* kt_pam_user_load has already applied root's pin and the record's identity: what is left
+     * to decide is whether the device is usable. A key on a token is opened only after the
+     * password: it counts as usable, and a token that fails then ends the login. */
+    sel.choice =
+        load_rc == 0 && (u->key != NULL || u->key_on_token) ? KT_DEVICE_USE : KT_DEVICE_NONE;
+    sel.key = u->key;
+    sel.key_on_token = u->key_on_token;
+    rc = kt_mfa_decide(order, &sel, load_rc, load_err, dec, &ans->err);
+    if (rc == 0 && dec->factor == KT_MFA_PUSH)
+        snprintf(ans->passed_over, sizeof(ans->passed_over), "%s", dec->passed_over);
+    return rc;
+}
+
+static bool order_has(const kt_mfa_order *order, kt_mfa_factor f)
+{
+    for (unsigned i = 0; i < order->count; i++)
+        if (order->factor[i] == f)
+            return true;
+    return false;
+}
+
 static int run_login(const request *rq, kt_pam_user *u, answer *ans)
 {
-    bool device = strcmp(rq->mfa, "device") == 0;
     kt_conv conv = {no_prompt, no_message, NULL};
     token_loader loader = {u, {0, false}};
+    kt_conv_progress progress = {NULL, module_gave_up, NULL, announce_push_wait};
     kt_token_set tokens;
     kt_config cfg;
     kt_ctx *ctx = NULL;
-    int rc = -1;
+    kt_mfa_order order;
+    kt_mfa_decision dec;
+    kt_error load_err = {KT_OK, ""};
+    bool device;
+    int rc = -1, load_rc;
 
     memset(&tokens, 0, sizeof(tokens));
+    memset(&dec, 0, sizeof(dec));
     kt_config_init(&cfg);
+    /* The module's mfa= decides, never a file: the configuration's `mfa` is for kontist-auth. */
+    if (kt_mfa_order_parse(rq->mfa, true, &order, &ans->err) != 0) {
+        ans->err.kind = KT_ERR_CONFIG;
+        goto out;
+    }
+    device = order_has(&order, KT_MFA_DEVICE);
     /* Root's pin first, the configuration after: a user nobody pinned is not enrolled whatever
      * state the configuration is in, so a broken or missing kontist.conf cannot turn every
      * account's login (root's too, under default=die) into a service error. */
@@ -429,34 +502,43 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
     /* No PIN can be asked for here: a token key is left out (key_on_token) and opened only once
      * the bank has accepted the password (load_token_key). */
     kt_key_set_pin_prompt(NULL, NULL);
-    rc = kt_pam_user_load(u, rq->authfile, !rq->authfile_given, device, &ans->err);
+    load_rc = kt_pam_user_load(u, rq->authfile, !rq->authfile_given, device, &load_err);
     /* Reported even when loading failed: a pinned user stays pinned (no nouserok) whatever
      * went wrong with their device. */
     ans->pinned = u->pinned;
     ans->kontist_user = u->rec.username;
     ans->device_id = device ? u->rec.device_id : NULL;
-    if (rc != 0)
+    /* Only a pinned user whose identity is settled may go on to another factor: an unpinned
+     * user, another identity in the record, an unsafe file stop here (kt_mfa_decide). */
+    if (load_rc != 0 && (!u->pinned || load_err.kind != KT_ERR_KEY_UNUSABLE)) {
+        kt_error_set(&ans->err, load_err.kind, "%s", load_err.message);
         goto out;
-    rc = -1;
+    }
+    if (choose_factor(u, &order, load_rc, &load_err, &dec, ans) != 0)
+        goto out;
+    ans->factor = kt_mfa_factor_name(dec.factor);
+    ans->device_id = dec.factor == KT_MFA_DEVICE ? u->rec.device_id : NULL;
     ctx = kt_ctx_new(&cfg, &conv, &ans->err);
     if (ctx == NULL)
         goto out;
+    kt_ctx_set_progress(ctx, &progress);
     {
         kt_login_params params = {
             .username = u->rec.username,
             .password = rq->password,
-            .device_id = device ? u->rec.device_id : NULL,
-            .key = device ? u->key : NULL,
-            .load_key = device && u->key_on_token ? load_token_key : NULL,
+            .device_id = dec.factor == KT_MFA_DEVICE ? u->rec.device_id : NULL,
+            .key = dec.factor == KT_MFA_DEVICE ? u->key : NULL,
+            .load_key = dec.factor == KT_MFA_DEVICE && u->key_on_token ? load_token_key : NULL,
             .load_key_data = &loader,
+            .push = dec.factor == KT_MFA_PUSH,
         };
 
         rc = kt_flow_login(ctx, &params, &tokens, &ans->err);
     }
     ans->connections = kt_ctx_connections(ctx);
-    if (rc == 0 && device && !tokens.confirmed)
+    if (rc == 0 && dec.factor != KT_MFA_NONE && !tokens.confirmed)
         rc = kt_error_set(&ans->err, KT_ERR_PROTOCOL,
-                          "the device challenge was accepted but the token is not confirmed");
+                          "the MFA step was accepted but the token is not confirmed");
     if (rc == 0 && tokens.access_token == NULL)
         rc = kt_error_set(&ans->err, KT_ERR_PROTOCOL, "the login gave no access token");
     if (rc != 0)
@@ -498,6 +580,8 @@ static void send_answer(const answer *ans)
     kt_wire_add(buf, sizeof(buf), &len, "cache_reason", ans->cache_err.message);
     kt_wire_add(buf, sizeof(buf), &len, "connections", num);
     kt_wire_add(buf, sizeof(buf), &len, "reason", ans->err.message);
+    kt_wire_add(buf, sizeof(buf), &len, "factor", ans->factor);
+    kt_wire_add(buf, sizeof(buf), &len, "passed_over", ans->passed_over);
     for (size_t off = 0; off < len;) {
         ssize_t n = write(STDOUT_FILENO, buf + off, len - off);
 

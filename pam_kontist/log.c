@@ -82,7 +82,7 @@ static int priority_for(int code)
 void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, const kt_error *err)
 {
     char service[FIELD_MAX], user[FIELD_MAX], rhost[FIELD_MAX], kuser[FIELD_MAX], device[FIELD_MAX],
-        reason[REASON_MAX];
+        factor[FIELD_MAX], reason[REASON_MAX];
     const char *outcome = code == PAM_SUCCESS ? "success" : "failure";
     const char *kind = "ok";
     uint64_t elapsed = kt_now_ms() - a->start_ms;
@@ -92,6 +92,7 @@ void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, c
     kt_pam_log_escape(pam_str_item(pamh, PAM_RHOST), rhost, sizeof(rhost));
     kt_pam_log_escape(a->kontist_user, kuser, sizeof(kuser));
     kt_pam_log_escape(a->device_id, device, sizeof(device));
+    kt_pam_log_escape(a->factor, factor, sizeof(factor));
     if (code != PAM_SUCCESS) {
         kind = err != NULL ? kt_err_kind_name(err->kind) : "unknown";
         kt_pam_log_escape_text(err != NULL ? err->message : "", reason, sizeof(reason));
@@ -99,9 +100,9 @@ void kt_pam_log_attempt(pam_handle_t *pamh, const kt_pam_attempt *a, int code, c
             outcome = "ignored";
     }
     pam_syslog(pamh, priority_for(code),
-               "auth service=%s user=%s rhost=%s kontist_user=%s device=%s mfa=%s outcome=%s "
-               "error=%s pam=%s duration_ms=%" PRIu64 "%s%s%s",
-               service, user, rhost, kuser, device, kt_pam_mfa_name(a->mfa), outcome, kind,
+               "auth service=%s user=%s rhost=%s kontist_user=%s device=%s mfa=%s factor=%s "
+               "outcome=%s error=%s pam=%s duration_ms=%" PRIu64 "%s%s%s",
+               service, user, rhost, kuser, device, kt_pam_mfa_name(a->mfa), factor, outcome, kind,
                kt_pam_code_name(code), elapsed, code != PAM_SUCCESS ? " reason=\"" : "",
                code != PAM_SUCCESS ? reason : "", code != PAM_SUCCESS ? "\"" : "");
 }

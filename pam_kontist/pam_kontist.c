@@ -31,10 +31,41 @@
 /* Everything one pam_sm_authenticate call works with. */
 typedef struct auth_run {
     kt_pam_args args;
+    pam_handle_t *pamh;
     const char *pam_user; /* owned by libpam */
     const char *password; /* owned by libpam (PAM_AUTHTOK), which wipes it at pam_end */
     kt_pam_result res;
 } auth_run;
+
+/* The helper has created a push challenge and polls it: the person is told now, with a prompt
+ * (see KT_PAM_PUSH_PROMPT for why not an info message). Whatever is typed is thrown away; the
+ * login goes on when the helper answers, approved or not. */
+static int tell_push_wait(void *data, long seconds_left)
+{
+    auth_run *r = data;
+    char *answer = NULL;
+    int rc;
+
+    rc = pam_prompt(r->pamh, PAM_PROMPT_ECHO_ON, &answer, KT_PAM_PUSH_PROMPT, seconds_left / 60,
+                    seconds_left % 60);
+    if (answer != NULL) {
+        explicit_bzero(answer, strlen(answer));
+        free(answer);
+    }
+    return rc == PAM_SUCCESS ? 0 : -1;
+}
+
+/* A device passed over for push is logged: the admin allowed both, but should see why. */
+static void log_passed_over(pam_handle_t *pamh, const auth_run *r)
+{
+    char user[128], reason[300];
+
+    if (r->res.passed_over[0] == '\0')
+        return;
+    kt_pam_log_escape(r->pam_user, user, sizeof(user));
+    kt_pam_log_escape_text(r->res.passed_over, reason, sizeof(reason));
+    pam_syslog(pamh, LOG_NOTICE, "auth user=%s no device MFA, push instead: %s", user, reason);
+}
 
 static int get_user(pam_handle_t *pamh, auth_run *r)
 {
@@ -136,13 +167,16 @@ static int authenticate(pam_handle_t *pamh, auth_run *r)
 {
     kt_pam_local_user local;
     kt_pam_pin_asker pins = {ask_token_pin, pamh};
+    kt_pam_notice notice = {tell_push_wait, r};
 
     if (get_user(pamh, r) != 0 || get_password(pamh, r) != 0)
         return kt_pam_code_for_error(r->res.err.kind, false);
     /* A user the system does not know is no user nouserok could let through. */
     if (lookup_user(pamh, r->pam_user, &local, &r->res.err) != 0)
         return PAM_USER_UNKNOWN;
-    kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, &local, r->password, &pins, &r->res);
+    kt_pam_run_helper(&r->args, KT_PAM_OP_LOGIN, &local, r->password, &pins,
+                      kt_pam_mfa_has_push(r->args.mfa) ? &notice : NULL, &r->res);
+    log_passed_over(pamh, r);
     if (r->res.err.kind == KT_OK) {
         log_cache(pamh, r);
         return PAM_SUCCESS;
@@ -176,6 +210,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 
     (void)flags;
     memset(&r, 0, sizeof(r));
+    r.pamh = pamh;
     memset(&attempt, 0, sizeof(attempt));
     attempt.start_ms = kt_now_ms();
     /* Asked for up front, so that every failure below, early or late, takes at least as long. */
@@ -197,6 +232,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
     }
     attempt.kontist_user = r.res.kontist_user[0] ? r.res.kontist_user : NULL;
     attempt.device_id = r.res.device_id[0] ? r.res.device_id : NULL;
+    attempt.factor = r.res.factor[0] ? r.res.factor : NULL;
     kt_pam_debug(pamh, &r.args, "login flow used %s connection(s)",
                  r.res.connections[0] ? r.res.connections : "0");
     kt_pam_log_attempt(pamh, &attempt, code, &r.res.err);
@@ -271,7 +307,7 @@ PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, con
         pam_syslog(pamh, LOG_ERR, "close_session: no such user");
         return PAM_SESSION_ERR;
     }
-    kt_pam_run_helper(&args, KT_PAM_OP_LOGOUT, &local, NULL, NULL, &res);
+    kt_pam_run_helper(&args, KT_PAM_OP_LOGOUT, &local, NULL, NULL, NULL, &res);
     if (res.err.kind != KT_OK) {
         kt_pam_log_escape(user, escaped, sizeof(escaped));
         kt_pam_log_escape_text(res.err.message, reason, sizeof(reason));

@@ -25,13 +25,19 @@
  * difference by itself. fail_floor_ms= changes it. */
 #define KT_PAM_FAIL_FLOOR_MS 1000
 #define KT_PAM_FAIL_FLOOR_MAX_MS 10000
-/* Bounds of login_timeout=: a flow must end well before sshd's LoginGraceTime (120 s). */
+/* Bounds of login_timeout=: a flow must end well before sshd's LoginGraceTime (120 s). It also
+ * bounds the wait for a push MFA approval. */
 #define KT_PAM_LOGIN_TIMEOUT_MAX 110
 /* Passwords longer than this are refused before any network call. */
 #define KT_PAM_PASSWORD_MAX 1024
 /* The one prompt, the same for every user name: what it says must not depend on whether the
  * account exists or is enrolled, or the prompt itself tells an attacker which accounts do. */
 #define KT_PAM_PROMPT "Password: "
+/* The prompt of a push wait: an echoing prompt, because OpenSSH holds back PAM_TEXT_INFO messages
+ * of keyboard-interactive authentication until the next prompt, so an info line would reach the
+ * person only after the wait. The answer (Enter) is thrown away; the helper polls meanwhile. */
+#define KT_PAM_PUSH_PROMPT                                                                         \
+    "Confirm the login in the Kontist app (%ld:%02ld left), then press Enter: "
 /* Where the module finds kontist-pam-helper unless helper= says otherwise; the build sets it to
  * $(pkglibexecdir)/kontist-pam-helper. */
 #ifndef KT_PAM_HELPER_PATH
@@ -43,9 +49,15 @@
 /* --- module arguments (args.c) -------------------------------------------------------------- */
 
 typedef enum kt_pam_mfa {
-    KT_PAM_MFA_DEVICE = 0, /* password grant, then device-challenge MFA: a confirmed token */
-    KT_PAM_MFA_NONE,       /* password grant only: an unconfirmed token */
+    KT_PAM_MFA_DEVICE = 0,  /* password grant, then device-challenge MFA: a confirmed token */
+    KT_PAM_MFA_NONE,        /* password grant only: an unconfirmed token */
+    KT_PAM_MFA_PUSH,        /* password grant, then push MFA approved in the Kontist app */
+    KT_PAM_MFA_DEVICE_PUSH, /* device MFA when the user has a usable device here, else push */
+    KT_PAM_MFA_PUSH_DEVICE, /* push first: the device is never needed */
 } kt_pam_mfa;
+
+/* Whether a mode may start a push challenge (and so needs a conversation that can prompt). */
+bool kt_pam_mfa_has_push(kt_pam_mfa mfa);
 
 typedef struct kt_pam_args {
     const char *config;   /* borrowed from argv; KT_SYSTEM_CONFIG when not given */
@@ -101,6 +113,8 @@ typedef struct kt_pam_result {
     char cache[16]; /* "written", "failed", "skipped" or "" */
     char cache_reason[256];
     char connections[16];
+    char factor[16];       /* the factor the helper used: "device", "push", "none", or "" */
+    char passed_over[384]; /* why a device was passed over for push, or "" */
 } kt_pam_result;
 
 /* How the module asks the person for a token's PIN when the helper needs one (wire.h): *pin is
@@ -110,14 +124,24 @@ typedef struct kt_pam_pin_asker {
     void *data;
 } kt_pam_pin_asker;
 
+/* The module's side of a push wait (wire.h, push_wait): the helper has created a push challenge
+ * and is polling it; the person must be told now. Returns 0, or -1 when the conversation failed
+ * (the module then stops the helper: KT_ERR_CONV). */
+typedef struct kt_pam_notice {
+    int (*push_wait)(void *data, long seconds_left);
+    void *data;
+} kt_pam_notice;
+
 /* Runs kontist-pam-helper for one operation and waits for its answer, at most login_timeout plus
  * a margin; a helper that does not answer in time is killed, and it, like one that dies without
  * answering, is KT_ERR_INTERNAL (never an outage: a stopped or starved host is no fallback).
  * password may be NULL (logout). pins (NULL: none can be asked) is used at most once, when the
  * helper asks for a token PIN after the bank accepted the password; the wait starts again after
- * it. Always fills res. */
+ * it. notice may be NULL (no push wait is expected: a helper that announces one anyway is ignored
+ * until it answers). Always fills res. */
 void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
-                       const char *password, const kt_pam_pin_asker *pins, kt_pam_result *res);
+                       const char *password, const kt_pam_pin_asker *pins,
+                       const kt_pam_notice *notice, kt_pam_result *res);
 
 /* --- logging (log.c) ------------------------------------------------------------------------ */
 
@@ -127,6 +151,7 @@ typedef struct kt_pam_attempt {
     const char *kontist_user; /* may be NULL */
     const char *device_id;    /* may be NULL */
     kt_pam_mfa mfa;
+    const char *factor; /* the factor the helper used, NULL when it got no further */
 } kt_pam_attempt;
 
 /* The one line an authentication attempt leaves in syslog (LOG_AUTHPRIV): service, user, rhost,

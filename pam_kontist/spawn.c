@@ -133,12 +133,36 @@ static int send_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-/* Reads the answer until the helper closes its end or the deadline passes, or until it has asked
- * a whole PIN question (*question set: the buffer holds that one line). Returns the length, -1 on
- * error, -2 on timeout. */
-static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms, bool *question)
+/* A push wait notice at the start of what arrived so far (wire.h): 1 when it was handled, 0
+ * when it is not there (yet), -1 when the person could not be told. */
+static int handle_notice(const char *buf, size_t len, const kt_pam_notice *notice)
+{
+    static const char key[] = KT_WIRE_PUSH_WAIT "=";
+    const char *nl;
+    char *end = NULL;
+    long secs;
+
+    if (len < sizeof(key) - 1 || memcmp(buf, key, sizeof(key) - 1) != 0)
+        return 0;
+    nl = memchr(buf, '\n', len);
+    if (nl == NULL)
+        return 0;
+    errno = 0;
+    secs = strtol(buf + sizeof(key) - 1, &end, 10);
+    if (errno != 0 || end != nl || secs < 0 || secs > 3600)
+        secs = 0;
+    return notice->push_wait(notice->data, secs) == 0 ? 1 : -1;
+}
+
+/* Reads the answer until the helper closes its end or the deadline passes, handing a push wait
+ * notice to `notice` (when not NULL) as soon as it is complete, or until it has asked a whole PIN
+ * question (*question set: the buffer holds that one line). Returns the length, -1 on error, -2
+ * on timeout, -3 when the notice could not be given. */
+static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms,
+                           const kt_pam_notice *notice, bool *question)
 {
     size_t len = 0, ask_len = strlen(KT_WIRE_ASK_PIN);
+    bool noticed = notice == NULL;
 
     *question = false;
     for (;;) {
@@ -171,6 +195,14 @@ static ssize_t read_answer(int fd, char *buf, size_t size, uint64_t deadline_ms,
             memchr(buf, '\n', len) != NULL) {
             *question = true;
             break;
+        }
+        if (!noticed) {
+            int told = handle_notice(buf, len, notice);
+
+            if (told < 0)
+                return -3;
+            /* Only the first line can be a notice. */
+            noticed = told > 0 || memchr(buf, '\n', len) != NULL;
         }
     }
     buf[len] = '\0';
@@ -298,6 +330,8 @@ static void parse_answer(const char *buf, size_t len, kt_pam_result *res)
     kt_wire_get(buf, len, "cache", res->cache, sizeof(res->cache));
     kt_wire_get(buf, len, "cache_reason", res->cache_reason, sizeof(res->cache_reason));
     kt_wire_get(buf, len, "connections", res->connections, sizeof(res->connections));
+    kt_wire_get(buf, len, "factor", res->factor, sizeof(res->factor));
+    kt_wire_get(buf, len, "passed_over", res->passed_over, sizeof(res->passed_over));
     if (strcmp(kind, "ok") != 0) {
         kt_wire_get(buf, len, "reason", res->err.message, sizeof(res->err.message));
         /* An answer that names no known kind is a failure all the same, never a success. */
@@ -364,8 +398,8 @@ static int answer_pin_question(int sock, const char *question, size_t len,
 }
 
 static void talk(int sock, pid_t pid, const char *request, size_t request_len, const char *password,
-                 const kt_pam_pin_asker *pins, long timeout, uint64_t deadline_ms,
-                 kt_pam_result *res)
+                 const kt_pam_pin_asker *pins, const kt_pam_notice *notice, long timeout,
+                 uint64_t deadline_ms, kt_pam_result *res)
 {
     char answer[KT_WIRE_MAX];
     ssize_t n;
@@ -379,7 +413,7 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len, c
         return;
     }
     for (;;) {
-        n = read_answer(sock, answer, sizeof(answer), deadline_ms, &question);
+        n = read_answer(sock, answer, sizeof(answer), deadline_ms, notice, &question);
         if (n < 0 || !question)
             break;
         /* One PIN question per login, never more: a second is a broken helper. */
@@ -394,6 +428,13 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len, c
         deadline_ms = kt_now_ms() + (uint64_t)(timeout + HELPER_GRACE_SECONDS) * 1000u;
     }
     status = reap(pid, n < 0);
+    /* The person could not be told to approve the push challenge: the helper is stopped (the
+     * challenge is left to expire) and nothing was written. */
+    if (n == -3) {
+        kt_error_set(&res->err, KT_ERR_CONV,
+                     "the conversation could not show the push MFA prompt: nothing was waited for");
+        return;
+    }
     /* The helper bounds every network wait itself and says "unavailable" when the bank does not
      * answer in time. A helper still silent after that is stuck on something else, which the
      * user may have caused (a stopped or starved host): never a reason to fall back. */
@@ -421,7 +462,8 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len, c
 }
 
 void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local_user *user,
-                       const char *password, const kt_pam_pin_asker *pins, kt_pam_result *res)
+                       const char *password, const kt_pam_pin_asker *pins,
+                       const kt_pam_notice *notice, kt_pam_result *res)
 {
     char request[KT_WIRE_MAX];
     size_t request_len = 0;
@@ -463,7 +505,7 @@ void kt_pam_run_helper(const kt_pam_args *args, kt_pam_op op, const kt_pam_local
     if (pid < 0)
         kt_error_set(&res->err, KT_ERR_INTERNAL, "fork: %s", strerror(errno));
     else
-        talk(sv[0], pid, request, request_len, password, pins, timeout, deadline_ms, res);
+        talk(sv[0], pid, request, request_len, password, pins, notice, timeout, deadline_ms, res);
     close(sv[0]);
     sigaction(SIGCHLD, &saved, NULL);
 }

@@ -11,9 +11,16 @@
  * gave none). A second question is a broken helper, never answered (a token counts failed PINs).
  * A wrong password therefore never brings a PIN prompt and never reaches the token.
  *
+ * With push MFA (`mfa=` naming push), the helper announces the wait for the person before its
+ * answer: a first line `push_wait=SECONDS` (the time the challenge stays open), sent as soon as
+ * the challenge exists, while the helper goes on polling it. The module then prompts in the PAM
+ * conversation and reads on. A login asks for a PIN (device factor) or announces a push wait
+ * (push factor), never both.
+ *
  * The helper ends with its answer: `key=value` lines up to the end of the stream. Values are one
  * line each; neither side ever puts a token or the client secret on the wire, and the password
- * and the PIN go only from the module to the helper. */
+ * and the PIN go only from the module to the helper. The answer names the factor used
+ * (`factor=`) and why a device was passed over for push (`passed_over=`). */
 #ifndef KT_WIRE_H
 #define KT_WIRE_H
 
@@ -24,9 +31,11 @@
 #define KT_WIRE_MAX 16384
 /* The request format's version: the first field of every request; the helper refuses others, so
  * a module and a helper from different builds fail closed instead of misreading each other. */
-#define KT_WIRE_VERSION "3"
+#define KT_WIRE_VERSION "4"
 /* The longest token PIN the module sends and the helper accepts. */
 #define KT_WIRE_PIN_MAX 256
+/* The key of the push wait notice, the first line of an answer when there is one. */
+#define KT_WIRE_PUSH_WAIT "push_wait"
 /* The line that separates the request's fields from the password. */
 #define KT_WIRE_PASSWORD_LINE "password\n"
 /* The start of the helper's PIN question (`ask_pin=LABEL\n`). */

@@ -213,7 +213,7 @@ def test_complete_configuration_logs_in(build_dir, tmp_path, mock, example):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C"}
     auth = str(build_dir / "helper" / "kontist-auth")
     r = subprocess.run([auth, "--config", str(config), "login", "--user", DEMO_USER,
-                        "--password-stdin"], input=DEMO_PASSWORD + "\n", capture_output=True,
+                        "--password-stdin", "--mfa", "none"], input=DEMO_PASSWORD + "\n", capture_output=True,
                        text=True, env=env, timeout=60, start_new_session=True)
     assert r.returncode == 0, f"{example.where}: {r.stderr}\n{config.read_text()}"
     r = subprocess.run([auth, "--config", str(config), "status"], capture_output=True, text=True,

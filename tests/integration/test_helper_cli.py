@@ -177,7 +177,7 @@ def test_no_terminal_without_password_stdin_refuses(kenv):
 
 
 def test_password_with_crlf_line_ending(kenv):
-    r = kenv.run("login", "--password-stdin", input=DEMO_PASSWORD + "\r\n")
+    r = kenv.run("login", "--password-stdin", "--mfa", "none", input=DEMO_PASSWORD + "\r\n")
     assert r.returncode == EXIT_OK, r.stderr
 
 
@@ -384,7 +384,9 @@ def test_unusable_key_exits_4(kenv, damage):
     else:
         kenv.key_file.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
     before = len(kenv.mock.requests())
-    r = kenv.login()
+    # With device MFA alone (with device,push, the default, the login would say why and go on
+    # to push: test_helper_push.py).
+    r = kenv.login("--mfa", "device")
     assert r.returncode == EXIT_MFA, r.stderr
     # refused before anything was sent
     assert kenv.mock.requests()[before:] == []

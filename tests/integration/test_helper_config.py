@@ -32,7 +32,7 @@ def login_reading_nothing(kenv, *args, env=None, preexec_fn=None, cwd=None):
     full_env = dict(kenv.env, **(env or {}))
     r = filled_pipe((DEMO_PASSWORD + "\n").encode())
     try:
-        proc = subprocess.run([str(kenv.auth), *args, "login", "--password-stdin"], stdin=r,
+        proc = subprocess.run([str(kenv.auth), *args, "login", "--password-stdin", "--mfa", "none"], stdin=r,
                               capture_output=True, text=True, env=full_env, timeout=30,
                               start_new_session=True, preexec_fn=preexec_fn,
                               cwd=cwd or kenv.root)

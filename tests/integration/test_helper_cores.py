@@ -101,7 +101,7 @@ def test_no_core_file_from_a_waiting_login(kenv, tmp_path):
     control_files = settled_listing(control_cwd)
 
     with open(tmp_path / "helper-stderr", "w+") as err:
-        proc = subprocess.Popen([str(kenv.auth), "login", "--password-stdin"], cwd=helper_cwd,
+        proc = subprocess.Popen([str(kenv.auth), "login", "--password-stdin", "--mfa", "none"], cwd=helper_cwd,
                                 env=kenv.env, preexec_fn=unlimited_cores, start_new_session=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         try:

@@ -108,7 +108,7 @@ def terminal():
 
 def test_password_is_read_from_the_terminal_without_echo(kenv, terminal):
     assert terminal.echo()
-    proc = terminal.run(kenv, "login")
+    proc = terminal.run(kenv, "login", "--mfa", "none")
     terminal.read_until(f"Kontist password for {DEMO_USER}: ".encode())
     terminal.wait_for_echo(False)
     terminal.type(DEMO_PASSWORD + "\n")
@@ -149,7 +149,7 @@ def test_sms_code_is_read_from_the_terminal_without_echo(kenv, terminal):
 
 def test_echo_is_off_before_the_prompt_appears(kenv, terminal):
     """Typed the moment the prompt shows (fast typing, a paste): nothing of it is echoed."""
-    proc = terminal.run(kenv, "login")
+    proc = terminal.run(kenv, "login", "--mfa", "none")
     terminal.read_until(f"Kontist password for {DEMO_USER}: ".encode())
     # No waiting: echo must already be off when the prompt can be seen.
     assert not terminal.echo(), "the prompt was printed while echo was still on"
@@ -181,7 +181,7 @@ def test_type_ahead_is_kept(kenv, terminal):
     """The password and the next line typed in one go: the first line is the password (nothing
     was flushed before it was read) and the second stays in the terminal's input queue for the
     shell (nothing was flushed when echo came back)."""
-    proc = terminal.run(kenv, "login")
+    proc = terminal.run(kenv, "login", "--mfa", "none")
     terminal.read_until(b"password for")
     terminal.type(DEMO_PASSWORD + "\nnext-command\n")
     _, err = proc.communicate(timeout=30)
@@ -196,7 +196,7 @@ def test_type_ahead_is_kept(kenv, terminal):
 @pytest.mark.parametrize("signo", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                                    signal.SIGUSR1, signal.SIGALRM])
 def test_a_signal_during_the_prompt_restores_echo(kenv, terminal, signo):
-    proc = terminal.run(kenv, "login")
+    proc = terminal.run(kenv, "login", "--mfa", "none")
     terminal.read_until(b"password for")
     terminal.wait_for_echo(False)
     terminal.type("half-typed")
@@ -240,7 +240,7 @@ def test_suspend_and_resume_during_the_prompt(kenv, terminal):
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
     shell = subprocess.Popen(["/usr/bin/python3", "-c", JOB_SHELL, str(slave), str(kenv.auth),
-                              "login"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              "login", "--mfa", "none"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=kenv.env, preexec_fn=take_terminal,
                              pass_fds=(slave,), text=True)
     pid = None
@@ -318,7 +318,8 @@ def test_prompt_from_the_background_stops_until_foreground(kenv, terminal):
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
     shell = subprocess.Popen(["/usr/bin/python3", "-c", BACKGROUND_JOB_SHELL, str(slave),
-                              str(kenv.auth), "login"], stdin=subprocess.DEVNULL,
+                              str(kenv.auth), "login", "--mfa", "none"],
+                             stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kenv.env,
                              preexec_fn=take_terminal, pass_fds=(slave,), text=True)
     pid = None
@@ -347,7 +348,7 @@ def test_prompt_from_the_background_stops_until_foreground(kenv, terminal):
 
 def test_end_of_input_on_the_terminal(kenv, terminal):
     # stdin holds the right password, but ^D on the terminal is the answer: no login
-    proc = terminal.run(kenv, "login", stdin=subprocess.PIPE)
+    proc = terminal.run(kenv, "login", "--mfa", "none", stdin=subprocess.PIPE)
     proc.stdin.write((DEMO_PASSWORD + "\n").encode())
     proc.stdin.flush()
     terminal.read_until(b"password for")
@@ -361,7 +362,7 @@ def test_end_of_input_on_the_terminal(kenv, terminal):
 
 
 def test_password_stdin_does_not_touch_the_terminal(kenv, terminal):
-    proc = terminal.run(kenv, "login", "--password-stdin", stdin=subprocess.PIPE)
+    proc = terminal.run(kenv, "login", "--mfa", "none", "--password-stdin", stdin=subprocess.PIPE)
     out, err = proc.communicate(input=(DEMO_PASSWORD + "\n").encode(), timeout=30)
     terminal.drain()
     assert proc.returncode == EXIT_OK, err
@@ -438,7 +439,7 @@ def test_su_c_terminal_that_is_not_controlling_refuses(kenv, terminal, args, opt
 def test_stdin_options_still_read_stdin_without_terminal(kenv):
     r = filled_pipe((DEMO_PASSWORD + "\n").encode())
     try:
-        proc = run_without_terminal(kenv, ["login", "--password-stdin"], r)
+        proc = run_without_terminal(kenv, ["login", "--password-stdin", "--mfa", "none"], r)
     finally:
         os.close(r)
     assert proc.returncode == EXIT_OK, proc.stderr

@@ -386,7 +386,7 @@ def test_unknown_module_argument(world, alice, mock):
     assert fields["user"] == "alice"
 
 
-@pytest.mark.parametrize("arg", ["mfa=push", "login_timeout=0", "login_timeout=soon",
+@pytest.mark.parametrize("arg", ["mfa=sms", "login_timeout=0", "login_timeout=soon",
                                  "config=relative.conf", "authfile="])
 def test_bad_module_argument_values(world, alice, arg):
     world.service("kontist", arg)

@@ -445,3 +445,46 @@ def test_rate_limited_kontist_refuses_the_local_password(host_factory):
 
     r = sshd.sshpass(plain.name, plain.local_password, f"echo {LOGGED_IN}")
     assert r.returncode == 0 and LOGGED_IN in r.stdout, diag(host, r, sshd=sshd)
+
+
+# -- push MFA over ssh keyboard-interactive ------------------------------------------------------
+
+PUSH_PROMPT = r"Confirm the login in the Kontist app \((\d+):(\d\d) left\), then press Enter: "
+
+
+@pytest.mark.parametrize("answer", ["VERIFIED", "DENIED"])
+def test_ssh_push_instruction_reaches_the_client_before_the_wait(host, answer):
+    """mfa=push over keyboard-interactive on a real sshd and ssh client: after the password the
+    client shows the push instruction while the challenge is still pending (so the person reads
+    it before anything is waited for, although OpenSSH holds info messages back); the person
+    then approves (the session runs, with a token confirmed by push) or denies (refused)."""
+    user = host.add_user()
+    host.pin(user, DEMO_USER)
+    sshd = host.sshd(host.stack([host.module_line("requisite", "mfa=push login_timeout=50")]))
+    p = sshd.ssh_pty(user.name, command=token_command(host))
+    try:
+        p.expect(r"[Pp]assword[^\n]*:\s*$")
+        p.send(DEMO_PASSWORD)
+        m = p.expect(PUSH_PROMPT, timeout=30)
+        left = int(m.group(1)) * 60 + int(m.group(2))
+        assert 0 < left <= 50, m.group(0)
+        # The instruction is on the client's screen and the challenge is still waiting for the
+        # person: it came before the wait, not after it.
+        pending = [c for c in host.mock.state()["mfa_challenges"] if c["status"] == "PENDING"]
+        assert len(pending) == 1, diag(host, p, sshd=sshd)
+        host.mock.mfa(pending[0]["id"], answer)
+        p.send("")
+        rc = p.wait(40)
+    finally:
+        p.close()
+    if answer == "VERIFIED":
+        assert rc == 0, diag(host, p, sshd=sshd)
+        lines = [line for line in p.text.splitlines() if line.count(".") == 2 and " " not in line]
+        assert lines, diag(host, p, sshd=sshd)
+        claims = jwt_payload(lines[-1].strip())
+        assert claims["cnf"]["kid"] == "mfa:" + pending[0]["id"], claims
+        assert json.loads(user.cache.read_text())["mfa"] == "push"
+    else:
+        assert rc != 0 and LOGGED_IN not in p.text, diag(host, p, sshd=sshd)
+        assert not user.cache.exists()
+        assert requests_since(host, 0, "mfa_token") == []

@@ -19,6 +19,7 @@
 #include "kt_http.h"
 #include "kt_json.h"
 #include "kt_keys.h"
+#include "kt_mfa.h"
 #include "kt_oauth.h"
 #include "kt_privs.h"
 #include "kt_record.h"

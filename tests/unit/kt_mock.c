@@ -296,6 +296,38 @@ out:
     return rc;
 }
 
+int kt_mock_answer_push(const kt_mock *m, const char *status)
+{
+    char *state = NULL, path[512], body[64];
+    json_object *obj = NULL, *list = NULL;
+    char *id = NULL;
+    int rc = -1;
+
+    if (kt_mock_control(m, "GET", "/__control/state", NULL, &state) != 200 || state == NULL)
+        goto out;
+    obj = json_tokener_parse(state);
+    if (obj == NULL || !json_object_object_get_ex(obj, "mfa_challenges", &list))
+        goto out;
+    for (size_t i = 0; i < json_object_array_length(list) && id == NULL; i++) {
+        json_object *c = json_object_array_get_idx(list, i);
+        char *st = kt_json_member(c, "status");
+
+        if (st != NULL && strcmp(st, "PENDING") == 0)
+            id = kt_json_member(c, "id");
+        free(st);
+    }
+    if (id == NULL)
+        goto out;
+    snprintf(path, sizeof(path), "/__control/mfa/%s", id);
+    snprintf(body, sizeof(body), "{\"status\": \"%s\"}", status);
+    rc = kt_mock_control(m, "POST", path, body, NULL) == 200 ? 0 : -1;
+out:
+    free(id);
+    json_object_put(obj);
+    free(state);
+    return rc;
+}
+
 int kt_mock_pending_bindings(const kt_mock *m)
 {
     char *state = NULL;

@@ -45,6 +45,9 @@ int kt_mock_fault(const kt_mock *m, const char *spec);
 /* The person answers the oldest pending device binding request: "CONFIRMED" or "REJECTED".
  * Returns 0, or -1 when none is pending. */
 int kt_mock_answer_binding(const kt_mock *m, const char *status);
+/* The person answers the oldest pending push MFA challenge: "VERIFIED" or "DENIED". Returns 0,
+ * or -1 when none is pending. */
+int kt_mock_answer_push(const kt_mock *m, const char *status);
 /* Pending device binding requests, and devices (verified or not) at the mock; -1 on failure. */
 int kt_mock_pending_bindings(const kt_mock *m);
 int kt_mock_devices(const kt_mock *m);

@@ -330,7 +330,7 @@ static int mock_up_args(void **state, const char *const *args)
 {
     fixture *f = calloc(1, sizeof(*f));
     kt_conv conv = {.prompt = on_prompt, .info = on_info, .data = f};
-    kt_conv_progress progress = {on_waiting, on_cancelled, f};
+    kt_conv_progress progress = {on_waiting, on_cancelled, f, NULL};
     kt_token_set t;
     kt_error err = {0};
 
