@@ -279,7 +279,8 @@ def test_enroll_tpm_generates_the_key_inside_the_tpm(plain_tenv, tpm, tmp_path):
             # lost is inside libtss2-esys and the provider); leaks of kontist-auth's own are
             # checked by every other run.
             env["ASAN_OPTIONS"] = tenv.env["ASAN_OPTIONS"] + ":detect_leaks=0"
-        r = tenv.login(env=env, timeout=TOOL_TIMEOUT)
+        # Device MFA only: with push allowed, a key that does not load passes on to push.
+        r = tenv.login("--mfa", "device", env=env, timeout=TOOL_TIMEOUT)
         assert r.returncode == EXIT_MFA, r.stderr
         assert "the TPM cannot load the key blob" in r.stderr, r.stderr
         assert all(q["endpoint"] != "challenge_verify"
@@ -358,13 +359,13 @@ def test_the_tpm_comes_from_tpm_tcti_without_the_environment(plain_tenv, tpm, tm
 
     # The person's TPM2OPENSSL_TCTI wins over the setting: here a TPM where nothing answers.
     port, _ = _free_port_pair()
-    r = tenv.login(env={"TPM2OPENSSL_TCTI": f"swtpm:host=127.0.0.1,port={port}"},
+    r = tenv.login("--mfa", "device", env={"TPM2OPENSSL_TCTI": f"swtpm:host=127.0.0.1,port={port}"},
                    timeout=TOOL_TIMEOUT)
     assert r.returncode == EXIT_MFA, r.stderr
     assert "the TPM named by TPM2OPENSSL_TCTI does not answer" in r.stderr, r.stderr
 
     # No setting, no variable: /dev/tpmrm0 only.
     tenv.write_config()
-    r = tenv.login(timeout=TOOL_TIMEOUT)
+    r = tenv.login("--mfa", "device", timeout=TOOL_TIMEOUT)
     assert r.returncode == EXIT_MFA, r.stderr
     assert "/dev/tpmrm0" in r.stderr, r.stderr
