@@ -88,7 +88,7 @@ const char *kt_err_kind_name(kt_err_kind kind);
 #define KT_DEFAULT_SCOPES "offline users accounts"
 #define KT_SYSTEM_CONFIG "/etc/kontist/kontist.conf"
 /* How many keys there are (base_url ... mfa). */
-#define KT_CONFIG_KEYS 13
+#define KT_CONFIG_KEYS 14
 /* The factors a login of kontist-auth tries, in order, when the configuration names none. */
 #define KT_DEFAULT_MFA "device,push"
 
@@ -107,6 +107,7 @@ typedef struct kt_config {
     long timeout;             /* seconds per request, default 10 */
     long login_timeout;       /* seconds for a whole flow, default 30; a push MFA wait too */
     char *tpm_tcti;           /* the TPM's TCTI; NULL: KT_TPM_DEFAULT_TCTI, never a TSS fallback */
+    char *pkcs11_modules;     /* modules by path the PAM helper may load for a user's key */
     char *mfa;                /* the factor order for kontist-auth login ("device,push", ...);
                                  NULL: KT_DEFAULT_MFA. The PAM module follows its own mfa= */
     char *origin[KT_CONFIG_KEYS]; /* "FILE:LINE" where each key was set; NULL: default or
@@ -369,6 +370,12 @@ void kt_key_set_pin_prompt(kt_key_pin_fn fn, void *data);
  * KT_TPM_DEFAULT_TCTI), or with environment_wins a TPM2OPENSSL_TCTI of the caller's. The PAM
  * helper passes false: only root's configuration decides, whatever the environment held. */
 int kt_key_set_tpm_tcti(const char *tcti, bool environment_wins, kt_error *err);
+/* Which PKCS#11 modules a key URI's module-path may name in this process. A process of the key's
+ * owner (any_module) loads what its own record names. The PAM helper's real uid stays root while
+ * it acts for a user, so code it loads could make itself root again: there module-path must name
+ * one of `allowed` (root's pkcs11_modules, comma-separated absolute paths; NULL: none), and other
+ * modules are reached through p11-kit's registry (module-name=) only. */
+int kt_key_set_pkcs11_modules(const char *allowed, bool any_module, kt_error *err);
 
 typedef struct kt_login_params {
     const char *username;

@@ -36,6 +36,7 @@ enum {
     K_TIMEOUT,
     K_LOGIN_TIMEOUT,
     K_TPM_TCTI,
+    K_PKCS11_MODULES,
     K_MFA,
     K_COUNT
 };
@@ -53,6 +54,7 @@ static const char *const key_names[K_COUNT] = {
     [K_TIMEOUT] = "timeout",
     [K_LOGIN_TIMEOUT] = "login_timeout",
     [K_TPM_TCTI] = "tpm_tcti",
+    [K_PKCS11_MODULES] = "pkcs11_modules",
     [K_MFA] = "mfa",
 };
 
@@ -252,6 +254,24 @@ static int check_tcti(const char *v, why_buf *why)
                     "settings");
 }
 
+/* PKCS#11 modules by absolute path, separated by commas: the modules besides p11-kit's registry
+ * that the PAM helper may load for a key a user's own record names. */
+static int check_module_list(const char *v, why_buf *why)
+{
+    const char *p = v;
+
+    if (check_token_like(v, "pkcs11_modules", why) != SET_OK)
+        return SET_BAD;
+    for (;;) {
+        if (*p != '/')
+            return bad(why, "pkcs11_modules lists absolute paths, separated by commas");
+        p = strchr(p, ',');
+        if (p == NULL)
+            return SET_OK;
+        p++;
+    }
+}
+
 /* The configuration names factors only: "none" (an unconfirmed token) is a choice made on the
  * command line for one login, never a standing setting. */
 static int check_mfa(const char *v, char **normalized, why_buf *why)
@@ -393,6 +413,8 @@ static char **string_field(kt_config *cfg, int id)
         return &cfg->username;
     case K_TPM_TCTI:
         return &cfg->tpm_tcti;
+    case K_PKCS11_MODULES:
+        return &cfg->pkcs11_modules;
     case K_MFA:
         return &cfg->mfa;
     }
@@ -431,6 +453,8 @@ static int check_value(int id, const char *value, char **normalized, why_buf *wh
         return check_proxy(value, why);
     case K_USERNAME:
         return check_token_like(value, "username", why);
+    case K_PKCS11_MODULES:
+        return check_module_list(value, why);
     case K_TPM_TCTI:
         return check_tcti(value, why);
     case K_MFA:
@@ -905,6 +929,7 @@ void kt_config_free(kt_config *cfg)
     free(cfg->scopes);
     free(cfg->ca_file);
     free(cfg->tpm_tcti);
+    free(cfg->pkcs11_modules);
     free(cfg->pinned_pubkey);
     free(cfg->proxy);
     free(cfg->username);

@@ -467,6 +467,11 @@ int kt_key_set_tpm_tcti(const char *tcti, bool environment_wins, kt_error *err)
     return 0;
 }
 
+int kt_key_set_pkcs11_modules(const char *allowed, bool any_module, kt_error *err)
+{
+    return kt_pkcs11_set_modules(allowed, any_module, err);
+}
+
 EVP_PKEY *kt_key_generate_on(const char *where, const kt_owner_policy *owners, char **ref_out,
                              kt_error *err)
 {

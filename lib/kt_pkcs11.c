@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -167,6 +168,52 @@ static int check_module_trusted(const char *path, char **resolved, kt_error *err
     return rc;
 }
 
+/* Which modules module-path may name here: any (NULL restricted), or only those listed. */
+static struct {
+    bool restricted;
+    char *allowed; /* comma-separated absolute paths, or NULL */
+} module_policy;
+
+int kt_pkcs11_set_modules(const char *allowed, bool any_module, kt_error *err)
+{
+    char *copy = NULL;
+
+    if (!any_module && allowed != NULL && (copy = strdup(allowed)) == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
+    free(module_policy.allowed);
+    module_policy.allowed = copy;
+    module_policy.restricted = !any_module;
+    return 0;
+}
+
+/* Whether resolved (a path without links) is one of the allowed modules, compared by what each
+ * entry resolves to now. */
+static bool module_allowed(const char *resolved)
+{
+    const char *p = module_policy.allowed;
+
+    if (!module_policy.restricted)
+        return true;
+    while (p != NULL && *p != '\0') {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        char entry[PATH_MAX], *real;
+        bool same = false;
+
+        if (n > 0 && n < sizeof(entry)) {
+            memcpy(entry, p, n);
+            entry[n] = '\0';
+            real = realpath(entry, NULL);
+            same = real != NULL && strcmp(real, resolved) == 0;
+            free(real);
+        }
+        if (same)
+            return true;
+        p = comma != NULL ? comma + 1 : NULL;
+    }
+    return false;
+}
+
 /* Loads the module the URI names, or every module of p11-kit's registry. */
 static int load_modules(P11KitUri *uri, token_key *tk, CK_FUNCTION_LIST ***list, kt_error *err)
 {
@@ -182,6 +229,17 @@ static int load_modules(P11KitUri *uri, token_key *tk, CK_FUNCTION_LIST ***list,
 
         if (check_module_trusted(path, &resolved, err) != 0)
             return -1;
+        /* The PAM helper's real uid is root's: a module from wherever the user could put one
+         * (a file system the user mounted keeps its own owners) would run as root. */
+        if (!module_allowed(resolved)) {
+            kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                         "PKCS#11 module %s is not one root allows here: name the module with "
+                         "module-name= (p11-kit's registry), or have root list it in "
+                         "pkcs11_modules",
+                         path);
+            free(resolved);
+            return -1;
+        }
         tk->module = p11_kit_module_load(resolved, 0);
         free(resolved);
         if (tk->module == NULL)

@@ -28,6 +28,9 @@ typedef int (*kt_pkcs11_pin_fn)(void *data, const char *token, char *pin, size_t
 /* The process's way to ask for a PIN (the terminal in kontist-auth, the PAM conversation in the
  * module's helper); NULL: a token that needs a PIN without a pin-source is refused. */
 void kt_pkcs11_set_pin_prompt(kt_pkcs11_pin_fn fn, void *data);
+/* See kt_key_set_pkcs11_modules. Until called, any module may be named (a process of the key's
+ * owner). Returns -1 (KT_ERR_INTERNAL) when out of memory. */
+int kt_pkcs11_set_modules(const char *allowed, bool any_module, kt_error *err);
 
 /* Loads the P-256 private key the URI names. pin-source files are read with the owner policy.
  * Failures are KT_ERR_KEY_UNUSABLE; messages never carry a PIN. A wrong PIN is tried once,

@@ -499,6 +499,9 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
      * would be ignored if it were not. No TSS fallback to a TCP port anyone could listen on. */
     if (kt_key_set_tpm_tcti(cfg.tpm_tcti, false, &ans->err) != 0)
         goto out;
+    /* Nor may a user's record make this process load a module root did not name. */
+    if (kt_key_set_pkcs11_modules(cfg.pkcs11_modules, false, &ans->err) != 0)
+        goto out;
     /* No PIN can be asked for here: a token key is left out (key_on_token) and opened only once
      * the bank has accepted the password (load_token_key). */
     kt_key_set_pin_prompt(NULL, NULL);

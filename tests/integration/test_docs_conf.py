@@ -11,7 +11,7 @@ SOURCE = (REPO_DIR / "lib" / "kt_config.c").read_text()
 HEADER = (REPO_DIR / "include" / "kontist.h").read_text()
 PAGE = (REPO_DIR / "doc" / "kontist.conf.5").read_text()
 
-KEYS = re.findall(r'\[K_[A-Z_]+\] = "([a-z_]+)"', SOURCE)
+KEYS = re.findall(r'\[K_[A-Z0-9_]+\] = "([a-z0-9_]+)"', SOURCE)
 
 
 def entry(key):

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -198,6 +199,12 @@ def enrolled_world(tmp_path, mock, build_dir, *enroll_args, login_timeout=None):
     r = kenv.enroll(*enroll_args, timeout=60)
     assert r.returncode == EXIT_OK, r.stderr
     world = PamWorld(tmp_path / "w", build_dir, mock)
+    # Root lets the PAM helper load the module the key names (pkcs11_modules): the helper loads
+    # no module by path that root's configuration does not list.
+    modules = [unquote(m.group(1)) for a in enroll_args
+               for m in [re.search(r"module-path=([^;?&]*)", a)] if m]
+    if modules:
+        world.config = world.write_config(extra=f"pkcs11_modules = {','.join(modules)}\n")
     world.users["hwuser"] = (os.geteuid(), os.getegid(), kenv.home)
     world._write_nss()
     world.pin("hwuser")
@@ -359,3 +366,23 @@ def test_an_authfile_token_key_with_pin_source_confirms_without_a_prompt(shim_to
     run = world.run("kontist", "hwuser", pin=PIN)
     assert run.code == "PAM_SUCCESS", run
     assert pin_prompts(run) == []
+
+
+def test_a_module_root_did_not_list_is_not_loaded(shim_token, tmp_path, mock, build_dir):
+    """A user's record may name any module-path; the PAM helper, whose real uid is root's, loads
+    only the modules root lists in pkcs11_modules (a module on a file system the user mounted
+    keeps the owners it was made with, and would run as root)."""
+    kenv, world = enrolled_world(
+        tmp_path, mock, build_dir, "--pkcs11",
+        shim_token.shim_uri("object=kontist", pin_file=shim_token.pin_file), "--generate")
+    assert world.run("kontist", "hwuser").code == "PAM_SUCCESS"
+    world.config = world.write_config()  # root lists no module
+    world.service("kontist")
+    since = len(mock.requests())
+    logins = shim_token.logins()
+    run = world.run("kontist", "hwuser")
+    assert run.code == "PAM_CRED_INSUFFICIENT", run
+    assert run.attempt()["error"] == "key_unusable", run.attempt()
+    assert "is not one root allows here" in " ".join(m for _, m in run.syslog), run.syslog
+    assert shim_token.logins() == logins
+    assert all(q["endpoint"] == "token" for q in mock.requests()[since:])
