@@ -393,6 +393,13 @@ static int token_login(P11KitUri *uri, token_key *tk, const CK_TOKEN_INFO *info,
         return 0;
     if ((info->flags & CKF_USER_PIN_LOCKED) != 0)
         return login_error(tk, CKR_PIN_LOCKED, err);
+    /* A login through PAM can be retried by whoever has the password, a few times a connection:
+     * the last try is left to the person, at their own terminal. */
+    if (module_policy.restricted && (info->flags & CKF_USER_PIN_FINAL_TRY) != 0)
+        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                            "token \"%s\": one PIN try is left, which a login through PAM does "
+                            "not use: log in with kontist-auth at a terminal, or unblock the PIN",
+                            tk->label);
     if ((info->flags & CKF_PROTECTED_AUTHENTICATION_PATH) != 0) {
         rv = tk->module->C_Login(tk->session, CKU_USER, NULL, 0);
         return rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN ? 0 : login_error(tk, rv, err);

@@ -307,6 +307,19 @@ def test_a_locked_token_fails_without_a_prompt(pkcs11_tool_key_world, shim_token
     assert "is locked" in " ".join(m for _, m in run.syslog), run.syslog
 
 
+def test_the_last_pin_try_is_not_used_by_a_pam_login(pkcs11_tool_key_world, shim_token, mock):
+    """Whoever has the password may retry a PAM login a few times a connection: with one PIN try
+    left the token is not logged in to, and the person is told to use a terminal."""
+    kenv, world = pkcs11_tool_key_world
+    shim_token.set_mode("final-try")
+    logins = shim_token.logins()
+    run = world.run("kontist", "hwuser", pin=PIN)
+    assert run.code == "PAM_CRED_INSUFFICIENT", run
+    assert pin_prompts(run) == []
+    assert shim_token.logins() == logins
+    assert "one PIN try is left" in " ".join(m for _, m in run.syslog), run.syslog
+
+
 def test_a_hanging_token_is_bounded_by_login_timeout(pkcs11_tool_key_world, shim_token):
     kenv, world = pkcs11_tool_key_world
     set_record_key(kenv, shim_token.shim_uri("object=made-before",

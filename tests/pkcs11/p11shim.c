@@ -7,6 +7,7 @@
  *   env NAME=VALUE     set before that module is loaded (SOFTHSM2_CONF)
  *   mode locked        the user PIN is locked: the token says so, C_Login answers CKR_PIN_LOCKED
  *   mode hang          C_Sign never returns (a card that stopped answering)
+ *   mode final-try     the token says one PIN try is left (CKF_USER_PIN_FINAL_TRY)
  *   count PATH         every C_Login appends a line to PATH (how often the PIN was tried)
  * Tests copy the shim to a directory of their own and write the file beside it. */
 #define _GNU_SOURCE
@@ -20,7 +21,7 @@
 
 static CK_FUNCTION_LIST real_list;
 static CK_FUNCTION_LIST shim_list;
-static enum { MODE_NORMAL, MODE_LOCKED, MODE_HANG } mode;
+static enum { MODE_NORMAL, MODE_LOCKED, MODE_HANG, MODE_FINAL_TRY } mode;
 static char count_path[4096];
 
 /* One line per login attempt, written before the attempt is passed on. */
@@ -40,6 +41,8 @@ static CK_RV shim_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO *info)
 
     if (rv == CKR_OK && mode == MODE_LOCKED)
         info->flags |= CKF_USER_PIN_LOCKED;
+    if (rv == CKR_OK && mode == MODE_FINAL_TRY)
+        info->flags |= CKF_USER_PIN_FINAL_TRY;
     return rv;
 }
 
@@ -87,6 +90,8 @@ static int configure(void)
             mode = MODE_LOCKED;
         else if (strcmp(line, "mode hang") == 0)
             mode = MODE_HANG;
+        else if (strcmp(line, "mode final-try") == 0)
+            mode = MODE_FINAL_TRY;
         else if (strncmp(line, "count ", 6) == 0)
             snprintf(count_path, sizeof(count_path), "%s", line + 6);
     }
