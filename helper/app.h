@@ -29,12 +29,18 @@ int ka_app_setup_paths(ka_app *app, kt_error *err);
 /* The configuration files every command reads, in order (later ones override earlier), with the
  * owners each may have: --config or KONTIST_CONFIG alone, else the system file then the user's.
  * Returns how many (0 with err set on failure); free *chosen_abs afterwards. */
+/* The options of a command that takes no argument: --config, --help, and --json when json is not
+ * NULL (set when given). Returns -1 to go on, or the exit code to end with. */
+int ka_parse_plain(ka_app *app, const char *cmd, const char *help, int argc, char **argv,
+                   bool *json);
 size_t ka_config_files(const ka_app *app, kt_doctor_config_file files[2], char **chosen_abs,
                        kt_error *err);
 void ka_app_free(ka_app *app);
 
 /* The shared option every command accepts besides its own: --config FILE. */
 #define KA_OPT_CONFIG 0x100
+/* --json, where a command has it. */
+#define KA_OPT_JSON 0x101
 #define KA_OPT_HELP 'h'
 
 /* One entry of a command table: kontist-auth's commands (main.c) and the subcommands of

@@ -13,6 +13,7 @@
 
 #include "app.h"
 #include "exit_codes.h"
+#include "waiting.h"
 
 static const char device_help[] =
     "Usage: kontist-auth device enroll [--name NAME] [--key PATH|URI | --tpm [--tpm-handle H] |\n"
@@ -204,76 +205,14 @@ static char *key_reference(const char *ref, kt_error *err)
     return out;
 }
 
-/* Ctrl-C and the other ways to end a process, while enrolling: noted here and acted on by the core
- * at its next step (a sleep or a prompt is cut short); once everything is cleaned up the signal is
- * delivered again, so that the process ends the way the signal says. */
-static volatile sig_atomic_t enroll_signo;
-static const int enroll_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-#define ENROLL_NSIGNALS (sizeof(enroll_signals) / sizeof(enroll_signals[0]))
-
-static void on_enroll_signal(int signo)
-{
-    enroll_signo = signo;
-}
-
-static void catch_signals(struct sigaction *old)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_enroll_signal;
-    sigemptyset(&sa.sa_mask);
-    /* No SA_RESTART: a sleep between checks must end at once. */
-    for (size_t i = 0; i < ENROLL_NSIGNALS; i++) {
-        sigaction(enroll_signals[i], NULL, &old[i]);
-        if (old[i].sa_handler != SIG_IGN)
-            sigaction(enroll_signals[i], &sa, NULL);
-    }
-}
-
-static void release_signals(const struct sigaction *old)
-{
-    for (size_t i = 0; i < ENROLL_NSIGNALS; i++)
-        sigaction(enroll_signals[i], &old[i], NULL);
-}
-
-static bool enroll_cancelled(void *data)
-{
-    (void)data;
-    return enroll_signo != 0;
-}
-
-struct waiting_line {
-    const char *prog;
-    bool tty; /* standard error is a terminal: show the spinner there */
-    bool shown;
-    unsigned tick;
-};
-
-static void show_waiting(void *data, const char *message, long elapsed_s)
-{
-    static const char spin[] = "|/-\\";
-    struct waiting_line *w = data;
-
-    if (!w->tty)
-        return;
-    if (message == NULL) {
-        if (w->shown)
-            fputs("\r\033[K", stderr);
-        w->shown = false;
-    } else {
-        fprintf(stderr, "\r\033[K%s: %c %s... %ld:%02ld (Ctrl-C to stop)", w->prog,
-                spin[w->tick++ % 4], message, elapsed_s / 60, elapsed_s % 60);
-        w->shown = true;
-    }
-    fflush(stderr);
-}
-
+/* Ctrl-C and the other ways to end a process, while enrolling, are noted (ka_waiting) and acted
+ * on by the core at its next step (a sleep or a prompt is cut short); once everything is cleaned
+ * up the signal is delivered again, so that the process ends the way the signal says. */
 static int enroll(ka_app *app, const struct enroll_opts *o, kt_enroll_outcome *outcome,
-                  struct waiting_line *line, kt_error *err)
+                  ka_waiting *waiting, kt_error *err)
 {
     kt_conv conv;
-    kt_conv_progress progress = {show_waiting, enroll_cancelled, line, NULL};
+    kt_conv_progress progress = ka_waiting_progress(waiting, app->prog);
     kt_enroll_request req;
     kt_ctx *ctx = NULL;
     char *key_ref = NULL, *handle = NULL;
@@ -371,8 +310,7 @@ static int enroll_report(const ka_app *app, const kt_enroll_outcome *s, const kt
 static int cmd_enroll(ka_app *app, int argc, char **argv)
 {
     struct enroll_opts o = {.confirm_timeout = KA_CONFIRM_TIMEOUT_DEFAULT};
-    struct sigaction old[ENROLL_NSIGNALS];
-    struct waiting_line line = {app->prog, isatty(STDERR_FILENO) == 1, false, 0};
+    ka_waiting waiting;
     kt_enroll_outcome outcome;
     kt_error err = {KT_OK, ""};
     int rc = parse_enroll(app, argc, argv, &o), signo;
@@ -380,11 +318,9 @@ static int cmd_enroll(ka_app *app, int argc, char **argv)
     if (rc >= 0)
         return rc;
     memset(&outcome, 0, sizeof(outcome));
-    enroll_signo = 0;
-    catch_signals(old);
-    rc = enroll(app, &o, &outcome, &line, &err);
-    release_signals(old);
-    signo = enroll_signo;
+    ka_waiting_catch(&waiting);
+    rc = enroll(app, &o, &outcome, &waiting, &err);
+    signo = ka_waiting_release(&waiting);
     if (rc != 0 && signo != 0)
         fprintf(stderr, "%s: stopped: nothing was enrolled\n", app->prog);
     else if (rc != 0)

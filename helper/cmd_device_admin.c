@@ -47,14 +47,7 @@ static const char remove_help[] =
     "  -h, --help         show this help\n"
     "\n";
 
-enum { OPT_JSON = 0x200, OPT_THIS };
-
-static const struct option list_options[] = {
-    {"json", no_argument, NULL, OPT_JSON},
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
+enum { OPT_THIS = 0x200 };
 
 static const struct option remove_options[] = {
     {"this", no_argument, NULL, OPT_THIS},
@@ -136,25 +129,9 @@ int ka_cmd_device_list(ka_app *app, int argc, char **argv)
     bool json = false;
     int c, rc;
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", list_options, NULL)) != -1) {
-        switch (c) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(list_help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, "device list", c, argv);
-        }
-    }
-    if (optind < argc)
-        return ka_usage_error(app, "device list", "unexpected argument '%s'", argv[optind]);
+    c = ka_parse_plain(app, "device list", list_help, argc, argv, &json);
+    if (c >= 0)
+        return c;
     if (ka_app_setup(app, &err) != 0)
         return ka_report(app->prog, &err);
     ctx = quiet_ctx(app, &err);

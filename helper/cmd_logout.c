@@ -18,12 +18,6 @@ static const char logout_help[] =
     "  -h, --help         show this help\n"
     "\n";
 
-static const struct option logout_options[] = {
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
-
 int ka_cmd_logout(ka_app *app, int argc, char **argv)
 {
     kt_error err = {KT_OK, ""};
@@ -31,22 +25,9 @@ int ka_cmd_logout(ka_app *app, int argc, char **argv)
     bool had;
     int c;
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", logout_options, NULL)) != -1) {
-        switch (c) {
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(logout_help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, "logout", c, argv);
-        }
-    }
-    if (optind < argc)
-        return ka_usage_error(app, "logout", "unexpected argument '%s'", argv[optind]);
+    c = ka_parse_plain(app, "logout", logout_help, argc, argv, NULL);
+    if (c >= 0)
+        return c;
     /* A broken configuration must not keep anyone from dropping their tokens. */
     if (ka_app_setup_paths(app, &err) != 0)
         return ka_report(app->prog, &err);

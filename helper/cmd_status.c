@@ -27,12 +27,6 @@ static const char status_help[] =
     "  -h, --help         show this help\n"
     "\n";
 
-static const struct option status_options[] = {
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
-
 static void show_config(const ka_app *app)
 {
     printf("configuration: ");
@@ -157,22 +151,9 @@ int ka_cmd_status(ka_app *app, int argc, char **argv)
     kt_error err = {KT_OK, ""};
     int c, rc, dev;
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", status_options, NULL)) != -1) {
-        switch (c) {
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(status_help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, "status", c, argv);
-        }
-    }
-    if (optind < argc)
-        return ka_usage_error(app, "status", "unexpected argument '%s'", argv[optind]);
+    c = ka_parse_plain(app, "status", status_help, argc, argv, NULL);
+    if (c >= 0)
+        return c;
     if (ka_app_setup(app, &err) != 0)
         return ka_report(app->prog, &err);
     show_config(app);

@@ -22,15 +22,6 @@ static const char token_help[] =
     "  -h, --help         show this help\n"
     "\n";
 
-enum { OPT_JSON = 0x200 };
-
-static const struct option token_options[] = {
-    {"json", no_argument, NULL, OPT_JSON},
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
-
 int ka_confirmed_token(ka_app *app, kt_token_set *t, kt_error *err)
 {
     ka_term quiet = app->term;
@@ -101,25 +92,9 @@ int ka_cmd_token(ka_app *app, int argc, char **argv)
     bool json = false;
     int c;
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", token_options, NULL)) != -1) {
-        switch (c) {
-        case OPT_JSON:
-            json = true;
-            break;
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(token_help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, "token", c, argv);
-        }
-    }
-    if (optind < argc)
-        return ka_usage_error(app, "token", "unexpected argument '%s'", argv[optind]);
+    c = ka_parse_plain(app, "token", token_help, argc, argv, &json);
+    if (c >= 0)
+        return c;
     if (ka_app_setup(app, &err) != 0 || ka_confirmed_token(app, &t, &err) != 0)
         return ka_report(app->prog, &err);
     if (json)

@@ -90,11 +90,21 @@ static int read_list(json_object *value, kt_device_list *out, kt_error *err)
     return 0;
 }
 
+/* The list from a listBoundDevices value, which it releases; out is emptied on failure. */
+static int take_list(json_object *value, kt_device_list *out, kt_error *err)
+{
+    int rc = read_list(value, out, err);
+
+    json_object_put(value);
+    if (rc != 0)
+        kt_device_list_free(out);
+    return rc;
+}
+
 int kt_devices_parse_list(long status, const char *body, size_t len, long retry_after,
                           kt_device_list *out, kt_error *err)
 {
     json_object *value = NULL;
-    int rc;
 
     if (out == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
@@ -102,42 +112,38 @@ int kt_devices_parse_list(long status, const char *body, size_t len, long retry_
     if (kt_graphql_answer(status, body, len, retry_after, KT_LIST_WHAT, "listBoundDevices",
                           KT_ERR_MFA_FAILED, &value, err) != 0)
         return -1;
-    rc = read_list(value, out, err);
-    json_object_put(value);
-    if (rc != 0)
-        kt_device_list_free(out);
-    return rc;
+    return take_list(value, out, err);
 }
 
-static int read_deleted(json_object *value, const char *device_id, kt_error *err)
+/* Whether a deleteBoundDevice value says the device went; releases the value. */
+static int take_deleted(json_object *value, const char *device_id, kt_error *err)
 {
+    int rc = 0;
+
     if (value == NULL || !json_object_is_type(value, json_type_boolean))
-        return kt_error_set(err, KT_ERR_PROTOCOL, "%s: the answer is not true or false",
-                            KT_DELETE_WHAT);
-    if (!json_object_get_boolean(value))
-        return kt_error_set(err, KT_ERR_MFA_FAILED, "%s: the bank did not remove device %s",
-                            KT_DELETE_WHAT, device_id != NULL ? device_id : "(unknown)");
-    return 0;
+        rc = kt_error_set(err, KT_ERR_PROTOCOL, "%s: the answer is not true or false",
+                          KT_DELETE_WHAT);
+    else if (!json_object_get_boolean(value))
+        rc = kt_error_set(err, KT_ERR_MFA_FAILED, "%s: the bank did not remove device %s",
+                          KT_DELETE_WHAT, device_id != NULL ? device_id : "(unknown)");
+    json_object_put(value);
+    return rc;
 }
 
 int kt_devices_parse_delete(long status, const char *body, size_t len, long retry_after,
                             const char *device_id, kt_error *err)
 {
     json_object *value = NULL;
-    int rc;
 
     if (kt_graphql_answer(status, body, len, retry_after, KT_DELETE_WHAT, "deleteBoundDevice",
                           KT_ERR_MFA_FAILED, &value, err) != 0)
         return -1;
-    rc = read_deleted(value, device_id, err);
-    json_object_put(value);
-    return rc;
+    return take_deleted(value, device_id, err);
 }
 
 int kt_devices_fetch(kt_ctx *ctx, const char *access_token, kt_device_list *out, kt_error *err)
 {
     json_object *value = NULL;
-    int rc;
 
     if (out == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "bad arguments");
@@ -145,27 +151,20 @@ int kt_devices_fetch(kt_ctx *ctx, const char *access_token, kt_device_list *out,
     if (kt_graphql_call(ctx, access_token, kt_list_query, NULL, KT_LIST_WHAT, "listBoundDevices",
                         KT_ERR_MFA_FAILED, &value, NULL, err) != 0)
         return -1;
-    rc = read_list(value, out, err);
-    json_object_put(value);
-    if (rc != 0)
-        kt_device_list_free(out);
-    return rc;
+    return take_list(value, out, err);
 }
 
 int kt_devices_delete(kt_ctx *ctx, const char *access_token, const char *device_id, kt_error *err)
 {
     const char *vars[] = {"deviceId", device_id, NULL};
     json_object *value = NULL;
-    int rc;
 
     if (!kt_device_id_ok(device_id))
         return kt_error_set(err, KT_ERR_INTERNAL, "invalid device id");
     if (kt_graphql_call(ctx, access_token, kt_delete_query, vars, KT_DELETE_WHAT,
                         "deleteBoundDevice", KT_ERR_MFA_FAILED, &value, NULL, err) != 0)
         return -1;
-    rc = read_deleted(value, device_id, err);
-    json_object_put(value);
-    return rc;
+    return take_deleted(value, device_id, err);
 }
 
 /* --- what this machine knows ----------------------------------------------------------------- */

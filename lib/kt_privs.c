@@ -159,11 +159,26 @@ int kt_privs_user_groups(const char *user, gid_t gid, gid_t **groups, size_t *ng
     return kt_error_set(err, KT_ERR_INTERNAL, "cannot read the groups of user %s", user);
 }
 
+/* Runs fn with the identity dropped to, then restores it. A failed restore is what is reported:
+ * the process is then not who its caller thinks, which outweighs whatever fn said. */
+static int run_then_restore(kt_privs *privs, int (*fn)(void *data, kt_error *err), void *data,
+                            kt_error *err)
+{
+    kt_error restore_err = {KT_OK, ""};
+    int rc = fn(data, err);
+
+    if (kt_privs_restore(privs, &restore_err) != 0) {
+        *err = restore_err;
+        err->kind = KT_ERR_INTERNAL;
+        return -1;
+    }
+    return rc;
+}
+
 int kt_privs_run_as_user(const char *user, uid_t uid, gid_t gid,
                          int (*fn)(void *data, kt_error *err), void *data, kt_error *err)
 {
     kt_privs privs;
-    kt_error restore_err = {KT_OK, ""};
     gid_t *groups = NULL;
     size_t ngroups = 0;
     int rc;
@@ -176,13 +191,7 @@ int kt_privs_run_as_user(const char *user, uid_t uid, gid_t gid,
     free(groups);
     if (rc != 0)
         return -1;
-    rc = fn(data, err);
-    if (kt_privs_restore(&privs, &restore_err) != 0) {
-        *err = restore_err;
-        err->kind = KT_ERR_INTERNAL;
-        return -1;
-    }
-    return rc;
+    return run_then_restore(&privs, fn, data, err);
 }
 
 int kt_privs_restore(kt_privs *p, kt_error *err)
@@ -200,17 +209,9 @@ int kt_privs_run_as(uid_t uid, gid_t gid, int (*fn)(void *data, kt_error *err), 
                     kt_error *err)
 {
     kt_privs privs;
-    kt_error restore_err = {KT_OK, ""};
-    int rc;
 
     memset(&privs, 0, sizeof(privs));
     if (kt_privs_drop(&privs, uid, gid, err) != 0)
         return -1;
-    rc = fn(data, err);
-    if (kt_privs_restore(&privs, &restore_err) != 0) {
-        *err = restore_err;
-        err->kind = KT_ERR_INTERNAL;
-        return -1;
-    }
-    return rc;
+    return run_then_restore(&privs, fn, data, err);
 }

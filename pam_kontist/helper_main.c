@@ -260,15 +260,8 @@ static void announce_push_wait(void *data, const char *instruction, long seconds
     (void)data;
     (void)instruction; /* the module words its own prompt */
     n = snprintf(line, sizeof(line), "%s=%ld\n", KT_WIRE_PUSH_WAIT, seconds_left);
-    for (int off = 0; n > 0 && off < n;) {
-        ssize_t w = write(STDOUT_FILENO, line + off, (size_t)(n - off));
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (int)w;
-    }
+    if (n > 0 && (size_t)n < sizeof(line))
+        (void)kt_wire_send_all(STDOUT_FILENO, line, (size_t)n);
 }
 
 /* A module that has gone away (its host gave up on the login) stops the wait for the app. */
@@ -304,21 +297,6 @@ typedef struct pin_asker {
     long login_timeout;
     bool asked;
 } pin_asker;
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 static int read_exactly(int fd, char *buf, size_t len)
 {
@@ -382,7 +360,7 @@ static int ask_for_pin(void *data, const char *token, char *pin, size_t size, kt
         return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "token \"%s\" needs a PIN again", token);
     asker->asked = true;
     if (!kt_wire_add(question, sizeof(question), &len, "ask_pin", token) ||
-        write_all(STDOUT_FILENO, question, len) != 0)
+        kt_wire_send_all(STDOUT_FILENO, question, len) != 0)
         return kt_error_set(err, KT_ERR_INTERNAL, "cannot ask the module for the PIN");
     /* The person types now: the helper's own bound is the PIN wait, then its flow bound again. */
     alarm(PIN_WAIT_SECONDS);
@@ -585,15 +563,7 @@ static void send_answer(const answer *ans)
     kt_wire_add(buf, sizeof(buf), &len, "reason", ans->err.message);
     kt_wire_add(buf, sizeof(buf), &len, "factor", ans->factor);
     kt_wire_add(buf, sizeof(buf), &len, "passed_over", ans->passed_over);
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(STDOUT_FILENO, buf + off, len - off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
+    (void)kt_wire_send_all(STDOUT_FILENO, buf, len);
 }
 
 int main(int argc, char **argv)

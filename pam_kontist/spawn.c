@@ -117,22 +117,6 @@ static int build_request(const kt_pam_args *args, kt_pam_op op, const kt_pam_loc
     return 0;
 }
 
-/* MSG_NOSIGNAL: a helper that died must give an error here, not a SIGPIPE that kills the host. */
-static int send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* A push wait notice at the start of what arrived so far (wire.h): 1 when it was handled, 0
  * when it is not there (yet), -1 when the person could not be told. */
 static int handle_notice(const char *buf, size_t len, const kt_pam_notice *notice)
@@ -386,8 +370,8 @@ static int answer_pin_question(int sock, const char *question, size_t len,
     if (pin_len > KT_WIRE_PIN_MAX)
         pin_len = 0; /* too long for any token: sent as none, the helper says so */
     snprintf(head, sizeof(head), "pin_len=%zu\n", pin_len);
-    rc = send_all(sock, head, strlen(head)) == 0 &&
-                 (pin_len == 0 || send_all(sock, pin, pin_len) == 0)
+    rc = kt_wire_send_all(sock, head, strlen(head)) == 0 &&
+                 (pin_len == 0 || kt_wire_send_all(sock, pin, pin_len) == 0)
              ? 0
              : -1;
     if (pin != NULL) {
@@ -406,8 +390,8 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len, c
     int status;
     bool question, asked = false;
 
-    if (send_all(sock, request, request_len) != 0 ||
-        (password != NULL && send_all(sock, password, strlen(password)) != 0)) {
+    if (kt_wire_send_all(sock, request, request_len) != 0 ||
+        (password != NULL && kt_wire_send_all(sock, password, strlen(password)) != 0)) {
         reap(pid, true);
         kt_error_set(&res->err, KT_ERR_INTERNAL, "cannot send the request to the helper");
         return;

@@ -1,6 +1,9 @@
 #include <config.h>
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "wire.h"
 
@@ -50,4 +53,25 @@ bool kt_wire_get(const char *text, size_t len, const char *key, char *out, size_
     }
     out[0] = '\0';
     return false;
+}
+
+int kt_wire_send_all(int fd, const char *data, size_t len)
+{
+    bool socket = true;
+
+    while (len > 0) {
+        ssize_t n = socket ? send(fd, data, len, MSG_NOSIGNAL) : write(fd, data, len);
+
+        if (n < 0 && errno == ENOTSOCK && socket) {
+            socket = false;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }

@@ -47,5 +47,8 @@ bool kt_wire_add(char *buf, size_t size, size_t *len, const char *key, const cha
 /* Finds `key=` at the start of a line among the first len bytes of text and copies the value
  * (up to the end of the line) into out, NUL-terminated and cut to size. False when absent. */
 bool kt_wire_get(const char *text, size_t len, const char *key, char *out, size_t size);
+/* Writes all len bytes to fd, a socket (MSG_NOSIGNAL: a peer that went away is an error, not a
+ * SIGPIPE that kills the process) or, failing that, a pipe or file. 0, or -1 with errno. */
+int kt_wire_send_all(int fd, const char *data, size_t len);
 
 #endif
