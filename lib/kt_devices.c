@@ -197,6 +197,11 @@ static int admin_start(kt_ctx *ctx, const kt_paths *paths, const kt_owner_policy
         a->have_rec = true;
     else if (e != ENOENT)
         return kt_error_set(err, local.kind, "%s", local.message);
+    /* A record without "key" signs with the default key file (kt_device_select): that is the
+     * key this device has, and what removing it takes away. */
+    if (a->have_rec && a->rec.device_id != NULL && a->rec.key_ref == NULL &&
+        (a->rec.key_ref = strdup(paths->key_file)) == NULL)
+        return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
     if (kt_session_get_valid(ctx, paths, owners, &a->t, err) != 0)
         return -1;
     /* The bank lets any token see and remove devices; only a confirmed one may do so here, as

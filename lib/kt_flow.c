@@ -37,10 +37,17 @@ int kt_flow_check_confirmed(const char *login_token, const kt_token_set *conf,
     if (kt_jwt_read(conf->access_token, &now, &jerr) != 0)
         return kt_error_set(err, KT_ERR_MFA_FAILED, "the confirmed token does not read: %s",
                             jerr.message);
-    if (login_token != NULL && kt_jwt_read(login_token, &was, &jerr) == 0 && was.sub[0] != '\0' &&
-        strcmp(was.sub, now.sub) != 0)
+    if (login_token != NULL && kt_jwt_read(login_token, &was, &jerr) == 0 && was.sub[0] != '\0') {
+        if (strcmp(was.sub, now.sub) != 0)
+            return kt_error_set(err, KT_ERR_MFA_FAILED,
+                                "the confirmed token names another subject than the password "
+                                "login");
+    } else if (device_id == NULL) {
+        /* Push names no device: the subject is all that ties the approval to this login. */
         return kt_error_set(err, KT_ERR_MFA_FAILED,
-                            "the confirmed token names another subject than the password login");
+                            "the password login's token names no subject to check the push "
+                            "approval against");
+    }
     if (device_id != NULL && now.kid[0] != '\0' && strcmp(now.kid, device_id) != 0)
         return kt_error_set(err, KT_ERR_MFA_FAILED,
                             "the token was confirmed by device %.64s, not by %s", now.kid,
@@ -67,7 +74,7 @@ static int kt_confirm_steps(kt_ctx *ctx, const char *access_token, const char *d
         goto out;
     if (!out->confirmed) {
         kt_token_set_free(out);
-        kt_error_set(err, KT_ERR_PROTOCOL, "verify challenge: the token is not confirmed");
+        kt_error_set(err, KT_ERR_MFA_FAILED, "verify challenge: the token is not confirmed");
         goto out;
     }
     if (kt_flow_check_confirmed(access_token, out, device_id, err) != 0) {
@@ -186,7 +193,8 @@ static int kt_push_steps(kt_ctx *ctx, const char *access_token, kt_token_set *ou
         /* An answer about another challenge says nothing about this one. */
         if (strcmp(fresh.id, ch.id) != 0) {
             kt_push_challenge_free(&fresh);
-            kt_error_set(err, KT_ERR_PROTOCOL, "the bank answered about another push challenge");
+            kt_error_set(err, KT_ERR_MFA_FAILED,
+                         "the bank answered about another push challenge: not approved");
             goto out;
         }
         ch.state = fresh.state;
@@ -200,7 +208,7 @@ static int kt_push_steps(kt_ctx *ctx, const char *access_token, kt_token_set *ou
         goto out;
     if (!out->confirmed) {
         kt_token_set_free(out);
-        kt_error_set(err, KT_ERR_PROTOCOL, "push challenge token: the token is not confirmed");
+        kt_error_set(err, KT_ERR_MFA_FAILED, "push challenge token: the token is not confirmed");
         goto out;
     }
     out->mfa = KT_MFA_PUSH;

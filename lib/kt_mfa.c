@@ -121,7 +121,10 @@ static int kt_mfa_read_challenge(json_object *obj, const char *what, kt_push_cha
     else if (strcmp(state, "DENIED") == 0)
         out->state = KT_PUSH_DENIED;
     else {
-        kt_error_set(err, KT_ERR_PROTOCOL, "%s: unknown challenge status", what);
+        /* The bank answered about the challenge, on purpose, with a state this client does not
+         * know (expired, cancelled, ...): not approved, never an outage that opens a fallback. */
+        kt_error_set(err, KT_ERR_MFA_FAILED, "%s: the challenge is %.32s, not approved", what,
+                     kt_token_string_ok(state) ? state : "in an unknown state");
         goto out;
     }
     if (kt_iso8601_parse(expires, &out->expires_at) != 0) {

@@ -397,7 +397,8 @@ static void talk(int sock, pid_t pid, const char *request, size_t request_len, c
         return;
     }
     for (;;) {
-        n = read_answer(sock, answer, sizeof(answer), deadline_ms, notice, &question);
+        n = read_answer(sock, answer, sizeof(answer), deadline_ms, asked ? NULL : notice,
+                        &question);
         if (n < 0 || !question)
             break;
         /* One PIN question per login, never more: a second is a broken helper. */

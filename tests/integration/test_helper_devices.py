@@ -148,6 +148,19 @@ def test_remove_this_machine_removes_record_key_and_tokens(kenv, enrolled, how):
     assert r.returncode == EXIT_AUTH
 
 
+def test_remove_this_machine_removes_the_default_key_of_a_record_without_key(kenv, enrolled):
+    """A record without "key" signs with the default key file: that key goes with the device."""
+    this_id, other_id = enrolled
+    record = json.loads(kenv.record_file.read_text())
+    del record["key"]
+    kenv.record_file.write_text(json.dumps(record))
+    r = kenv.run("device", "remove", "--this", "--yes")
+    assert r.returncode == EXIT_OK, r.stderr
+    assert bank_ids(kenv.mock) == [other_id]
+    assert not kenv.key_file.exists() and not kenv.record_file.exists()
+    assert f"key ({kenv.key_file}): removed" in r.stderr
+
+
 def test_remove_this_machine_keeps_a_key_it_did_not_make(kenv, enrolled, tmp_path):
     this_id, _ = enrolled
     own_key = tmp_path / "my-key.pem"

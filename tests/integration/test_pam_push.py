@@ -87,6 +87,30 @@ def test_push_denied_is_auth_err(world, bob, mock):
     assert mock.requests("mfa_token") == []
 
 
+@pytest.mark.parametrize("status", ["EXPIRED", "CANCELLED"])
+def test_a_challenge_state_the_client_does_not_know_is_no_outage(world, bob, mock, status):
+    """The bank answers about the challenge with a state the documentation does not name: not
+    approved, and never an outage that would open a stack's fallback (authinfo_unavail)."""
+    world.service("kontist", "mfa=push login_timeout=20")
+
+    def answer():
+        challenge = wait_for_challenge(mock)
+        mock.set_fault(endpoint="mfa_get", kind="status", status=200,
+                       body={"id": challenge["id"], "status": status,
+                             "expiresAt": "2099-01-01T00:00:00Z"})
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    run = world.run("kontist", "bob")
+    thread.join(5)
+    assert run.code == "PAM_AUTH_ERR", run
+    fields = run.attempt()
+    assert fields["error"] == "mfa_failed", fields
+    assert f"the challenge is {status}, not approved" in fields["reason"], fields
+    assert not cache_path(bob).exists()
+    assert mock.requests("mfa_token") == []
+
+
 def test_push_expired_is_auth_err_with_its_own_reason(tmp_path, build_dir, mock_factory):
     mock = mock_factory("--challenge-lifetime", "4")
     world = PamWorld(tmp_path / "w2", build_dir, mock)

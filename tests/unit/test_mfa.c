@@ -86,16 +86,21 @@ static void test_parse_challenge(void **state)
     kt_push_challenge_free(&c);
 }
 
-static void expect_bad_challenge(const char *body, const char *fragment)
+static void expect_challenge_error(const char *body, kt_err_kind kind, const char *fragment)
 {
     kt_push_challenge c;
     kt_error err = {0};
 
     assert_int_equal(parse(body, &c, &err), -1);
-    assert_int_equal(err.kind, KT_ERR_PROTOCOL);
+    assert_int_equal(err.kind, kind);
     assert_null(c.id);
     if (strstr(err.message, fragment) == NULL)
         fail_msg("'%s' gave '%s', expected '%s'", body, err.message, fragment);
+}
+
+static void expect_bad_challenge(const char *body, const char *fragment)
+{
+    expect_challenge_error(body, KT_ERR_PROTOCOL, fragment);
 }
 
 static void test_parse_challenge_bad(void **state)
@@ -105,13 +110,13 @@ static void test_parse_challenge_bad(void **state)
     expect_bad_challenge(
         "{\"id\":\"../x\",\"status\":\"PENDING\",\"expiresAt\":\"2026-01-01T12:00:00Z\"}",
         "not a valid id");
-    /* an unknown status is no approval */
-    expect_bad_challenge(
+    /* an unknown status is no approval, and no outage either: the bank answered on purpose */
+    expect_challenge_error(
         "{\"id\":\"c\",\"status\":\"verified\",\"expiresAt\":\"2026-01-01T12:00:00Z\"}",
-        "unknown challenge status");
-    expect_bad_challenge(
-        "{\"id\":\"c\",\"status\":\"APPROVED\",\"expiresAt\":\"2026-01-01T12:00:00Z\"}",
-        "unknown challenge status");
+        KT_ERR_MFA_FAILED, "the challenge is verified, not approved");
+    expect_challenge_error(
+        "{\"id\":\"c\",\"status\":\"EXPIRED\",\"expiresAt\":\"2026-01-01T12:00:00Z\"}",
+        KT_ERR_MFA_FAILED, "the challenge is EXPIRED, not approved");
     expect_bad_challenge("{\"id\":\"c\",\"status\":\"PENDING\",\"expiresAt\":\"soon\"}",
                          "expiresAt");
     expect_bad_challenge("{\"id\":\"c\",\"status\":\"PENDING\"}", "expiresAt");
