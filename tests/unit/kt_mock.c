@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,34 +270,10 @@ int kt_mock_fault(const kt_mock *m, const char *spec)
     return status == 201 ? 0 : -1;
 }
 
-int kt_mock_answer_binding(const kt_mock *m, const char *status)
-{
-    char *state = NULL, path[512], body[64];
-    json_object *obj = NULL, *list = NULL, *first;
-    char *id = NULL;
-    int rc = -1;
-
-    if (kt_mock_control(m, "GET", "/__control/state", NULL, &state) != 200 || state == NULL)
-        goto out;
-    obj = json_tokener_parse(state);
-    if (obj == NULL || !json_object_object_get_ex(obj, "binding_requests", &list) ||
-        json_object_array_length(list) == 0)
-        goto out;
-    first = json_object_array_get_idx(list, 0);
-    id = kt_json_member(first, "id");
-    if (id == NULL)
-        goto out;
-    snprintf(path, sizeof(path), "/__control/binding-requests/%s", id);
-    snprintf(body, sizeof(body), "{\"status\": \"%s\"}", status);
-    rc = kt_mock_control(m, "POST", path, body, NULL) == 200 ? 0 : -1;
-out:
-    free(id);
-    json_object_put(obj);
-    free(state);
-    return rc;
-}
-
-int kt_mock_answer_push(const kt_mock *m, const char *status)
+/* Answers, through the control endpoint under path_prefix, the first entry of the state's list
+ * (the first PENDING one when pending_only) as the person would: with status. */
+static int answer_first(const kt_mock *m, const char *list_key, bool pending_only,
+                        const char *path_prefix, const char *status)
 {
     char *state = NULL, path[512], body[64];
     json_object *obj = NULL, *list = NULL;
@@ -306,19 +283,19 @@ int kt_mock_answer_push(const kt_mock *m, const char *status)
     if (kt_mock_control(m, "GET", "/__control/state", NULL, &state) != 200 || state == NULL)
         goto out;
     obj = json_tokener_parse(state);
-    if (obj == NULL || !json_object_object_get_ex(obj, "mfa_challenges", &list))
+    if (obj == NULL || !json_object_object_get_ex(obj, list_key, &list))
         goto out;
     for (size_t i = 0; i < json_object_array_length(list) && id == NULL; i++) {
-        json_object *c = json_object_array_get_idx(list, i);
-        char *st = kt_json_member(c, "status");
+        json_object *entry = json_object_array_get_idx(list, i);
+        char *st = pending_only ? kt_json_member(entry, "status") : NULL;
 
-        if (st != NULL && strcmp(st, "PENDING") == 0)
-            id = kt_json_member(c, "id");
+        if (!pending_only || (st != NULL && strcmp(st, "PENDING") == 0))
+            id = kt_json_member(entry, "id");
         free(st);
     }
     if (id == NULL)
         goto out;
-    snprintf(path, sizeof(path), "/__control/mfa/%s", id);
+    snprintf(path, sizeof(path), "%s/%s", path_prefix, id);
     snprintf(body, sizeof(body), "{\"status\": \"%s\"}", status);
     rc = kt_mock_control(m, "POST", path, body, NULL) == 200 ? 0 : -1;
 out:
@@ -326,6 +303,16 @@ out:
     json_object_put(obj);
     free(state);
     return rc;
+}
+
+int kt_mock_answer_binding(const kt_mock *m, const char *status)
+{
+    return answer_first(m, "binding_requests", false, "/__control/binding-requests", status);
+}
+
+int kt_mock_answer_push(const kt_mock *m, const char *status)
+{
+    return answer_first(m, "mfa_challenges", true, "/__control/mfa", status);
 }
 
 int kt_mock_pending_bindings(const kt_mock *m)
