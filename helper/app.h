@@ -29,19 +29,9 @@ int ka_app_setup_paths(ka_app *app, kt_error *err);
 /* The configuration files every command reads, in order (later ones override earlier), with the
  * owners each may have: --config or KONTIST_CONFIG alone, else the system file then the user's.
  * Returns how many (0 with err set on failure); free *chosen_abs afterwards. */
-/* The options of a command that takes no argument: --config, --help, and --json when json is not
- * NULL (set when given). Returns -1 to go on, or the exit code to end with. */
-int ka_parse_plain(ka_app *app, const char *cmd, const char *help, int argc, char **argv,
-                   bool *json);
 size_t ka_config_files(const ka_app *app, kt_doctor_config_file files[2], char **chosen_abs,
                        kt_error *err);
 void ka_app_free(ka_app *app);
-
-/* The shared option every command accepts besides its own: --config FILE. */
-#define KA_OPT_CONFIG 0x100
-/* --json, where a command has it. */
-#define KA_OPT_JSON 0x101
-#define KA_OPT_HELP 'h'
 
 /* One entry of a command table: kontist-auth's commands (main.c) and the subcommands of
  * `device` go through the same dispatcher. A command returns an exit code (exit_codes.h). */
@@ -74,6 +64,10 @@ int ka_doctor_parse_module_args(int argc, const char **argv, kt_doctor_module_ar
 void ka_print_version(const char *prog);
 /* The credential operations themselves (get, store, erase; others are ignored). */
 int ka_credential_run(ka_app *app, const char *operation);
+struct ka_syntax;
+/* git-credential-kontist and `kontist-auth credential`: the options by the syntax, then one
+ * operation word. */
+int ka_credential_main(ka_app *app, const struct ka_syntax *syntax, int argc, char **argv);
 
 /* A token set from the cache whose access token is confirmed and has at least KT_TOKEN_MIN_LEFT
  * seconds left, refreshed under the cache lock when needed. Never prompts. */

@@ -1,6 +1,5 @@
 #include <config.h>
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include "app.h"
 #include "credential_proto.h"
 #include "exit_codes.h"
+#include "options.h"
 
 static const char credential_help[] =
     "Usage: kontist-auth credential get|store|erase\n"
@@ -29,37 +29,27 @@ static const char credential_help[] =
  * git keeps (another helper, a long operation) is not used in its last minute. */
 #define KA_EXPIRY_MARGIN 60
 
-static const struct option credential_options[] = {
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
+int ka_credential_main(ka_app *app, const ka_syntax *syntax, int argc, char **argv)
+{
+    ka_args args;
+    int rc = ka_parse_args(app, syntax, argc, argv, &args);
+
+    if (rc >= 0)
+        return rc;
+    if (args.n_operands < 1)
+        return ka_usage_error(app, syntax->command, "no operation given (get, store or erase)");
+    if (args.n_operands > 1)
+        return ka_usage_error(app, syntax->command, "too many arguments");
+    /* Prompts would read git's protocol stream. */
+    app->term.no_prompt = true;
+    return ka_credential_run(app, args.operands[0]);
+}
 
 int ka_cmd_credential(ka_app *app, int argc, char **argv)
 {
-    int c;
+    static const ka_syntax syntax = {"credential", KA_IN_CREDENTIAL, credential_help, 0, true};
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "+:h", credential_options, NULL)) != -1) {
-        switch (c) {
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(credential_help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, "credential", c, argv);
-        }
-    }
-    if (optind >= argc)
-        return ka_usage_error(app, "credential", "no operation given (get, store or erase)");
-    if (optind + 1 < argc)
-        return ka_usage_error(app, "credential", "too many arguments");
-    /* Prompts would read git's protocol stream. */
-    app->term.no_prompt = true;
-    return ka_credential_run(app, argv[optind]);
+    return ka_credential_main(app, &syntax, argc, argv);
 }
 
 /* "host" and "host:443" name the same https endpoint. */

@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 
 #include "app.h"
 #include "exit_codes.h"
+#include "options.h"
 #include "waiting.h"
 
 static const char device_help[] =
@@ -75,96 +75,38 @@ struct enroll_opts {
     long confirm_timeout;
 };
 
-enum {
-    OPT_OTP_STDIN = 0x200,
-    OPT_FORCE,
-    OPT_CONFIRM_TIMEOUT,
-    OPT_TPM,
-    OPT_PKCS11,
-    OPT_GENERATE,
-    OPT_TPM_HANDLE
-};
-
-static const struct option enroll_options[] = {
-    {"name", required_argument, NULL, 'n'},
-    {"key", required_argument, NULL, 'k'},
-    {"otp-stdin", no_argument, NULL, OPT_OTP_STDIN},
-    {"tpm", no_argument, NULL, OPT_TPM},
-    {"pkcs11", required_argument, NULL, OPT_PKCS11},
-    {"generate", no_argument, NULL, OPT_GENERATE},
-    {"tpm-handle", required_argument, NULL, OPT_TPM_HANDLE},
-    {"confirm-timeout", required_argument, NULL, OPT_CONFIRM_TIMEOUT},
-    {"force", no_argument, NULL, OPT_FORCE},
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
-
-static int show_help(void)
-{
-    fputs(device_help, stdout);
-    fputs(ka_exit_codes_help, stdout);
-    return KA_EXIT_OK;
-}
-
 /* Returns -1 to go on, or an exit code. */
 static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *o)
 {
+    static const ka_syntax syntax = {"device enroll", KA_IN_ENROLL, device_help, 0, false};
     kt_error err = {KT_OK, ""};
-    int c;
+    ka_args a;
+    int rc = ka_parse_args(app, &syntax, argc, argv, &a);
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":n:k:h", enroll_options, NULL)) != -1) {
-        switch (c) {
-        case 'n':
-            o->name = optarg;
-            break;
-        case 'k':
-            o->key = optarg;
-            break;
-        case OPT_OTP_STDIN:
-            o->otp_stdin = true;
-            break;
-        case OPT_TPM:
-            o->tpm = true;
-            break;
-        case OPT_PKCS11:
-            if (strncasecmp(optarg, "pkcs11:", 7) != 0)
-                return ka_usage_error(app, "device enroll", "--pkcs11 takes a pkcs11: URI");
-            o->pkcs11 = optarg;
-            break;
-        case OPT_GENERATE:
-            o->generate = true;
-            break;
-        case OPT_TPM_HANDLE:
-            o->tpm_handle = optarg;
-            break;
-        case OPT_FORCE:
-            o->force = true;
-            break;
-        case OPT_CONFIRM_TIMEOUT: {
-            char *end = NULL;
+    if (rc >= 0)
+        return rc;
+    o->name = a.name;
+    o->key = a.key;
+    o->pkcs11 = a.pkcs11;
+    o->tpm_handle = a.tpm_handle;
+    o->tpm = a.tpm;
+    o->generate = a.generate;
+    o->otp_stdin = a.otp_stdin;
+    o->force = a.force;
+    if (o->pkcs11 != NULL && strncasecmp(o->pkcs11, "pkcs11:", 7) != 0)
+        return ka_usage_error(app, "device enroll", "--pkcs11 takes a pkcs11: URI");
+    if (a.confirm_timeout != NULL) {
+        const char *text = a.confirm_timeout;
+        char *end = NULL;
 
-            errno = 0;
-            o->confirm_timeout = strtol(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || !isdigit((unsigned char)*optarg) ||
-                o->confirm_timeout < 1 || o->confirm_timeout > KA_CONFIRM_TIMEOUT_MAX)
-                return ka_usage_error(app, "device enroll",
-                                      "--confirm-timeout must be a number of seconds from 1 to %d",
-                                      KA_CONFIRM_TIMEOUT_MAX);
-            break;
-        }
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            return show_help();
-        default:
-            return ka_bad_option(app, "device enroll", c, argv);
-        }
+        errno = 0;
+        o->confirm_timeout = strtol(text, &end, 10);
+        if (errno != 0 || end == text || *end != '\0' || !isdigit((unsigned char)*text) ||
+            o->confirm_timeout < 1 || o->confirm_timeout > KA_CONFIRM_TIMEOUT_MAX)
+            return ka_usage_error(app, "device enroll",
+                                  "--confirm-timeout must be a number of seconds from 1 to %d",
+                                  KA_CONFIRM_TIMEOUT_MAX);
     }
-    if (optind < argc)
-        return ka_usage_error(app, "device enroll", "unexpected argument '%s'", argv[optind]);
     if ((o->key != NULL) + o->tpm + (o->pkcs11 != NULL) > 1)
         return ka_usage_error(app, "device enroll", "--key, --tpm and --pkcs11 exclude each other");
     if (o->generate && o->pkcs11 == NULL)
@@ -354,7 +296,9 @@ int ka_cmd_device(ka_app *app, int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(device_overview, stdout);
-        return show_help();
+        fputs(device_help, stdout);
+        fputs(ka_exit_codes_help, stdout);
+        return KA_EXIT_OK;
     }
     return ka_dispatch(app, "device", device_commands,
                        sizeof(device_commands) / sizeof(device_commands[0]), argc - 1, argv + 1);

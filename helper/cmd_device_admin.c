@@ -1,7 +1,6 @@
 #include <config.h>
 
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "app.h"
 #include "output.h"
 #include "exit_codes.h"
+#include "options.h"
 
 static const char list_help[] =
     "Usage: kontist-auth device list [--json]\n"
@@ -46,16 +46,6 @@ static const char remove_help[] =
     "      --config FILE  read only FILE as configuration\n"
     "  -h, --help         show this help\n"
     "\n";
-
-enum { OPT_THIS = 0x200 };
-
-static const struct option remove_options[] = {
-    {"this", no_argument, NULL, OPT_THIS},
-    {"yes", no_argument, NULL, 'y'},
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
 
 static void print_list_json(const kt_device_list *l)
 {
@@ -126,10 +116,11 @@ int ka_cmd_device_list(ka_app *app, int argc, char **argv)
     kt_error err = {KT_OK, ""};
     kt_device_list list;
     kt_ctx *ctx;
-    bool json = false;
+    static const ka_syntax syntax = {"device list", KA_IN_DEVICE_LIST, list_help, 0, false};
+    ka_args args;
     int c, rc;
 
-    c = ka_parse_plain(app, "device list", list_help, argc, argv, &json);
+    c = ka_parse_args(app, &syntax, argc, argv, &args);
     if (c >= 0)
         return c;
     if (ka_app_setup(app, &err) != 0)
@@ -141,7 +132,7 @@ int ka_cmd_device_list(ka_app *app, int argc, char **argv)
     kt_ctx_free(ctx);
     if (rc != 0)
         return admin_report(app, &err);
-    if (json)
+    if (args.json)
         print_list_json(&list);
     else
         print_list_text(&list);
@@ -261,35 +252,20 @@ int ka_cmd_device_remove(ka_app *app, int argc, char **argv)
     kt_error err = {KT_OK, ""};
     kt_device_removal_request req;
     kt_device_removal r;
+    static const ka_syntax syntax = {"device remove", KA_IN_DEVICE_REMOVE, remove_help, 1, false};
     kt_ctx *ctx;
-    bool this_machine = false, yes = false;
+    ka_args args;
+    bool this_machine, yes;
     const char *id = NULL;
     int c, rc, fd;
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":yh", remove_options, NULL)) != -1) {
-        switch (c) {
-        case OPT_THIS:
-            this_machine = true;
-            break;
-        case 'y':
-            yes = true;
-            break;
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(remove_help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, "device remove", c, argv);
-        }
-    }
-    if (optind < argc)
-        id = argv[optind++];
-    if (optind < argc)
-        return ka_usage_error(app, "device remove", "unexpected argument '%s'", argv[optind]);
+    c = ka_parse_args(app, &syntax, argc, argv, &args);
+    if (c >= 0)
+        return c;
+    this_machine = args.this_machine;
+    yes = args.yes;
+    if (args.n_operands > 0)
+        id = args.operands[0];
     if ((id != NULL) == this_machine)
         return ka_usage_error(app, "device remove", "give either a device ID or --this");
     if (id != NULL && !kt_device_id_ok(id))

@@ -2,7 +2,6 @@
  * every other command does, runs the checks and prints one line per check (or JSON). */
 #include <config.h>
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "app.h"
 #include "output.h"
 #include "exit_codes.h"
+#include "options.h"
 
 static const char doctor_help[] =
     "Usage: kontist-auth doctor [--json] [--offline] [--system|--no-system]\n"
@@ -40,29 +40,6 @@ static const char doctor_help[] =
     "      --config FILE     read only FILE as configuration\n"
     "  -h, --help            show this help\n"
     "\n";
-
-enum {
-    OPT_JSON = 0x200,
-    OPT_OFFLINE,
-    OPT_SYSTEM,
-    OPT_NO_SYSTEM,
-    OPT_PAM_DIR,
-    OPT_SSHD_CONFIG,
-    OPT_SSHD,
-};
-
-static const struct option doctor_options[] = {
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"offline", no_argument, NULL, OPT_OFFLINE},
-    {"system", no_argument, NULL, OPT_SYSTEM},
-    {"no-system", no_argument, NULL, OPT_NO_SYSTEM},
-    {"pam-dir", required_argument, NULL, OPT_PAM_DIR},
-    {"sshd-config", required_argument, NULL, OPT_SSHD_CONFIG},
-    {"sshd", required_argument, NULL, OPT_SSHD},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
 
 typedef struct printer {
     bool json;
@@ -127,53 +104,25 @@ static void print_result(const kt_doctor_result *r, void *data)
 
 int ka_cmd_doctor(ka_app *app, int argc, char **argv)
 {
+    static const ka_syntax syntax = {"doctor", KA_IN_DOCTOR, doctor_help, 0, false};
     kt_error err = {KT_OK, ""};
     kt_doctor_config_file files[2];
     kt_doctor_options opts;
     kt_doctor_summary sum;
     printer pr = {false, 0};
     char *chosen = NULL;
-    int c, sys = -1;
+    ka_args args;
+    int c;
 
+    c = ka_parse_args(app, &syntax, argc, argv, &args);
+    if (c >= 0)
+        return c;
     memset(&opts, 0, sizeof(opts));
-    opts.network = true;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", doctor_options, NULL)) != -1) {
-        switch (c) {
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case OPT_JSON:
-            pr.json = true;
-            break;
-        case OPT_OFFLINE:
-            opts.network = false;
-            break;
-        case OPT_SYSTEM:
-            sys = 1;
-            break;
-        case OPT_NO_SYSTEM:
-            sys = 0;
-            break;
-        case OPT_PAM_DIR:
-            opts.pam_dir = optarg;
-            break;
-        case OPT_SSHD_CONFIG:
-            opts.sshd_config = optarg;
-            break;
-        case OPT_SSHD:
-            opts.sshd_binary = optarg;
-            break;
-        case 'h':
-            fputs(doctor_help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, "doctor", c, argv);
-        }
-    }
-    if (optind < argc)
-        return ka_usage_error(app, "doctor", "unexpected argument '%s'", argv[optind]);
+    opts.network = !args.offline;
+    opts.pam_dir = args.pam_dir;
+    opts.sshd_config = args.sshd_config;
+    opts.sshd_binary = args.sshd;
+    pr.json = args.json;
     if (ka_app_setup_paths(app, &err) != 0)
         return ka_report(app->prog, &err);
     opts.config_files = files;
@@ -182,7 +131,7 @@ int ka_cmd_doctor(ka_app *app, int argc, char **argv)
         return ka_report(app->prog, &err);
     opts.paths = &app->paths;
     opts.user_owners = app->user_owners;
-    opts.system = sys >= 0 ? sys == 1 : geteuid() == 0;
+    opts.system = args.system >= 0 ? args.system == 1 : geteuid() == 0;
     opts.parse_module_args = ka_doctor_parse_module_args;
 
     if (pr.json)

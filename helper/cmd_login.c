@@ -1,7 +1,6 @@
 #include <config.h>
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 
 #include "app.h"
 #include "exit_codes.h"
+#include "options.h"
 #include "waiting.h"
 
 static const char login_help[] =
@@ -43,68 +43,22 @@ static const char login_help[] =
     "  -h, --help           show this help\n"
     "\n";
 
-struct login_opts {
-    const char *user;
-    bool password_stdin;
-    const char *mfa; /* --mfa, or "none" for --no-device; NULL: the configuration's */
-};
-
-enum { OPT_PASSWORD_STDIN = 0x200, OPT_NO_DEVICE, OPT_MFA };
-
-static const struct option login_options[] = {
-    {"user", required_argument, NULL, 'u'},
-    {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
-    {"no-device", no_argument, NULL, OPT_NO_DEVICE},
-    {"mfa", required_argument, NULL, OPT_MFA},
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
-
 /* Returns -1 to go on, or an exit code. */
-static int parse_login(ka_app *app, int argc, char **argv, struct login_opts *o)
+static int parse_login(ka_app *app, int argc, char **argv, ka_args *o)
 {
-    int c;
+    static const ka_syntax syntax = {"login", KA_IN_LOGIN, login_help, 0, false};
+    kt_error err = {KT_OK, ""};
+    kt_mfa_order order;
+    int rc = ka_parse_args(app, &syntax, argc, argv, o);
 
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":u:h", login_options, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            o->user = optarg;
-            break;
-        case OPT_PASSWORD_STDIN:
-            o->password_stdin = true;
-            break;
-        case OPT_NO_DEVICE:
-        case OPT_MFA: {
-            const char *value = c == OPT_NO_DEVICE ? "none" : optarg;
-            kt_mfa_order order;
-            kt_error err = {KT_OK, ""};
-
-            if (o->mfa != NULL && strcmp(o->mfa, value) != 0)
-                return ka_usage_error(app, "login", "--mfa and --no-device given differently");
-            if (kt_mfa_order_parse(value, true, &order, &err) != 0)
-                return ka_usage_error(app, "login", "--mfa: %s", err.message);
-            o->mfa = value;
-            break;
-        }
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(login_help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, "login", c, argv);
-        }
-    }
-    if (optind < argc)
-        return ka_usage_error(app, "login", "unexpected argument '%s'", argv[optind]);
+    if (rc >= 0)
+        return rc;
+    if (o->mfa != NULL && kt_mfa_order_parse(o->mfa, true, &order, &err) != 0)
+        return ka_usage_error(app, "login", "--mfa: %s", err.message);
     return -1;
 }
 
-static const char *pick_username(const ka_app *app, const struct login_opts *o)
+static const char *pick_username(const ka_app *app, const ka_args *o)
 {
     if (o->user != NULL && o->user[0] != '\0')
         return o->user;
@@ -113,8 +67,8 @@ static const char *pick_username(const ka_app *app, const struct login_opts *o)
     return NULL;
 }
 
-static int read_password(ka_app *app, const struct login_opts *o, const char *username,
-                         char **password, kt_error *err)
+static int read_password(ka_app *app, const ka_args *o, const char *username, char **password,
+                         kt_error *err)
 {
     char prompt[512];
     int rc;
@@ -171,8 +125,7 @@ static EVP_PKEY *load_token_key(void *data, kt_error *err)
 }
 
 /* The factor order: --mfa, else the configuration's, else the default. */
-static int login_order(const ka_app *app, const struct login_opts *o, kt_mfa_order *order,
-                       kt_error *err)
+static int login_order(const ka_app *app, const ka_args *o, kt_mfa_order *order, kt_error *err)
 {
     if (o->mfa != NULL)
         return kt_mfa_order_parse(o->mfa, true, order, err);
@@ -230,7 +183,7 @@ static int report_login(const ka_app *app, const kt_mfa_decision *dec, const kt_
 
 int ka_cmd_login(ka_app *app, int argc, char **argv)
 {
-    struct login_opts o = {NULL, false, NULL};
+    ka_args o;
     kt_device_selection sel;
     token_key_loader loader = {app, &sel};
     kt_login_params params;

@@ -1,11 +1,11 @@
 #include <config.h>
 
-#include <getopt.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
 #include "app.h"
 #include "exit_codes.h"
+#include "options.h"
 
 static const char logout_help[] =
     "Usage: kontist-auth logout\n"
@@ -20,12 +20,14 @@ static const char logout_help[] =
 
 int ka_cmd_logout(ka_app *app, int argc, char **argv)
 {
+    static const ka_syntax syntax = {"logout", KA_IN_LOGOUT, logout_help, 0, false};
     kt_error err = {KT_OK, ""};
     struct stat st;
+    ka_args args;
     bool had;
     int c;
 
-    c = ka_parse_plain(app, "logout", logout_help, argc, argv, NULL);
+    c = ka_parse_args(app, &syntax, argc, argv, &args);
     if (c >= 0)
         return c;
     /* A broken configuration must not keep anyone from dropping their tokens. */

@@ -1,7 +1,6 @@
 #include <config.h>
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -9,6 +8,7 @@
 #include "app.h"
 #include "output.h"
 #include "exit_codes.h"
+#include "options.h"
 
 static const char status_help[] =
     "Usage: kontist-auth status\n"
@@ -148,10 +148,12 @@ static int show_device(const ka_app *app)
 
 int ka_cmd_status(ka_app *app, int argc, char **argv)
 {
+    static const ka_syntax syntax = {"status", KA_IN_STATUS, status_help, 0, false};
     kt_error err = {KT_OK, ""};
+    ka_args args;
     int c, rc, dev;
 
-    c = ka_parse_plain(app, "status", status_help, argc, argv, NULL);
+    c = ka_parse_args(app, &syntax, argc, argv, &args);
     if (c >= 0)
         return c;
     if (ka_app_setup(app, &err) != 0)

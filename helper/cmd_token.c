@@ -1,12 +1,12 @@
 #include <config.h>
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "app.h"
 #include "exit_codes.h"
+#include "options.h"
 
 static const char token_help[] =
     "Usage: kontist-auth token [--json]\n"
@@ -89,15 +89,16 @@ int ka_cmd_token(ka_app *app, int argc, char **argv)
 {
     kt_error err = {KT_OK, ""};
     kt_token_set t;
-    bool json = false;
+    static const ka_syntax syntax = {"token", KA_IN_TOKEN, token_help, 0, false};
+    ka_args args;
     int c;
 
-    c = ka_parse_plain(app, "token", token_help, argc, argv, &json);
+    c = ka_parse_args(app, &syntax, argc, argv, &args);
     if (c >= 0)
         return c;
     if (ka_app_setup(app, &err) != 0 || ka_confirmed_token(app, &t, &err) != 0)
         return ka_report(app->prog, &err);
-    if (json)
+    if (args.json)
         print_json(&t);
     else
         printf("%s\n", t.access_token);

@@ -1,7 +1,6 @@
 #include <config.h>
 
 #include <errno.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 
 #include "app.h"
 #include "exit_codes.h"
+#include "options.h"
 
 static const char usage_text[] =
     "Usage: kontist-auth [--config FILE] COMMAND [OPTIONS]\n"
@@ -55,67 +55,25 @@ static const ka_command commands[] = {
     {"doctor", ka_cmd_doctor},
 };
 
-static const struct option global_options[] = {
-    {"config", required_argument, NULL, KA_OPT_CONFIG},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
-    {NULL, 0, NULL, 0},
-};
-
-/* Options before the command (or before the credential operation); stops at the first word. */
-static int parse_global(ka_app *app, int argc, char **argv, const char *help, bool *done)
-{
-    int c;
-
-    *done = false;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "+:hV", global_options, NULL)) != -1) {
-        switch (c) {
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            *done = true;
-            return KA_EXIT_OK;
-        case 'V':
-            ka_print_version(app->prog);
-            *done = true;
-            return KA_EXIT_OK;
-        default:
-            *done = true;
-            return ka_bad_option(app, NULL, c, argv);
-        }
-    }
-    return KA_EXIT_OK;
-}
-
 static int run_kontist_auth(ka_app *app, int argc, char **argv)
 {
-    bool done;
-    int rc = parse_global(app, argc, argv, usage_text, &done);
+    static const ka_syntax syntax = {NULL, KA_IN_TOP, usage_text, 0, true};
+    ka_args args;
+    int rc = ka_parse_args(app, &syntax, argc, argv, &args);
 
-    if (done)
+    if (rc >= 0)
         return rc;
-    return ka_dispatch(app, NULL, commands, sizeof(commands) / sizeof(commands[0]), argc - optind,
-                       argv + optind);
+    return ka_dispatch(app, NULL, commands, sizeof(commands) / sizeof(commands[0]), args.n_operands,
+                       args.operands);
 }
 
 /* As git-credential-kontist: git appends the operation; unknown operations are ignored, as
  * gitcredentials(7) asks of helpers, so future git versions do not break. */
 static int run_credential_helper(ka_app *app, int argc, char **argv)
 {
-    bool done;
-    int rc = parse_global(app, argc, argv, cred_usage_text, &done);
+    static const ka_syntax syntax = {NULL, KA_IN_TOP, cred_usage_text, 0, true};
 
-    if (done)
-        return rc;
-    if (optind >= argc)
-        return ka_usage_error(app, NULL, "no operation given (get, store or erase)");
-    if (optind + 1 < argc)
-        return ka_usage_error(app, NULL, "too many arguments");
-    return ka_credential_run(app, argv[optind]);
+    return ka_credential_main(app, &syntax, argc, argv);
 }
 
 /* No core file and no ptrace by other processes of the same user: this process holds the

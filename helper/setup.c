@@ -273,37 +273,3 @@ int ka_dispatch(ka_app *app, const char *parent, const ka_command *table, size_t
                ? ka_usage_error(app, NULL, "unknown command '%s'", argv[0])
                : ka_usage_error(app, parent, "unknown subcommand '%s' (%s)", argv[0], names);
 }
-
-int ka_parse_plain(ka_app *app, const char *cmd, const char *help, int argc, char **argv,
-                   bool *json)
-{
-    static const struct option with_json[] = {
-        {"json", no_argument, NULL, KA_OPT_JSON},
-        {"config", required_argument, NULL, KA_OPT_CONFIG},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const struct option *options = json != NULL ? with_json : with_json + 1;
-    int c;
-
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
-        switch (c) {
-        case KA_OPT_JSON:
-            *json = true;
-            break;
-        case KA_OPT_CONFIG:
-            app->config_path = optarg;
-            break;
-        case 'h':
-            fputs(help, stdout);
-            fputs(ka_exit_codes_help, stdout);
-            return KA_EXIT_OK;
-        default:
-            return ka_bad_option(app, cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return ka_usage_error(app, cmd, "unexpected argument '%s'", argv[optind]);
-    return -1;
-}

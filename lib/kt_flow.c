@@ -73,21 +73,18 @@ static int kt_confirm_steps(kt_ctx *ctx, const char *access_token, const char *d
     if (kt_device_challenge_verify(ctx, access_token, device_id, challenge_id, sig, out, err) != 0)
         goto out;
     if (!out->confirmed) {
-        kt_token_set_free(out);
         kt_error_set(err, KT_ERR_MFA_FAILED, "verify challenge: the token is not confirmed");
         goto out;
     }
-    if (kt_flow_check_confirmed(access_token, out, device_id, err) != 0) {
-        kt_token_set_free(out);
+    if (kt_flow_check_confirmed(access_token, out, device_id, err) != 0 ||
+        kt_dup(&out->device_id, device_id, err) != 0)
         goto out;
-    }
-    if (kt_dup(&out->device_id, device_id, err) != 0) {
-        kt_token_set_free(out);
-        goto out;
-    }
     out->mfa = KT_MFA_DEVICE;
     rc = 0;
 out:
+    /* Nothing of a set that failed a check leaves this function. */
+    if (rc != 0)
+        kt_token_set_free(out);
     free(challenge_id);
     free(to_sign);
     free(sig);

@@ -208,11 +208,6 @@ void kt_http_free(kt_http *http)
     free(http);
 }
 
-uint64_t kt_http_deadline(const kt_http *http)
-{
-    return http != NULL ? http->deadline_ms : 0;
-}
-
 void kt_http_set_deadline(kt_http *http, uint64_t deadline_ms)
 {
     if (http != NULL)

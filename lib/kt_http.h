@@ -46,8 +46,6 @@ void kt_http_free(kt_http *http);
 /* Absolute CLOCK_MONOTONIC deadline in milliseconds for every later request (0: none beyond the
  * per-request timeout). */
 void kt_http_set_deadline(kt_http *http, uint64_t deadline_ms);
-/* The deadline set, 0 when none. */
-uint64_t kt_http_deadline(const kt_http *http);
 /* Sends one request. Network/TLS failures, timeouts and a passed deadline give KT_ERR_UNAVAILABLE;
  * an oversized body gives KT_ERR_PROTOCOL; a libcurl that cannot be loaded (first request only)
  * gives KT_ERR_INTERNAL. HTTP error statuses are NOT errors here: the caller reads resp->status. */

@@ -13,9 +13,6 @@
 #include "kt_mfa.h"
 #include "kt_validate.h"
 
-#define KT_MFA_PATH "/api/user/mfa/challenges"
-#define KT_MFA_PATH_MAX 256
-
 void kt_push_challenge_free(kt_push_challenge *c)
 {
     if (c == NULL)
@@ -186,6 +183,10 @@ int kt_mfa_check_status(kt_mfa_call call, const kt_http_response *resp, kt_error
      * or "broken answer" it would let a PAM stack fall back to another module. */
     return kt_http_status_error(resp, what, KT_ERR_MFA_FAILED, err);
 }
+
+/* The challenges' collection; one challenge is below it by id. */
+#define KT_MFA_PATH "/api/user/mfa/challenges"
+#define KT_MFA_PATH_MAX 256
 
 static int kt_mfa_path(char *buf, size_t size, const char *id, const char *tail, kt_error *err)
 {

@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "kt_cache.h"
+#include "kt_ctx.h"
 #include "kt_file.h"
 #include "kt_flow.h"
-#include "kt_http.h"
 #include "kt_secret.h"
 #include "kt_session.h"
 #include "kt_util.h"
@@ -299,7 +299,7 @@ out:
  * follows a few seconds later. Up to a second past the flow deadline, at most the usual wait. */
 static long save_wait_ms(const kt_ctx *ctx)
 {
-    uint64_t deadline = ctx != NULL ? kt_http_deadline(ctx->http) : 0;
+    uint64_t deadline = ctx != NULL ? ctx->deadline_ms : 0;
     uint64_t now = kt_now_ms();
     uint64_t left;
 

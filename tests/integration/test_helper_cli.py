@@ -81,6 +81,19 @@ def test_version(kenv):
     (["device", "enroll", "--name", "a\tb"], "control characters"),
     (["credential"], "no operation given"),
     (["credential", "get", "more"], "too many arguments"),
+    # Every command knows only its own options from the one table.
+    (["token", "--yes"], "unknown option '--yes'"),
+    (["login", "--json"], "unknown option '--json'"),
+    (["status", "-V"], "unknown option '-V'"),
+    (["device", "remove", "-u", "x"], "unknown option '-u'"),
+    (["device", "enroll", "--pam-dir", "/etc/pam.d"], "unknown option '--pam-dir'"),
+    (["doctor", "--tpm"], "unknown option '--tpm'"),
+    (["device", "enroll", "--pkcs11"], "option '--pkcs11' needs an argument"),
+    (["device", "enroll", "-n"], "option '-n' needs an argument"),
+    (["login", "--mfa", "push", "--no-device"], "'--no-device' contradicts an earlier option"),
+    (["login", "--mfa", "push", "--mfa=device"], "'--mfa=device' contradicts an earlier option"),
+    (["login", "--mfa", "sms"], "--mfa:"),
+    (["device", "remove", "a", "b"], "unexpected argument 'b'"),
 ])
 def test_usage_errors_exit_2_with_a_message(kenv, args, needle):
     r = kenv.run(*args)
