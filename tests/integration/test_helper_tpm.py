@@ -369,3 +369,108 @@ def test_the_tpm_comes_from_tpm_tcti_without_the_environment(plain_tenv, tpm, tm
     r = tenv.login("--mfa", "device", timeout=TOOL_TIMEOUT)
     assert r.returncode == EXIT_MFA, r.stderr
     assert "/dev/tpmrm0" in r.stderr, r.stderr
+
+
+# What kontist-auth says when the TPM refuses its keys for dictionary-attack lockout.
+LOCKOUT_MESSAGE = ("the TPM is in dictionary-attack lockout: wait for it to end, or have the TPM "
+                   "owner clear it (tpm2_dictionarylockout --clear-lockout)")
+
+
+def tpm2(soft, *args):
+    """One tpm2-tools command against soft that may fail: its CompletedProcess."""
+    env = dict(os.environ, TPM2TOOLS_TCTI=soft.tcti, TSS2_LOG="all+none")
+    r = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=soft.root,
+                       timeout=TOOL_TIMEOUT)
+    soft.tool("tpm2_flushcontext", "--transient-object")
+    return r
+
+
+def in_lockout(soft):
+    out = soft.tool("tpm2_getcap", "properties-variable").stdout
+    return any(line.split() == ["inLockout:", "1"] for line in out.splitlines())
+
+
+def lock_out(soft):
+    """Puts soft into dictionary-attack lockout the way a password guesser does: the TPM allows
+    one failed authorization before it locks (for an hour), and a DA-protected key with a
+    password is then asked to sign with the wrong one."""
+    soft.tool("tpm2_dictionarylockout", "--setup-parameters", "--max-tries=1",
+              "--recovery-time=3600", "--lockout-recovery-time=3600")
+    soft.tool("tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", "da-primary.ctx")
+    soft.tool("tpm2_create", "-C", "da-primary.ctx", "-G", "ecc256:ecdsa", "-p", "right",
+              "-u", "da.pub", "-r", "da.priv")
+    soft.tool("tpm2_load", "-C", "da-primary.ctx", "-u", "da.pub", "-r", "da.priv",
+              "-c", "da.ctx")
+    (soft.root / "message").write_text("guess\n")
+    r = tpm2(soft, "tpm2_sign", "-c", "da.ctx", "-p", "wrong", "-g", "sha256", "-o", "sig",
+             "message")
+    assert r.returncode != 0 and "0x98E" in r.stderr, r.stderr  # the DA counter went up
+    r = tpm2(soft, "tpm2_sign", "-c", "da.ctx", "-p", "right", "-g", "sha256", "-o", "sig",
+             "message")
+    assert r.returncode != 0 and "0x921" in r.stderr, r.stderr  # TPM_RC_LOCKOUT, even for it
+    assert in_lockout(soft)
+
+
+@pytest.fixture
+def own_tpm(tmp_path):
+    """A swtpm of the test's own, which the test may put into lockout."""
+    soft = SoftTpm(tmp_path / "own-tpm").start()
+    yield soft
+    soft.stop()
+
+
+@pytest.fixture
+def own_tenv(plain_tenv, own_tpm):
+    plain_tenv.env["TPM2OPENSSL_TCTI"] = own_tpm.tcti
+    r = plain_tenv.login("--no-device")
+    assert r.returncode == EXIT_OK, r.stderr
+    return plain_tenv
+
+
+@pytest.mark.parametrize("where", [(), ("--tpm-handle", "0x81000020")],
+                         ids=["blob", "persistent"])
+def test_enroll_tpm_in_lockout_says_so_and_writes_nothing(own_tenv, own_tpm, where):
+    """A TPM in lockout still makes keys (the tpm2 provider's parent key is exempt from
+    dictionary-attack protection) but then refuses to sign with them: the enrollment stops
+    before the bank hears of a device, and writes nothing."""
+    tenv = own_tenv
+    cache = tenv.cache_file.read_bytes()
+    lock_out(own_tpm)
+    before = len(tenv.mock.requests())
+    r = tenv.enroll("--tpm", *where, timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert LOCKOUT_MESSAGE in r.stderr, r.stderr
+    assert not tenv.record_file.exists()
+    assert not (tenv.config_dir / "device-key.tss2").exists()
+    assert not tenv.key_file.exists()
+    assert not tenv.config_dir.exists() or list(tenv.config_dir.iterdir()) == []
+    assert tenv.cache_file.read_bytes() == cache
+    # nothing went to the bank: no binding request, no device
+    assert tenv.mock.requests()[before:] == []
+    assert tenv.mock.state()["devices"] == []
+    if where:
+        assert not _handle_in_use(own_tpm, where[1])
+    assert in_lockout(own_tpm)
+
+
+@pytest.mark.parametrize("mfa", [(), ("--mfa", "device")], ids=["default", "device-only"])
+def test_login_with_a_tpm_key_in_lockout_says_so(own_tenv, own_tpm, mfa):
+    tenv = own_tenv
+    r = tenv.enroll("--tpm", timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(tenv.record_file.read_text())
+    blob = tenv.config_dir / "device-key.tss2"
+    blob_text = blob.read_bytes()
+    cache = tenv.cache_file.read_bytes()
+    lock_out(own_tpm)
+
+    before = len(tenv.mock.requests())
+    r = tenv.login(*mfa, timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert LOCKOUT_MESSAGE in r.stderr, r.stderr
+    # the password was accepted and a challenge asked for; nothing was signed, nothing cached
+    assert [q["endpoint"] for q in tenv.mock.requests()[before:]] == [
+        "token", "challenge_create"]
+    assert tenv.cache_file.read_bytes() == cache
+    assert json.loads(tenv.record_file.read_text()) == record
+    assert blob.read_bytes() == blob_text
