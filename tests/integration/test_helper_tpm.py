@@ -376,39 +376,44 @@ LOCKOUT_MESSAGE = ("the TPM is in dictionary-attack lockout: wait for it to end,
                    "owner clear it (tpm2_dictionarylockout --clear-lockout)")
 
 
-def tpm2(soft, *args):
-    """One tpm2-tools command against soft that may fail: its CompletedProcess."""
-    env = dict(os.environ, TPM2TOOLS_TCTI=soft.tcti, TSS2_LOG="all+none")
-    r = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=soft.root,
+def tpm2(tcti, workdir, *args, check=True):
+    """One tpm2-tools command against the TPM at tcti, then the transient objects it left flushed
+    (a swtpm has no resource manager).  With check, it must succeed."""
+    env = dict(os.environ, TPM2TOOLS_TCTI=tcti, TSS2_LOG="all+none")
+    r = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=workdir,
                        timeout=TOOL_TIMEOUT)
-    soft.tool("tpm2_flushcontext", "--transient-object")
+    subprocess.run(["tpm2_flushcontext", "--transient-object"], capture_output=True, env=env,
+                   timeout=TOOL_TIMEOUT, check=True)
+    assert not check or r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout}{r.stderr}"
     return r
 
 
-def in_lockout(soft):
-    out = soft.tool("tpm2_getcap", "properties-variable").stdout
+def in_lockout(tcti, workdir):
+    out = tpm2(tcti, workdir, "tpm2_getcap", "properties-variable").stdout
     return any(line.split() == ["inLockout:", "1"] for line in out.splitlines())
 
 
-def lock_out(soft):
-    """Puts soft into dictionary-attack lockout the way a password guesser does: the TPM allows
-    one failed authorization before it locks (for an hour), and a DA-protected key with a
-    password is then asked to sign with the wrong one."""
-    soft.tool("tpm2_dictionarylockout", "--setup-parameters", "--max-tries=1",
-              "--recovery-time=3600", "--lockout-recovery-time=3600")
-    soft.tool("tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", "da-primary.ctx")
-    soft.tool("tpm2_create", "-C", "da-primary.ctx", "-G", "ecc256:ecdsa", "-p", "right",
-              "-u", "da.pub", "-r", "da.priv")
-    soft.tool("tpm2_load", "-C", "da-primary.ctx", "-u", "da.pub", "-r", "da.priv",
-              "-c", "da.ctx")
-    (soft.root / "message").write_text("guess\n")
-    r = tpm2(soft, "tpm2_sign", "-c", "da.ctx", "-p", "wrong", "-g", "sha256", "-o", "sig",
-             "message")
+def lock_out(tcti, workdir):
+    """Puts the TPM at tcti into dictionary-attack lockout the way a password guesser does: the
+    TPM allows one failed authorization before it locks (for an hour), and a DA-protected key
+    with a password is then asked to sign with the wrong one.  workdir takes the tools' files."""
+    def run(*args, check=True):
+        return tpm2(tcti, workdir, *args, check=check)
+
+    run("tpm2_dictionarylockout", "--setup-parameters", "--max-tries=1",
+        "--recovery-time=3600", "--lockout-recovery-time=3600")
+    run("tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", "da-primary.ctx")
+    run("tpm2_create", "-C", "da-primary.ctx", "-G", "ecc256:ecdsa", "-p", "right",
+        "-u", "da.pub", "-r", "da.priv")
+    run("tpm2_load", "-C", "da-primary.ctx", "-u", "da.pub", "-r", "da.priv", "-c", "da.ctx")
+    Path(workdir, "message").write_text("guess\n")
+    r = run("tpm2_sign", "-c", "da.ctx", "-p", "wrong", "-g", "sha256", "-o", "sig", "message",
+            check=False)
     assert r.returncode != 0 and "0x98E" in r.stderr, r.stderr  # the DA counter went up
-    r = tpm2(soft, "tpm2_sign", "-c", "da.ctx", "-p", "right", "-g", "sha256", "-o", "sig",
-             "message")
+    r = run("tpm2_sign", "-c", "da.ctx", "-p", "right", "-g", "sha256", "-o", "sig", "message",
+            check=False)
     assert r.returncode != 0 and "0x921" in r.stderr, r.stderr  # TPM_RC_LOCKOUT, even for it
-    assert in_lockout(soft)
+    assert in_lockout(tcti, workdir)
 
 
 @pytest.fixture
@@ -435,7 +440,7 @@ def test_enroll_tpm_in_lockout_says_so_and_writes_nothing(own_tenv, own_tpm, whe
     before the bank hears of a device, and writes nothing."""
     tenv = own_tenv
     cache = tenv.cache_file.read_bytes()
-    lock_out(own_tpm)
+    lock_out(own_tpm.tcti, own_tpm.root)
     before = len(tenv.mock.requests())
     r = tenv.enroll("--tpm", *where, timeout=TOOL_TIMEOUT)
     assert r.returncode == EXIT_MFA, r.stderr
@@ -450,7 +455,7 @@ def test_enroll_tpm_in_lockout_says_so_and_writes_nothing(own_tenv, own_tpm, whe
     assert tenv.mock.state()["devices"] == []
     if where:
         assert not _handle_in_use(own_tpm, where[1])
-    assert in_lockout(own_tpm)
+    assert in_lockout(own_tpm.tcti, own_tpm.root)
 
 
 @pytest.mark.parametrize("mfa", [(), ("--mfa", "device")], ids=["default", "device-only"])
@@ -462,7 +467,7 @@ def test_login_with_a_tpm_key_in_lockout_says_so(own_tenv, own_tpm, mfa):
     blob = tenv.config_dir / "device-key.tss2"
     blob_text = blob.read_bytes()
     cache = tenv.cache_file.read_bytes()
-    lock_out(own_tpm)
+    lock_out(own_tpm.tcti, own_tpm.root)
 
     before = len(tenv.mock.requests())
     r = tenv.login(*mfa, timeout=TOOL_TIMEOUT)
