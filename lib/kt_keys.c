@@ -392,6 +392,19 @@ static const char *key_provider_props(EVP_PKEY *key, char *buf, size_t size)
     return n > 0 && (size_t)n < size ? buf : NULL;
 }
 
+/* Why signing failed: a TPM that refused for its dictionary-attack lockout says so (the tpm2
+ * provider's own reason is only "cannot sign"); for anything else, OpenSSL's reason. */
+static int sign_failure(const char *what, kt_error *err)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+    if (kt_tpm_lockout_queued())
+        return kt_tpm_lockout_error(err);
+    return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "%s: %s", what,
+                        reason != NULL ? reason : "no detail from OpenSSL");
+}
+
 int kt_key_sign_hex(EVP_PKEY *key, const char *msg, size_t len, char **sig_hex, kt_error *err)
 {
     EVP_MD_CTX *md = NULL;
@@ -414,8 +427,7 @@ int kt_key_sign_hex(EVP_PKEY *key, const char *msg, size_t len, char **sig_hex, 
         !EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL,
                                key_provider_props(key, props, sizeof(props)), key, NULL) ||
         !EVP_DigestSign(md, NULL, &sig_len, (const unsigned char *)msg, len)) {
-        kt_error_set(err, KT_ERR_KEY_UNUSABLE, "cannot sign with the device key: %s",
-                     ossl_reason());
+        sign_failure("cannot sign with the device key", err);
         goto out;
     }
     sig = malloc(sig_len);
@@ -424,8 +436,7 @@ int kt_key_sign_hex(EVP_PKEY *key, const char *msg, size_t len, char **sig_hex, 
         goto out;
     }
     if (!EVP_DigestSign(md, sig, &sig_len, (const unsigned char *)msg, len)) {
-        kt_error_set(err, KT_ERR_KEY_UNUSABLE, "signing with the device key failed: %s",
-                     ossl_reason());
+        sign_failure("signing with the device key failed", err);
         goto out;
     }
 encode:

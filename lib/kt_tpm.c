@@ -32,22 +32,54 @@ bool kt_tpm_is_ref(const char *ref)
                            strncasecmp(ref, "handle:", 7) == 0);
 }
 
-/* Every OpenSSL error text queued, for the one sign of a TPM in lockout. */
-static bool errors_mention(const char *word)
+/* TPM_RC_LOCKOUT, whichever layer of the TSS passed it on (a resource manager sets its own layer
+ * bits; the TPM's code is the low bits). A format-zero warning: no other code aliases it. */
+static bool rc_is_lockout(unsigned long rc)
 {
+    return (rc & ~(unsigned long)TSS2_RC_LAYER_MASK) == TPM2_RC_LOCKOUT;
+}
+
+/* Whether one queued error of the tpm2 provider says the TPM is in lockout. The provider's reason
+ * is only what failed ("cannot sign"); the TPM's answer is in the error's data, as the TSS return
+ * code in decimal and its decoded text ("2337 tpm:warn(2.0): ... in DA lockout mode"). The code
+ * decides; the word "lockout" in the data or reason is the fallback for a provider that words it
+ * otherwise. */
+static bool error_is_lockout(unsigned long e, const char *data, int flags)
+{
+    const char *reason = ERR_reason_error_string(e);
+
+    if (data != NULL && (flags & ERR_TXT_STRING) != 0) {
+        char *end = NULL;
+        unsigned long rc;
+
+        errno = 0;
+        rc = strtoul(data, &end, 10);
+        if (errno == 0 && end != data && (*end == ' ' || *end == '\0') && rc_is_lockout(rc))
+            return true;
+        if (strcasestr(data, "lockout") != NULL)
+            return true;
+    }
+    return reason != NULL && strcasestr(reason, "lockout") != NULL;
+}
+
+bool kt_tpm_lockout_queued(void)
+{
+    const char *data = NULL;
+    int flags = 0;
     unsigned long e;
     bool found = false;
 
-    while ((e = ERR_get_error()) != 0) {
-        char buf[256];
-
-        ERR_error_string_n(e, buf, sizeof(buf));
-        for (char *p = buf; *p != '\0'; p++)
-            *p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
-        if (strstr(buf, word) != NULL)
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0)
+        if (error_is_lockout(e, data, flags))
             found = true;
-    }
     return found;
+}
+
+int kt_tpm_lockout_error(kt_error *err)
+{
+    return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
+                        "the TPM is in dictionary-attack lockout: wait for it to end, or have the "
+                        "TPM owner clear it (tpm2_dictionarylockout --clear-lockout)");
 }
 
 /* The TCTI every TPM access of this process uses, handed to the tpm2 provider (which reads
@@ -148,12 +180,27 @@ int kt_tpm_ensure_provider(kt_error *err)
 
 static int tpm_failure(const char *what, kt_error *err)
 {
-    if (errors_mention("lockout"))
-        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
-                            "the TPM is in dictionary-attack lockout: wait for it to end, or "
-                            "have the TPM owner clear it (tpm2_dictionarylockout "
-                            "--clear-lockout)");
+    if (kt_tpm_lockout_queued())
+        return kt_tpm_lockout_error(err);
     return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the TPM cannot %s", what);
+}
+
+/* One signature with a key just made. In dictionary-attack lockout the TPM still creates keys
+ * (the provider's parent is exempt from DA protection) but refuses every use of them: found out
+ * here, before the bank hears of a device whose key cannot sign. */
+static int probe_signature(EVP_PKEY *key, kt_error *err)
+{
+    static const unsigned char probe[] = "kontist-auth: a new TPM key signs";
+    unsigned char sig[256];
+    size_t sig_len = sizeof(sig);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok =
+        md != NULL &&
+        EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, "?provider=" TPM_PROVIDER, key, NULL) > 0 &&
+        EVP_DigestSign(md, sig, &sig_len, probe, sizeof(probe) - 1) > 0;
+
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : tpm_failure("sign with the key it generated", err);
 }
 
 EVP_PKEY *kt_tpm_generate(kt_error *err)
@@ -167,6 +214,9 @@ EVP_PKEY *kt_tpm_generate(kt_error *err)
     if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 ||
         EVP_PKEY_CTX_set_group_name(ctx, "P-256") <= 0 || EVP_PKEY_generate(ctx, &key) <= 0) {
         tpm_failure("generate a P-256 key", err);
+        key = NULL;
+    } else if (probe_signature(key, err) != 0) {
+        EVP_PKEY_free(key);
         key = NULL;
     }
     EVP_PKEY_CTX_free(ctx);
@@ -267,11 +317,8 @@ static void esys_close(ESYS_CONTEXT **ectx, TSS2_TCTI_CONTEXT **tcti)
 
 static int esys_failure(const char *what, TSS2_RC rc, kt_error *err)
 {
-    if ((rc & 0xfff) == TPM2_RC_LOCKOUT)
-        return kt_error_set(err, KT_ERR_KEY_UNUSABLE,
-                            "the TPM is in dictionary-attack lockout: wait for it to end, or "
-                            "have the TPM owner clear it (tpm2_dictionarylockout "
-                            "--clear-lockout)");
+    if (rc_is_lockout(rc))
+        return kt_tpm_lockout_error(err);
     return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the TPM cannot %s (TPM error 0x%x)", what,
                         (unsigned)rc);
 }

@@ -27,7 +27,13 @@ int kt_tpm_set_tcti(const char *tcti, bool environment_wins);
 /* Makes sure the tpm2 provider is loaded (beside the default one). Errors say why there is no
  * TPM to use: none on this machine, no access to /dev/tpmrm0 (and which group grants it). */
 int kt_tpm_ensure_provider(kt_error *err);
-/* A new P-256 signing key inside the TPM. */
+/* Whether OpenSSL's queued errors (from the tpm2 provider) say the TPM refused for its
+ * dictionary-attack lockout (TPM_RC_LOCKOUT). Empties the queue. */
+bool kt_tpm_lockout_queued(void);
+/* Sets the error that says the TPM is in lockout and what to do (KT_ERR_KEY_UNUSABLE). */
+int kt_tpm_lockout_error(kt_error *err);
+/* A new P-256 signing key inside the TPM, that has signed once (a TPM in lockout makes keys it
+ * then will not use: that is an error here). */
 EVP_PKEY *kt_tpm_generate(kt_error *err);
 /* Writes the key's TSS2 blob (PEM) to path, atomically, mode 0600. */
 int kt_tpm_save_blob(EVP_PKEY *key, const char *path, kt_error *err);

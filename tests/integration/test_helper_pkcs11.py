@@ -81,6 +81,44 @@ def token(tmp_path):
     return SoftToken(tmp_path / "hsm")
 
 
+class ShimToken(SoftToken):
+    """A SoftHSM2 token reached through tests/pkcs11/p11shim (built by `make check`), whose
+    behaviour the test can change: SoftHSM2 itself never locks a PIN (after any number of wrong
+    ones it only sets CKF_USER_PIN_COUNT_LOW), so a locked token is the shim's "mode locked"
+    (CKF_USER_PIN_LOCKED in the token's flags, CKR_PIN_LOCKED from C_Login).  The shim counts
+    C_Login calls."""
+
+    def __init__(self, root, build_dir):
+        super().__init__(root)
+        shim = Path(build_dir) / "tests" / "pkcs11" / ".libs" / "p11shim.so"
+        assert shim.exists(), f"{shim} is missing: run make check first"
+        self.shim = self.root / "p11shim.so"
+        shutil.copy(shim, self.shim)
+        self.set_mode(None)
+
+    def set_mode(self, mode):
+        self.logins_file = self.root / "logins"
+        lines = [f"module {MODULE}", f"env SOFTHSM2_CONF={self.conf}",
+                 f"count {self.logins_file}"]
+        if mode:
+            lines.append(f"mode {mode}")
+        Path(f"{self.shim}.conf").write_text("\n".join(lines) + "\n")
+
+    def logins(self):
+        """How many times the token was asked to log in (C_Login), by anyone."""
+        if not self.logins_file.exists():
+            return 0
+        return len(self.logins_file.read_text().splitlines())
+
+    def shim_uri(self, *attrs, pin_file=None):
+        return self.uri(*attrs, pin_file=pin_file, module=self.shim)
+
+
+@pytest.fixture
+def shim_token(tmp_path, build_dir):
+    return ShimToken(tmp_path / "shim-hsm", build_dir)
+
+
 @pytest.fixture
 def penv(kenv, token):
     kenv.env["SOFTHSM2_CONF"] = str(token.conf)
@@ -302,3 +340,58 @@ def test_the_pin_is_asked_on_the_terminal_without_echo(penv, token):
         assert [q["endpoint"] for q in penv.mock.requests()[before:]] == ["token"]
     finally:
         terminal.close()
+
+
+LOCKED_MESSAGE = (f'the PIN of token "{TOKEN}" is locked: unblock it with the PUK or the '
+                  "token's administration tool")
+
+
+@pytest.mark.parametrize("generate", [False, True], ids=["existing-key", "generate"])
+def test_a_locked_token_is_an_error_and_its_pin_is_not_tried(penv, shim_token, generate):
+    """The token says its PIN is locked: enrolling ends with the documented error before any
+    C_Login (the PIN from pin-source is there, and not tried), and nothing is written: no
+    record, no key file, no key on the token, no device at the bank, the cache as it was."""
+    if not generate:
+        shim_token.keypair("EC:prime256v1", "c9", "k")
+    objects = shim_token.objects()
+    cache = penv.cache_file.read_bytes()
+    shim_token.set_mode("locked")
+    before = len(penv.mock.requests())
+    args = (["--pkcs11", shim_token.shim_uri("object=kontist", pin_file=shim_token.pin_file),
+             "--generate"] if generate else
+            ["--pkcs11", shim_token.shim_uri("object=k", pin_file=shim_token.pin_file)])
+    r = penv.enroll(*args)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert LOCKED_MESSAGE in r.stderr, r.stderr
+    assert shim_token.logins() == 0
+    assert PIN not in r.stderr
+    assert_nothing_written(penv)
+    assert not penv.config_dir.exists() or list(penv.config_dir.iterdir()) == []
+    assert penv.cache_file.read_bytes() == cache
+    assert penv.mock.requests()[before:] == []  # not even a binding request
+    assert shim_token.objects() == objects
+
+
+@pytest.mark.parametrize("mfa", [(), ("--mfa", "device")], ids=["default", "device-only"])
+def test_login_with_a_key_on_a_locked_token_is_an_error_without_a_pin_try(penv, shim_token,
+                                                                           mfa):
+    """A key enrolled while the token was usable; then its PIN is locked. Login: the password
+    is accepted, the token says it is locked, and that ends the login (no C_Login, no other
+    factor, nothing signed, the cache as it was)."""
+    uri = shim_token.shim_uri("object=kontist", pin_file=shim_token.pin_file)
+    r = penv.enroll("--pkcs11", uri, "--generate")
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(penv.record_file.read_text())
+    cache = penv.cache_file.read_bytes()
+    logins = shim_token.logins()
+    assert logins > 0  # the enrollment did log in
+    shim_token.set_mode("locked")
+
+    before = len(penv.mock.requests())
+    r = penv.login(*mfa)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert LOCKED_MESSAGE in r.stderr, r.stderr
+    assert shim_token.logins() == logins
+    assert [q["endpoint"] for q in penv.mock.requests()[before:]] == ["token"]
+    assert penv.cache_file.read_bytes() == cache
+    assert json.loads(penv.record_file.read_text()) == record

@@ -369,3 +369,119 @@ def test_the_tpm_comes_from_tpm_tcti_without_the_environment(plain_tenv, tpm, tm
     r = tenv.login("--mfa", "device", timeout=TOOL_TIMEOUT)
     assert r.returncode == EXIT_MFA, r.stderr
     assert "/dev/tpmrm0" in r.stderr, r.stderr
+
+
+# What kontist-auth says when the TPM refuses its keys for dictionary-attack lockout.
+LOCKOUT_MESSAGE = ("the TPM is in dictionary-attack lockout: wait for it to end, or have the TPM "
+                   "owner clear it (tpm2_dictionarylockout --clear-lockout)")
+
+
+def tpm2(tcti, workdir, *args, check=True):
+    """One tpm2-tools command against the TPM at tcti, then the transient objects it left flushed
+    (a swtpm has no resource manager).  With check, it must succeed."""
+    env = dict(os.environ, TPM2TOOLS_TCTI=tcti, TSS2_LOG="all+none")
+    r = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=workdir,
+                       timeout=TOOL_TIMEOUT)
+    subprocess.run(["tpm2_flushcontext", "--transient-object"], capture_output=True, env=env,
+                   timeout=TOOL_TIMEOUT, check=True)
+    assert not check or r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout}{r.stderr}"
+    return r
+
+
+def in_lockout(tcti, workdir):
+    out = tpm2(tcti, workdir, "tpm2_getcap", "properties-variable").stdout
+    return any(line.split() == ["inLockout:", "1"] for line in out.splitlines())
+
+
+def lock_out(tcti, workdir):
+    """Puts the TPM at tcti into dictionary-attack lockout the way a password guesser does: the
+    TPM allows one failed authorization before it locks (for an hour), and a DA-protected key
+    with a password is then asked to sign with the wrong one.  workdir takes the tools' files."""
+    def run(*args, check=True):
+        return tpm2(tcti, workdir, *args, check=check)
+
+    run("tpm2_dictionarylockout", "--setup-parameters", "--max-tries=1",
+        "--recovery-time=3600", "--lockout-recovery-time=3600")
+    run("tpm2_createprimary", "-C", "o", "-G", "ecc256", "-c", "da-primary.ctx")
+    run("tpm2_create", "-C", "da-primary.ctx", "-G", "ecc256:ecdsa", "-p", "right",
+        "-u", "da.pub", "-r", "da.priv")
+    run("tpm2_load", "-C", "da-primary.ctx", "-u", "da.pub", "-r", "da.priv", "-c", "da.ctx")
+    Path(workdir, "message").write_text("guess\n")
+    r = run("tpm2_sign", "-c", "da.ctx", "-p", "wrong", "-g", "sha256", "-o", "sig", "message",
+            check=False)
+    assert r.returncode != 0 and "0x98E" in r.stderr, r.stderr  # the DA counter went up
+    r = run("tpm2_sign", "-c", "da.ctx", "-p", "right", "-g", "sha256", "-o", "sig", "message",
+            check=False)
+    assert r.returncode != 0 and "0x921" in r.stderr, r.stderr  # TPM_RC_LOCKOUT, even for it
+    assert in_lockout(tcti, workdir)
+
+
+@pytest.fixture
+def own_tpm(tmp_path):
+    """A swtpm of the test's own, which the test may put into lockout."""
+    soft = SoftTpm(tmp_path / "own-tpm").start()
+    yield soft
+    soft.stop()
+
+
+@pytest.fixture
+def own_tenv(plain_tenv, own_tpm):
+    plain_tenv.env["TPM2OPENSSL_TCTI"] = own_tpm.tcti
+    r = plain_tenv.login("--no-device")
+    assert r.returncode == EXIT_OK, r.stderr
+    return plain_tenv
+
+
+@pytest.mark.parametrize("where", [(), ("--tpm-handle", "0x81000020")],
+                         ids=["blob", "persistent"])
+def test_enroll_tpm_in_lockout_says_so_and_writes_nothing(own_tenv, own_tpm, where):
+    """A TPM in lockout still makes keys (the tpm2 provider's parent key is exempt from
+    dictionary-attack protection) but then refuses to sign with them: the enrollment stops
+    before the bank hears of a device, and writes nothing."""
+    tenv = own_tenv
+    cache = tenv.cache_file.read_bytes()
+    lock_out(own_tpm.tcti, own_tpm.root)
+    before = len(tenv.mock.requests())
+    if "ASAN_OPTIONS" in tenv.env and not where:
+        # After a failed signature with a key it has just generated, the tpm2 provider is never
+        # torn down: its whole TPM context (everything allocated below its loading, ESYS and the
+        # TCTI) is reported as lost at exit. kontist-auth frees the key and the signing context
+        # (no block lost is allocated by kontist-auth itself); every other run checks leaks.
+        tenv.env["ASAN_OPTIONS"] += ":detect_leaks=0"
+    r = tenv.enroll("--tpm", *where, timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert LOCKOUT_MESSAGE in r.stderr, r.stderr
+    assert not tenv.record_file.exists()
+    assert not (tenv.config_dir / "device-key.tss2").exists()
+    assert not tenv.key_file.exists()
+    assert not tenv.config_dir.exists() or list(tenv.config_dir.iterdir()) == []
+    assert tenv.cache_file.read_bytes() == cache
+    # nothing went to the bank: no binding request, no device
+    assert tenv.mock.requests()[before:] == []
+    assert tenv.mock.state()["devices"] == []
+    if where:
+        assert not _handle_in_use(own_tpm, where[1])
+    assert in_lockout(own_tpm.tcti, own_tpm.root)
+
+
+@pytest.mark.parametrize("mfa", [(), ("--mfa", "device")], ids=["default", "device-only"])
+def test_login_with_a_tpm_key_in_lockout_says_so(own_tenv, own_tpm, mfa):
+    tenv = own_tenv
+    r = tenv.enroll("--tpm", timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(tenv.record_file.read_text())
+    blob = tenv.config_dir / "device-key.tss2"
+    blob_text = blob.read_bytes()
+    cache = tenv.cache_file.read_bytes()
+    lock_out(own_tpm.tcti, own_tpm.root)
+
+    before = len(tenv.mock.requests())
+    r = tenv.login(*mfa, timeout=TOOL_TIMEOUT)
+    assert r.returncode == EXIT_MFA, r.stderr
+    assert LOCKOUT_MESSAGE in r.stderr, r.stderr
+    # the password was accepted and a challenge asked for; nothing was signed, nothing cached
+    assert [q["endpoint"] for q in tenv.mock.requests()[before:]] == [
+        "token", "challenge_create"]
+    assert tenv.cache_file.read_bytes() == cache
+    assert json.loads(tenv.record_file.read_text()) == record
+    assert blob.read_bytes() == blob_text

@@ -20,18 +20,17 @@ password: the shim counts C_Login calls to show it.
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
 from pam_support import DEMO_USER, PamWorld
 from test_helper_env import EXIT_OK, HelperEnv
-from test_helper_pkcs11 import MODULE, PIN, TOKEN, SoftToken
+from test_helper_pkcs11 import PIN, TOKEN, shim_token  # noqa: F401 (fixture)
+from test_helper_tpm import LOCKOUT_MESSAGE, in_lockout, lock_out
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -155,38 +154,22 @@ def test_without_the_setting_nothing_falls_back_to_the_simulator_port(tpm_world,
         assert "no TPM on this machine (/dev/tpmrm0 does not exist" in log, run.syslog
 
 
-class ShimToken(SoftToken):
-    """A SoftHSM2 token reached through p11shim, whose behaviour the test can change."""
-
-    def __init__(self, root, build_dir):
-        super().__init__(root)
-        shim = Path(build_dir) / "tests" / "pkcs11" / ".libs" / "p11shim.so"
-        assert shim.exists(), f"{shim} is missing: run make check first"
-        self.shim = self.root / "p11shim.so"
-        shutil.copy(shim, self.shim)
-        self.set_mode(None)
-
-    def set_mode(self, mode):
-        self.logins_file = self.root / "logins"
-        lines = [f"module {MODULE}", f"env SOFTHSM2_CONF={self.conf}",
-                 f"count {self.logins_file}"]
-        if mode:
-            lines.append(f"mode {mode}")
-        Path(f"{self.shim}.conf").write_text("\n".join(lines) + "\n")
-
-    def logins(self):
-        """How many times the token was asked to log in (C_Login), by anyone."""
-        if not self.logins_file.exists():
-            return 0
-        return len(self.logins_file.read_text().splitlines())
-
-    def shim_uri(self, *attrs, pin_file=None):
-        return self.uri(*attrs, pin_file=pin_file, module=self.shim)
-
-
-@pytest.fixture
-def shim_token(tmp_path, build_dir):
-    return ShimToken(tmp_path / "hsm", build_dir)
+def test_a_tpm_in_lockout_fails_with_cred_insufficient_and_says_why(tpm_world, mock, tmp_path):
+    """A key enrolled before the TPM went into dictionary-attack lockout: the PAM login fails
+    with PAM_CRED_INSUFFICIENT (never a fallback), and the log says the TPM is in lockout."""
+    world, record = tpm_world
+    use_tcti(world, DEFAULT_TCTI)
+    tools = tmp_path / "tpm2-tools"
+    tools.mkdir()
+    lock_out(DEFAULT_TCTI, tools)
+    since = len(mock.requests())
+    run = world.run("kontist", "tpmuser")
+    assert run.code == "PAM_CRED_INSUFFICIENT", run
+    assert run.attempt()["error"] == "key_unusable", run.attempt()
+    assert LOCKOUT_MESSAGE in " ".join(m for _, m in run.syslog), run.syslog
+    # the password was accepted and a challenge asked for; nothing was signed
+    assert [q["endpoint"] for q in mock.requests()[since:]] == ["token", "challenge_create"]
+    assert in_lockout(DEFAULT_TCTI, tools)
 
 
 def enrolled_world(tmp_path, mock, build_dir, *enroll_args, login_timeout=None):
