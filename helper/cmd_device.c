@@ -62,7 +62,6 @@ static const char device_help[] =
     "\n";
 
 #define KA_CONFIRM_TIMEOUT_DEFAULT 300
-#define KA_CONFIRM_TIMEOUT_MAX 3600
 
 struct enroll_opts {
     const char *name;
@@ -93,38 +92,14 @@ static int parse_enroll(ka_app *app, int argc, char **argv, struct enroll_opts *
     o->generate = a.generate;
     o->otp_stdin = a.otp_stdin;
     o->force = a.force;
-    if (o->pkcs11 != NULL && strncasecmp(o->pkcs11, "pkcs11:", 7) != 0)
-        return ka_usage_error(app, "device enroll", "--pkcs11 takes a pkcs11: URI");
-    if (a.confirm_timeout != NULL) {
-        const char *text = a.confirm_timeout;
-        char *end = NULL;
-
-        errno = 0;
-        o->confirm_timeout = strtol(text, &end, 10);
-        if (errno != 0 || end == text || *end != '\0' || !isdigit((unsigned char)*text) ||
-            o->confirm_timeout < 1 || o->confirm_timeout > KA_CONFIRM_TIMEOUT_MAX)
-            return ka_usage_error(app, "device enroll",
-                                  "--confirm-timeout must be a number of seconds from 1 to %d",
-                                  KA_CONFIRM_TIMEOUT_MAX);
-    }
+    if (a.confirm_timeout != 0)
+        o->confirm_timeout = a.confirm_timeout;
     if ((o->key != NULL) + o->tpm + (o->pkcs11 != NULL) > 1)
         return ka_usage_error(app, "device enroll", "--key, --tpm and --pkcs11 exclude each other");
     if (o->generate && o->pkcs11 == NULL)
         return ka_usage_error(app, "device enroll", "--generate goes with --pkcs11 URI");
     if (o->tpm_handle != NULL && !o->tpm)
         return ka_usage_error(app, "device enroll", "--tpm-handle goes with --tpm");
-    if (o->tpm_handle != NULL) {
-        char *end = NULL;
-        unsigned long h;
-
-        errno = 0;
-        h = strtoul(o->tpm_handle, &end, 16);
-        if (errno != 0 || strncasecmp(o->tpm_handle, "0x", 2) != 0 || *end != '\0' ||
-            h < 0x81000000ul || h > 0x81fffffful)
-            return ka_usage_error(app, "device enroll",
-                                  "--tpm-handle takes a persistent handle, 0x81000000 to "
-                                  "0x81ffffff");
-    }
     /* An existing token key is used like any other key reference. */
     if (o->pkcs11 != NULL && !o->generate)
         o->key = o->pkcs11;

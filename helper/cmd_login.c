@@ -43,20 +43,7 @@ static const char login_help[] =
     "  -h, --help           show this help\n"
     "\n";
 
-/* Returns -1 to go on, or an exit code. */
-static int parse_login(ka_app *app, int argc, char **argv, ka_args *o)
-{
-    static const ka_syntax syntax = {"login", KA_IN_LOGIN, login_help, 0, false};
-    kt_error err = {KT_OK, ""};
-    kt_mfa_order order;
-    int rc = ka_parse_args(app, &syntax, argc, argv, o);
-
-    if (rc >= 0)
-        return rc;
-    if (o->mfa != NULL && kt_mfa_order_parse(o->mfa, true, &order, &err) != 0)
-        return ka_usage_error(app, "login", "--mfa: %s", err.message);
-    return -1;
-}
+static const ka_syntax login_syntax = {"login", KA_IN_LOGIN, login_help, 0, false};
 
 static const char *pick_username(const ka_app *app, const ka_args *o)
 {
@@ -196,7 +183,7 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
     kt_conv_progress progress;
     ka_waiting waiting;
     char *password = NULL;
-    int rc = parse_login(app, argc, argv, &o), sel_rc, signo = 0;
+    int rc = ka_parse_args(app, &login_syntax, argc, argv, &o), sel_rc, signo = 0;
 
     if (rc >= 0)
         return rc;

@@ -9,6 +9,9 @@
 
 #include "app.h"
 
+/* --confirm-timeout: how long an enrollment waits for the binding request to be confirmed. */
+#define KA_CONFIRM_TIMEOUT_MAX 3600
+
 /* Which command an option belongs to: one bit per command, to mark the table's rows. */
 enum {
     KA_IN_TOP = 1u << 0, /* before the command word, and git-credential-kontist's own */
@@ -35,7 +38,7 @@ typedef struct ka_args {
     const char *key;
     const char *pkcs11;
     const char *tpm_handle;
-    const char *confirm_timeout;
+    long confirm_timeout; /* 0: not given */
     bool otp_stdin, tpm, generate, force;
     /* device remove */
     bool this_machine, yes;

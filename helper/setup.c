@@ -1,5 +1,6 @@
 #include <config.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -197,7 +198,16 @@ int ka_bad_option(const ka_app *app, const char *cmd, int c, char **argv)
 
     if (c == ':')
         return ka_usage_error(app, cmd, "option '%s' needs an argument", arg);
-    if (optopt != 0)
+    if (strncmp(arg, "--", 2) == 0) {
+        int name_len = (int)strcspn(arg, "=");
+
+        /* getopt leaves a known long option's own value in optopt when it was given a value
+         * it takes none of; an unknown or ambiguous one leaves 0. */
+        if (optopt != 0 && arg[name_len] == '=')
+            return ka_usage_error(app, cmd, "option '%.*s' takes no value", name_len, arg);
+        return ka_usage_error(app, cmd, "unknown option '%s'", arg);
+    }
+    if (optopt > 0 && optopt < 0x80 && isprint(optopt))
         return ka_usage_error(app, cmd, "unknown option '-%c'", optopt);
     return ka_usage_error(app, cmd, "unknown option '%s'", arg);
 }

@@ -90,9 +90,25 @@ def test_version(kenv):
     (["doctor", "--tpm"], "unknown option '--tpm'"),
     (["device", "enroll", "--pkcs11"], "option '--pkcs11' needs an argument"),
     (["device", "enroll", "-n"], "option '-n' needs an argument"),
-    (["login", "--mfa", "push", "--no-device"], "'--no-device' contradicts an earlier option"),
-    (["login", "--mfa", "push", "--mfa=device"], "'--mfa=device' contradicts an earlier option"),
+    (["login", "--mfa", "push", "--no-device"], "--no-device contradicts an earlier option"),
+    (["login", "--no-device", "--mfa", "push"], "--mfa contradicts an earlier option"),
+    (["login", "--mfa", "push", "--mfa=device"], "--mfa contradicts an earlier option"),
     (["login", "--mfa", "sms"], "--mfa:"),
+    # A value is checked where it stands: a bad one is not hidden by a later one or by --help.
+    (["login", "--mfa", "bad", "--mfa", "push"], "--mfa:"),
+    (["login", "--mfa", "bad", "--help"], "--mfa:"),
+    (["device", "enroll", "--confirm-timeout=0", "--help"], "--confirm-timeout must be"),
+    (["device", "enroll", "--confirm-timeout", "0", "--confirm-timeout", "5"],
+     "--confirm-timeout must be"),
+    (["device", "enroll", "--pkcs11=file:x", "-h"], "--pkcs11 takes a pkcs11: URI"),
+    (["device", "enroll", "--pkcs11=file:x", "--pkcs11=pkcs11:token=a"],
+     "--pkcs11 takes a pkcs11: URI"),
+    (["device", "enroll", "--tpm", "--tpm-handle", "0x80000000"], "--tpm-handle takes a persistent"),
+    # A value given to an option that takes none is named as that, not as an unknown letter.
+    (["login", "--no-device=x"], "option '--no-device' takes no value"),
+    (["device", "enroll", "--otp-stdin=x"], "option '--otp-stdin' takes no value"),
+    (["token", "--json=1"], "option '--json' takes no value"),
+    (["device", "remove", "--yes=1"], "option '--yes' takes no value"),
     (["device", "remove", "a", "b"], "unexpected argument 'b'"),
 ])
 def test_usage_errors_exit_2_with_a_message(kenv, args, needle):
