@@ -74,3 +74,22 @@ def test_zsh_completion_parses_and_names_both_commands():
         assert f"'{command}:" in script.read_text(), command
     for action in ("enroll", "list", "remove"):
         assert f"'{action}[" in script.read_text(), action
+
+
+def test_zsh_completion_offers_every_option_of_each_command(build_dir):
+    """Each command's own options, as its --help lists them, are in its zsh case."""
+    import re
+    text = (REPO_DIR / "completion" / "_kontist-auth").read_text()
+    program = Path(build_dir) / "helper" / "kontist-auth"
+    for command, case in ((["login"], "login)"), (["token"], "token)"),
+                          (["doctor"], "doctor)"), (["device", "enroll"], "enroll)"),
+                          (["device", "list"], "list)"), (["device", "remove"], "remove)")):
+        help_text = subprocess.run([str(program), *command, "--help"], capture_output=True,
+                                   text=True, timeout=30, check=True).stdout
+        options = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)", help_text, re.M))
+        options.discard("--help")
+        assert options, command
+        start = text.index(case)
+        body = text[start:text.index(";;", start)]
+        for option in options:
+            assert re.search(re.escape(option) + r"(?![a-z-])", body), (command, option)
