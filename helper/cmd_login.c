@@ -25,7 +25,8 @@ static const char login_help[] =
     "          you approve or deny it, it expires, login_timeout passes, or Ctrl-C\n"
     "The factors are tried in the order of --mfa, else of 'mfa' in the configuration (default\n"
     "device,push: the device when one is enrolled here for the user and its key loads, push\n"
-    "otherwise, with a message saying why). A device key the bank refuses fails the login; it\n"
+    "otherwise, with a message saying why; a TPM or token key is opened only after the password,\n"
+    "and one that then fails ends the login). A device key the bank refuses fails the login; it\n"
     "never moves on to push by itself (use --mfa push). The password is asked on the terminal\n"
     "without echo; with --password-stdin it is one line of standard input instead. Without a\n"
     "terminal (cron, 'su USER -c', a pipe) and without --password-stdin, nothing is read: it\n"
@@ -98,15 +99,15 @@ static void say_result(const ka_app *app, const kt_token_set *t, const char *use
                 app->prog, username, when);
 }
 
-/* The device key of a token, opened once the bank has accepted the password (kt_flow_login). */
-typedef struct token_key_loader {
+/* A token or TPM device key, opened once the bank has accepted the password (kt_flow_login). */
+typedef struct hardware_key_loader {
     ka_app *app;
     kt_device_selection *sel;
-} token_key_loader;
+} hardware_key_loader;
 
-static EVP_PKEY *load_token_key(void *data, kt_error *err)
+static EVP_PKEY *load_hardware_key(void *data, kt_error *err)
 {
-    token_key_loader *l = data;
+    hardware_key_loader *l = data;
 
     return kt_device_load_key(l->sel, l->app->paths.key_file, &l->app->user_owners, err);
 }
@@ -172,7 +173,7 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
 {
     ka_args o;
     kt_device_selection sel;
-    token_key_loader loader = {app, &sel};
+    hardware_key_loader loader = {app, &sel};
     kt_login_params params;
     kt_mfa_order order;
     kt_mfa_decision dec;
@@ -222,8 +223,8 @@ int ka_cmd_login(ka_app *app, int argc, char **argv)
     if (dec.factor == KT_MFA_DEVICE) {
         params.device_id = sel.rec.device_id;
         params.key = sel.key;
-        if (sel.key_on_token) {
-            params.load_key = load_token_key;
+        if (sel.key_after_password) {
+            params.load_key = load_hardware_key;
             params.load_key_data = &loader;
         }
     } else if (dec.factor == KT_MFA_PUSH) {

@@ -206,6 +206,11 @@ int kt_key_ref_check(const char *ref, kt_error *err);
 bool kt_key_ref_has_attr(const char *ref, const char *name);
 /* Whether ref names a key on a PKCS#11 token (a pkcs11: URI). */
 bool kt_key_ref_is_token(const char *ref);
+/* Whether ref names a key in the TPM (a tpm2: key blob or a persistent handle:). */
+bool kt_key_ref_in_tpm(const char *ref);
+/* A token or TPM key: hardware that is opened only after the bank accepted the password (a PIN
+ * try, a TPM's dictionary-attack counter, time on a slow device are never spent on a guess). */
+bool kt_key_ref_is_hardware(const char *ref);
 /* The length of a URI scheme and its colon at the start of s ("pkcs11:", "handle:"), 0 when s
  * does not start with one. */
 size_t kt_uri_scheme_len(const char *s);
@@ -289,23 +294,23 @@ typedef enum kt_device_choice {
 
 typedef struct kt_device_selection {
     kt_device_choice choice;
-    kt_device_record rec; /* the record as read (empty without one) */
-    EVP_PKEY *key;        /* with KT_DEVICE_USE and load_key, unless key_on_token */
-    bool key_on_token;    /* the key is on a PKCS#11 token: left for kt_device_load_key */
+    kt_device_record rec;    /* the record as read (empty without one) */
+    EVP_PKEY *key;           /* with KT_DEVICE_USE and load_key, unless key_after_password */
+    bool key_after_password; /* a hardware key (token, TPM): left for kt_device_load_key */
 } kt_device_selection;
 
 /* Reads the device record at record_path (files owned by `owners`) and decides for a login of
  * `username`: the record's device when it names that user (Kontist usernames are e-mail
  * addresses: compared without case; NULL: whoever the record names), with its key (the
- * record's reference, else default_key) loaded when load_key, except a key on a PKCS#11 token
- * (key_on_token: kt_device_load_key loads it later). A record that cannot be read
- * safely or parsed, a malformed device id (KT_ERR_KEY_UNUSABLE, before any password goes
- * anywhere) or a key that does not load is an error; a missing record is KT_DEVICE_NONE. */
+ * record's reference, else default_key) loaded when load_key, except a hardware key (a
+ * PKCS#11 token or the TPM; key_after_password: kt_device_load_key loads it later). A record that
+ * cannot be read safely or parsed, a malformed device id (KT_ERR_KEY_UNUSABLE, before any password
+ * goes anywhere) or a key that does not load is an error; a missing record is KT_DEVICE_NONE. */
 int kt_device_select(const char *record_path, const char *default_key,
                      const kt_owner_policy *owners, const char *username, bool load_key,
                      kt_device_selection *sel, kt_error *err);
-/* Loads the selected device's key into sel->key when it is not there yet (a token key, left out
- * by kt_device_select so that it is opened only after the password was accepted). */
+/* Loads the selected device's key into sel->key when it is not there yet (a hardware key, left
+ * out by kt_device_select so that it is opened only after the password was accepted). */
 EVP_PKEY *kt_device_load_key(kt_device_selection *sel, const char *default_key,
                              const kt_owner_policy *owners, kt_error *err);
 void kt_device_selection_free(kt_device_selection *sel);

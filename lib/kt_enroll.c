@@ -122,6 +122,22 @@ static int generate_hardware_key(enrollment *e, kt_device_record *rec, kt_error 
     return e->key == NULL ? -1 : 0;
 }
 
+/* A TPM in dictionary-attack lockout still loads keys but signs with none of them: one signature
+ * finds that out before the bank hears of a device (a key made by --tpm is tried where it is
+ * made). */
+static int check_tpm_key_signs(const char *key_ref, EVP_PKEY *key, kt_error *err)
+{
+    static const char probe[] = "kontist-auth: the TPM key signs";
+    char *sig = NULL;
+    int rc;
+
+    if (!kt_key_ref_in_tpm(key_ref))
+        return 0;
+    rc = kt_key_sign_hex(key, probe, sizeof(probe) - 1, &sig, err);
+    free(sig);
+    return rc;
+}
+
 /* Everything that can be checked before the bank is asked anything. */
 static int prepare(kt_ctx *ctx, enrollment *e, kt_device_record *rec, kt_error *err)
 {
@@ -156,7 +172,7 @@ static int prepare(kt_ctx *ctx, enrollment *e, kt_device_record *rec, kt_error *
         if (rec->key_ref == NULL)
             return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
         e->key = kt_key_load(rec->key_ref, req->owners, err);
-        if (e->key == NULL)
+        if (e->key == NULL || check_tpm_key_signs(rec->key_ref, e->key, err) != 0)
             return -1;
     } else if (req->generate_on != NULL && generate_hardware_key(e, rec, err) != 0) {
         return -1;

@@ -316,7 +316,7 @@ EVP_PKEY *kt_key_load(const char *ref, const kt_owner_policy *owners, kt_error *
     } else if (scheme_len > 0) {
         what = "from the URI";
         /* handle: is the tpm2 provider's: loaded here when openssl.cnf does not load it. */
-        if (!kt_tpm_is_ref(ref) || kt_tpm_ensure_provider(err) == 0)
+        if (!kt_key_ref_in_tpm(ref) || kt_tpm_ensure_provider(err) == 0)
             pkey = load_key_uri(ref, scheme_len, err);
     } else {
         kt_error_set(err, KT_ERR_KEY_UNUSABLE,
@@ -416,6 +416,8 @@ int kt_key_sign_hex(EVP_PKEY *key, const char *msg, size_t len, char **sig_hex, 
     *sig_hex = NULL;
     if (key == NULL || msg == NULL)
         return kt_error_set(err, KT_ERR_INTERNAL, "nothing to sign with or sign");
+    /* Only what this signature queues may explain its failure (a TPM's lockout). */
+    ERR_clear_error();
     /* A token key is only the public half here: the token signs. */
     if (kt_pkcs11_is_token_key(key)) {
         if (kt_pkcs11_sign(key, (const unsigned char *)msg, len, &sig, &sig_len, err) != 0)
@@ -459,7 +461,7 @@ const char *kt_key_kind(const char *ref)
         return "none";
     if (strncasecmp(ref, "pkcs11:", 7) == 0)
         return "pkcs11";
-    if (kt_tpm_is_ref(ref))
+    if (kt_key_ref_in_tpm(ref))
         return "tpm";
     if (ref[0] == '/' || strncasecmp(ref, "file:", 5) == 0)
         return "file";

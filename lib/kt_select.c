@@ -33,10 +33,12 @@ int kt_device_select(const char *record_path, const char *default_key,
     sel->choice = KT_DEVICE_USE;
     if (!load_key)
         return 0;
-    /* A token is not touched before the password is accepted: no PIN prompt that would tell who
-     * has one, no login attempt that a wrong password would make count against the PIN. */
-    if (kt_key_ref_is_token(sel->rec.key_ref)) {
-        sel->key_on_token = true;
+    /* Hardware is not touched before the password is accepted: no PIN prompt that would tell who
+     * has a token, no PIN try and no TPM authorization (a blob names its own parent, whose
+     * failed authorization counts towards the TPM's dictionary-attack lockout) that a stranger's
+     * wrong password could spend. */
+    if (kt_key_ref_is_hardware(sel->rec.key_ref)) {
+        sel->key_after_password = true;
         return 0;
     }
     sel->key = kt_key_load(sel->rec.key_ref != NULL ? sel->rec.key_ref : default_key, owners, err);
@@ -68,10 +70,10 @@ void kt_device_selection_free(kt_device_selection *sel)
 int kt_mfa_decide(const kt_mfa_order *order, const kt_device_selection *sel, int select_rc,
                   const kt_error *select_err, kt_mfa_decision *out, kt_error *err)
 {
-    /* A key on a token is opened only after the password (its PIN): it counts as usable here,
-     * and a token that then fails ends the login, never passing on to another factor. */
-    bool device_usable =
-        select_rc == 0 && sel->choice == KT_DEVICE_USE && (sel->key != NULL || sel->key_on_token);
+    /* A hardware key is opened only after the password: it counts as usable here, and one that
+     * then fails ends the login, never passing on to another factor. */
+    bool device_usable = select_rc == 0 && sel->choice == KT_DEVICE_USE &&
+                         (sel->key != NULL || sel->key_after_password);
     /* Only "no device here" and "its key does not load" may move a login on to the next factor:
      * an unsafe or malformed file is the owner's to fix, not a reason to ask for something
      * else. */

@@ -1,5 +1,6 @@
 #include <config.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -26,12 +27,6 @@
 
 #define TPM_PROVIDER "tpm2"
 
-bool kt_tpm_is_ref(const char *ref)
-{
-    return ref != NULL && (strncmp(ref, KT_TPM_REF_PREFIX, strlen(KT_TPM_REF_PREFIX)) == 0 ||
-                           strncasecmp(ref, "handle:", 7) == 0);
-}
-
 /* TPM_RC_LOCKOUT, whichever layer of the TSS passed it on (a resource manager sets its own layer
  * bits; the TPM's code is the low bits). A format-zero warning: no other code aliases it. */
 static bool rc_is_lockout(unsigned long rc)
@@ -54,7 +49,8 @@ static bool error_is_lockout(unsigned long e, const char *data, int flags)
 
         errno = 0;
         rc = strtoul(data, &end, 10);
-        if (errno == 0 && end != data && (*end == ' ' || *end == '\0') && rc_is_lockout(rc))
+        if (isdigit((unsigned char)data[0]) && errno == 0 && (*end == ' ' || *end == '\0') &&
+            rc_is_lockout(rc))
             return true;
         if (strcasestr(data, "lockout") != NULL)
             return true;
@@ -168,14 +164,28 @@ static int explain_no_tpm(kt_error *err)
                         tcti_origin);
 }
 
+/* The provider as loaded here, unloaded at exit: its TPM context (ESYS, the TCTI's connection)
+ * is freed and the TPM's session closed, not left for the process's end to drop. */
+static OSSL_PROVIDER *loaded_provider;
+
+static void unload_provider(void)
+{
+    OSSL_PROVIDER_unload(loaded_provider);
+    loaded_provider = NULL;
+}
+
 int kt_tpm_ensure_provider(kt_error *err)
 {
     current_tcti();
-    /* retain_fallbacks: the default provider stays for everything that is not the TPM's. */
-    if (OSSL_PROVIDER_available(NULL, TPM_PROVIDER) ||
-        OSSL_PROVIDER_try_load(NULL, TPM_PROVIDER, 1) != NULL)
+    if (OSSL_PROVIDER_available(NULL, TPM_PROVIDER))
         return 0;
-    return explain_no_tpm(err);
+    /* retain_fallbacks: the default provider stays for everything that is not the TPM's. */
+    loaded_provider = OSSL_PROVIDER_try_load(NULL, TPM_PROVIDER, 1);
+    if (loaded_provider == NULL)
+        return explain_no_tpm(err);
+    /* Should registering fail, the provider only stays until the process ends. */
+    (void)atexit(unload_provider);
+    return 0;
 }
 
 static int tpm_failure(const char *what, kt_error *err)
@@ -193,8 +203,13 @@ static int probe_signature(EVP_PKEY *key, kt_error *err)
     static const unsigned char probe[] = "kontist-auth: a new TPM key signs";
     unsigned char sig[256];
     size_t sig_len = sizeof(sig);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok =
+    EVP_MD_CTX *md;
+    bool ok;
+
+    /* Only what this signature queues may read as lockout. */
+    ERR_clear_error();
+    md = EVP_MD_CTX_new();
+    ok =
         md != NULL &&
         EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, "?provider=" TPM_PROVIDER, key, NULL) > 0 &&
         EVP_DigestSign(md, sig, &sig_len, probe, sizeof(probe) - 1) > 0;

@@ -13,11 +13,8 @@
 
 #include "kt_config.h"
 #include "kt_error.h"
+#include "kt_validate.h"
 
-#define KT_TPM_REF_PREFIX "tpm2:"
-
-/* Whether ref names a TPM key ("tpm2:/path" or "handle:..."). */
-bool kt_tpm_is_ref(const char *ref);
 /* Pins the TCTI (how the TPM is reached) for this process: tcti (NULL: KT_TPM_DEFAULT_TCTI), or
  * with environment_wins a TPM2OPENSSL_TCTI the caller set (the kontist-auth command, run by the
  * person for themself). Without environment_wins (the PAM helper, root-owned settings only) the

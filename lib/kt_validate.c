@@ -67,6 +67,17 @@ bool kt_key_ref_is_token(const char *ref)
     return ref != NULL && strncasecmp(ref, "pkcs11:", 7) == 0;
 }
 
+bool kt_key_ref_in_tpm(const char *ref)
+{
+    return ref != NULL && (strncmp(ref, KT_TPM_REF_PREFIX, strlen(KT_TPM_REF_PREFIX)) == 0 ||
+                           strncasecmp(ref, "handle:", 7) == 0);
+}
+
+bool kt_key_ref_is_hardware(const char *ref)
+{
+    return kt_key_ref_is_token(ref) || kt_key_ref_in_tpm(ref);
+}
+
 int kt_key_ref_check(const char *ref, kt_error *err)
 {
     kt_key_ref_kind kind = kt_key_ref_classify(ref);

@@ -15,6 +15,9 @@ typedef enum kt_key_ref_kind {
     KT_KEY_REF_RELATIVE, /* anything else: a file name relative to the working directory */
 } kt_key_ref_kind;
 
+/* A key blob the TPM made, in a file: "tpm2:/path" (kt_tpm.c loads it). */
+#define KT_TPM_REF_PREFIX "tpm2:"
+
 kt_key_ref_kind kt_key_ref_classify(const char *ref);
 
 #endif

@@ -376,11 +376,11 @@ typedef struct token_loader {
     pin_asker asker;
 } token_loader;
 
-static EVP_PKEY *load_token_key(void *data, kt_error *err)
+static EVP_PKEY *load_hardware_key(void *data, kt_error *err)
 {
     token_loader *l = data;
 
-    return kt_pam_user_load_token_key(l->u, ask_for_pin, &l->asker, err);
+    return kt_pam_user_load_hardware_key(l->u, ask_for_pin, &l->asker, err);
 }
 
 static int store_tokens(const kt_pam_user *u, void *data, kt_error *err)
@@ -419,12 +419,12 @@ static int choose_factor(kt_pam_user *u, const kt_mfa_order *order, int load_rc,
 
     memset(&sel, 0, sizeof(sel));
     /* kt_pam_user_load has already applied root's pin and the record's identity: what is left
-     * to decide is whether the device is usable. A key on a token is opened only after the
-     * password: it counts as usable, and a token that fails then ends the login. */
+     * to decide is whether the device is usable. A token or TPM key is opened only after the
+     * password: it counts as usable, and one that fails then ends the login. */
     sel.choice =
-        load_rc == 0 && (u->key != NULL || u->key_on_token) ? KT_DEVICE_USE : KT_DEVICE_NONE;
+        load_rc == 0 && (u->key != NULL || u->key_after_password) ? KT_DEVICE_USE : KT_DEVICE_NONE;
     sel.key = u->key;
-    sel.key_on_token = u->key_on_token;
+    sel.key_after_password = u->key_after_password;
     rc = kt_mfa_decide(order, &sel, load_rc, load_err, dec, &ans->err);
     if (rc == 0 && dec->factor == KT_MFA_PUSH)
         snprintf(ans->passed_over, sizeof(ans->passed_over), "%s", dec->passed_over);
@@ -480,8 +480,8 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
     /* Nor may a user's record make this process load a module root did not name. */
     if (kt_key_set_pkcs11_modules(cfg.pkcs11_modules, false, &ans->err) != 0)
         goto out;
-    /* No PIN can be asked for here: a token key is left out (key_on_token) and opened only once
-     * the bank has accepted the password (load_token_key). */
+    /* No PIN can be asked for here: a token or TPM key is left out (key_after_password) and
+     * opened only once the bank has accepted the password (load_hardware_key). */
     kt_key_set_pin_prompt(NULL, NULL);
     load_rc = kt_pam_user_load(u, rq->authfile, !rq->authfile_given, device, &load_err);
     /* Reported even when loading failed: a pinned user stays pinned (no nouserok) whatever
@@ -509,7 +509,8 @@ static int run_login(const request *rq, kt_pam_user *u, answer *ans)
             .password = rq->password,
             .device_id = dec.factor == KT_MFA_DEVICE ? u->rec.device_id : NULL,
             .key = dec.factor == KT_MFA_DEVICE ? u->key : NULL,
-            .load_key = dec.factor == KT_MFA_DEVICE && u->key_on_token ? load_token_key : NULL,
+            .load_key =
+                dec.factor == KT_MFA_DEVICE && u->key_after_password ? load_hardware_key : NULL,
             .load_key_data = &loader,
             .push = dec.factor == KT_MFA_PUSH,
         };

@@ -39,13 +39,13 @@ typedef struct kt_pam_user {
     const char *name; /* the local (PAM) user, borrowed */
     uid_t uid;
     gid_t gid;
-    kt_paths paths;       /* below the user's home, XDG variables ignored */
-    kt_device_record rec; /* username from root's pin; device id and key reference */
-    bool pinned;          /* root pins this user: nouserok no longer applies */
-    pid_t parent;         /* the module's process, 0 when unknown */
-    EVP_PKEY *key;        /* loaded with need_key, unless key_on_token */
-    bool key_on_token;    /* need_key: a PKCS#11 token key, opened after the password */
-    bool key_central;     /* that key is root's (authfile line): pin-source only, no prompt */
+    kt_paths paths;          /* below the user's home, XDG variables ignored */
+    kt_device_record rec;    /* username from root's pin; device id and key reference */
+    bool pinned;             /* root pins this user: nouserok no longer applies */
+    pid_t parent;            /* the module's process, 0 when unknown */
+    EVP_PKEY *key;           /* loaded with need_key, unless key_after_password */
+    bool key_after_password; /* need_key: a token or TPM key, opened after the password */
+    bool key_central;        /* that key is root's (authfile line): pin-source only, no prompt */
 } kt_pam_user;
 
 /* Finds the user's pin and, with need_key, the device and its key: from the authfile line when it
@@ -54,11 +54,11 @@ typedef struct kt_pam_user {
  * (KT_ERR_IDENTITY_MISMATCH). */
 int kt_pam_user_load(kt_pam_user *u, const char *authfile, bool authfile_missing_ok, bool need_key,
                      kt_error *err);
-/* Opens the token key kt_pam_user_load left out (key_on_token), once the bank has accepted the
- * password: the user's own as the user, with ask for a PIN the token needs and its URI does not
- * source; root's as root, from its pin-source only. The key stays u's. */
-EVP_PKEY *kt_pam_user_load_token_key(kt_pam_user *u, kt_key_pin_fn ask, void *ask_data,
-                                     kt_error *err);
+/* Opens the hardware key kt_pam_user_load left out (key_after_password), once the bank has
+ * accepted the password: the user's own as the user, with ask for a PIN a token needs and its URI
+ * does not source; root's as root (a token's PIN from its pin-source only). The key stays u's. */
+EVP_PKEY *kt_pam_user_load_hardware_key(kt_pam_user *u, kt_key_pin_fn ask, void *ask_data,
+                                        kt_error *err);
 /* Runs fn(u, data, err) with the effective identity switched to the user's, all of the user's
  * supplementary groups included (kt_privs_run_as_user). */
 int kt_pam_as_user(const kt_pam_user *u, int (*fn)(const kt_pam_user *, void *, kt_error *),

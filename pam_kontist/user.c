@@ -90,7 +90,7 @@ static int load_own_device(kt_pam_user *u, bool need_key, kt_error *err)
         d.sel.rec.device_id = d.sel.rec.key_ref = NULL;
         u->key = d.sel.key;
         d.sel.key = NULL;
-        u->key_on_token = d.sel.key_on_token;
+        u->key_after_password = d.sel.key_after_password;
     }
     kt_device_selection_free(&d.sel);
     return rc;
@@ -102,14 +102,15 @@ static int load_central_key(kt_pam_user *u, kt_error *err)
     kt_owner_policy owners;
 
     kt_pam_trusted_owners(&owners);
-    if (kt_key_ref_is_token(u->rec.key_ref)) {
-        /* Root's token key is opened after the password, like any token; its PIN is root's and
-         * comes from its pin-source file, never from the person logging in. */
-        if (!kt_key_ref_has_attr(u->rec.key_ref, "pin-source"))
+    if (kt_key_ref_is_hardware(u->rec.key_ref)) {
+        /* Root's token or TPM key is opened after the password, like any hardware key; a token's
+         * PIN is root's and comes from its pin-source file, never from the person logging in. */
+        if (kt_key_ref_is_token(u->rec.key_ref) &&
+            !kt_key_ref_has_attr(u->rec.key_ref, "pin-source"))
             return kt_error_set(err, KT_ERR_CONFIG,
                                 "the authfile's pkcs11: key needs pin-source=file:... in its URI "
                                 "(the PIN of a central key is never asked at login)");
-        u->key_on_token = true;
+        u->key_after_password = true;
         u->key_central = true;
         return 0;
     }
@@ -125,7 +126,7 @@ typedef struct token_load {
 
 /* As the user, like every key of the user's own device: the module, the token and any pin-source
  * file are opened with the user's rights. */
-static int load_token_as_user(const kt_pam_user *u, void *data, kt_error *err)
+static int load_hardware_as_user(const kt_pam_user *u, void *data, kt_error *err)
 {
     token_load *t = data;
     kt_owner_policy owners;
@@ -137,15 +138,15 @@ static int load_token_as_user(const kt_pam_user *u, void *data, kt_error *err)
     return t->key != NULL ? 0 : -1;
 }
 
-EVP_PKEY *kt_pam_user_load_token_key(kt_pam_user *u, kt_key_pin_fn ask, void *ask_data,
-                                     kt_error *err)
+EVP_PKEY *kt_pam_user_load_hardware_key(kt_pam_user *u, kt_key_pin_fn ask, void *ask_data,
+                                        kt_error *err)
 {
     token_load t = {ask, ask_data, NULL};
 
     if (u->key != NULL)
         return u->key;
-    if (!u->key_on_token) {
-        kt_error_set(err, KT_ERR_INTERNAL, "no token key to load");
+    if (!u->key_after_password) {
+        kt_error_set(err, KT_ERR_INTERNAL, "no hardware key to load");
         return NULL;
     }
     if (u->key_central) {
@@ -157,7 +158,7 @@ EVP_PKEY *kt_pam_user_load_token_key(kt_pam_user *u, kt_key_pin_fn ask, void *as
         u->key = kt_key_load(u->rec.key_ref, &owners, err);
         return u->key;
     }
-    if (kt_pam_as_user(u, load_token_as_user, &t, err) != 0) {
+    if (kt_pam_as_user(u, load_hardware_as_user, &t, err) != 0) {
         EVP_PKEY_free(t.key);
         return NULL;
     }

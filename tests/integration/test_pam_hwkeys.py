@@ -134,7 +134,8 @@ def test_the_callers_tss_environment_is_ignored(tpm_world, mock):
     since = len(mock.requests())
     run = world.run("kontist", "tpmuser", extra_env={k: DEFAULT_TCTI for k in HOSTILE_TSS_ENV})
     assert run.code == "PAM_CRED_INSUFFICIENT", run
-    assert mock.requests()[since:] == []
+    # the TPM is reached only once the password was accepted
+    assert [q["endpoint"] for q in mock.requests()[since:]] == ["token"]
     assert "the TPM named by tpm_tcti does not answer" in " ".join(
         m for _, m in run.syslog), run.syslog
 
@@ -147,7 +148,7 @@ def test_without_the_setting_nothing_falls_back_to_the_simulator_port(tpm_world,
     since = len(mock.requests())
     run = world.run("kontist", "tpmuser")
     assert run.code == "PAM_CRED_INSUFFICIENT", run
-    assert mock.requests()[since:] == []
+    assert [q["endpoint"] for q in mock.requests()[since:]] == ["token"]
     log = " ".join(m for _, m in run.syslog)
     assert "/dev/tpmrm0" in log, run.syslog
     if not os.path.exists("/dev/tpmrm0"):
@@ -170,6 +171,62 @@ def test_a_tpm_in_lockout_fails_with_cred_insufficient_and_says_why(tpm_world, m
     # the password was accepted and a challenge asked for; nothing was signed
     assert [q["endpoint"] for q in mock.requests()[since:]] == ["token", "challenge_create"]
     assert in_lockout(DEFAULT_TCTI, tools)
+
+
+def _da_failures(tcti, workdir):
+    """The TPM's count of failed authorizations (TPM2_PT_LOCKOUT_COUNTER)."""
+    from test_helper_tpm import tpm2
+    out = tpm2(tcti, workdir, "tpm2_getcap", "properties-variable").stdout
+    counters = [int(line.split(":")[1].strip(), 16) for line in out.splitlines()
+                if "TPM2_PT_LOCKOUT_COUNTER" in line]
+    assert len(counters) == 1, out
+    return counters[0]
+
+
+def test_a_wrong_password_never_reaches_the_tpm(tpm_world, mock, tmp_path):
+    """A key blob names its own parent, which may have a password the helper does not know: the
+    TPM counts each such load as a failed authorization towards its dictionary-attack lockout.
+    The key is opened only after the bank accepted the password, so strangers' guesses cannot
+    lock every user's TPM."""
+    from test_helper_tpm import tpm2
+    world, record = tpm_world
+    use_tcti(world, DEFAULT_TCTI)
+    tools = tmp_path / "tpm2-tools"
+    tools.mkdir()
+    tpm2(DEFAULT_TCTI, tools, "tpm2_createprimary", "-C", "o", "-G", "ecc256", "-p", "parent-pw",
+         "-c", "parent.ctx")
+    tpm2(DEFAULT_TCTI, tools, "tpm2_evictcontrol", "-C", "o", "-c", "parent.ctx", "0x81000040")
+    blob = tmp_path / "k" / "parent-with-password.tss2"
+    env = dict(os.environ, TPM2OPENSSL_TCTI=DEFAULT_TCTI, TPM2OPENSSL_PARENT_AUTH="parent-pw",
+               TSS2_LOG="all+none")
+    env.pop("ASAN_OPTIONS", None)
+    r = subprocess.run(["openssl", "genpkey", "-provider", "tpm2", "-provider", "default",
+                        "-algorithm", "EC", "-pkeyopt", "group:P-256",
+                        "-pkeyopt", "parent:0x81000040", "-out", str(blob)],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    blob.chmod(0o600)
+    record_file = next((tmp_path / "k").rglob("device.json"))
+    own = json.loads(record_file.read_text())
+    own["key"] = f"tpm2:{blob}"
+    record_file.write_text(json.dumps(own))
+    failures = _da_failures(DEFAULT_TCTI, tools)
+
+    for _ in range(3):
+        since = len(mock.requests())
+        run = world.run("kontist", "tpmuser", password="wrong-password")
+        assert run.code == "PAM_AUTH_ERR", run
+        assert [q["endpoint"] for q in mock.requests()[since:]] == ["token"]
+    assert _da_failures(DEFAULT_TCTI, tools) == failures
+    assert not in_lockout(DEFAULT_TCTI, tools)
+
+    # With the right password the key is tried: the parent's password is not the helper's to
+    # know, so the login fails for the key, and only now does the TPM count a failure.
+    since = len(mock.requests())
+    run = world.run("kontist", "tpmuser")
+    assert run.code == "PAM_CRED_INSUFFICIENT", run
+    assert [q["endpoint"] for q in mock.requests()[since:]] == ["token"]
+    assert _da_failures(DEFAULT_TCTI, tools) == failures + 1
 
 
 def enrolled_world(tmp_path, mock, build_dir, *enroll_args, login_timeout=None):
