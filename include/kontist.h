@@ -208,11 +208,12 @@ bool kt_key_ref_has_attr(const char *ref, const char *name);
 bool kt_key_ref_is_token(const char *ref);
 /* Whether ref names a key in the TPM (a tpm2: key blob or a persistent handle:). */
 bool kt_key_ref_in_tpm(const char *ref);
-/* A token or TPM key: hardware that is opened only after the bank accepted the password (a PIN
- * try, a TPM's dictionary-attack counter, time on a slow device are never spent on a guess). */
+/* Any key but a file (a path or a file: URI): a token, the TPM, or whatever device a provider's
+ * URI reaches. Hardware is opened only after the bank accepted the password (a PIN try, a TPM's
+ * dictionary-attack counter, time on a slow device are never spent on a guess). */
 bool kt_key_ref_is_hardware(const char *ref);
-/* The length of a URI scheme and its colon at the start of s ("pkcs11:", "handle:"), 0 when s
- * does not start with one. */
+/* The length of the URI scheme at the start of s, without its colon ("pkcs11:" gives 6), 0 when
+ * s does not start with one. */
 size_t kt_uri_scheme_len(const char *s);
 
 /* --- 3. the context and the conversation ----------------------------------------------------- */

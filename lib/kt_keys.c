@@ -12,9 +12,12 @@
 
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/decoder.h>
 #include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/provider.h>
 #include <openssl/store.h>
 
@@ -161,32 +164,58 @@ static EVP_PKEY *store_first_pkey(OSSL_STORE_CTX *sctx)
     return pkey;
 }
 
-/* Decodes a key file already read through the safe opener: the store reads from memory, so the
- * file that was checked is the file that is decoded. */
+/* The key in data, decoded in a library context of its own that has OpenSSL's default provider
+ * and nothing else (no openssl.cnf), then carried over into the process's: a key file is a
+ * software key. A provider openssl.cnf loads would otherwise take part in decoding (OpenSSL 3.0
+ * collects decoders from every provider whatever the property query): the tpm2 provider's takes
+ * a TSS2 blob and loads it into the TPM, a PKCS#11 provider's takes a URI in PEM, and so a file
+ * would reach a device before the password is checked, as hardware references never do. */
+static EVP_PKEY *decode_software_key(const char *data, size_t len)
+{
+    OSSL_LIB_CTX *plain = OSSL_LIB_CTX_new();
+    OSSL_PROVIDER *provider = plain != NULL ? OSSL_PROVIDER_load(plain, "default") : NULL;
+    OSSL_DECODER_CTX *dctx = NULL;
+    EVP_PKEY_CTX *import = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY *decoded = NULL, *pkey = NULL;
+    const unsigned char *in = (const unsigned char *)data;
+    size_t left = len;
+
+    if (provider != NULL)
+        dctx = OSSL_DECODER_CTX_new_for_pkey(&decoded, NULL, NULL, NULL, EVP_PKEY_KEYPAIR, plain,
+                                             NULL);
+    if (dctx != NULL && OSSL_DECODER_from_data(dctx, &in, &left) && decoded != NULL &&
+        EVP_PKEY_todata(decoded, EVP_PKEY_KEYPAIR, &params) &&
+        (import = EVP_PKEY_CTX_new_from_name(NULL, EVP_PKEY_get0_type_name(decoded),
+                                             "provider=default")) != NULL &&
+        EVP_PKEY_fromdata_init(import) > 0 &&
+        EVP_PKEY_fromdata(import, &pkey, EVP_PKEY_KEYPAIR, params) <= 0) {
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+    }
+    /* The private scalar was in params: wiped before it goes back to the heap. */
+    for (OSSL_PARAM *p = params; p != NULL && p->key != NULL; p++)
+        if (p->data != NULL)
+            OPENSSL_cleanse(p->data, p->data_size);
+    OSSL_PARAM_free(params);
+    EVP_PKEY_CTX_free(import);
+    EVP_PKEY_free(decoded);
+    OSSL_DECODER_CTX_free(dctx);
+    OSSL_PROVIDER_unload(provider);
+    OSSL_LIB_CTX_free(plain);
+    return pkey;
+}
+
+/* Decodes a key file already read through the safe opener: the file that was checked is the
+ * file that is decoded. */
 static EVP_PKEY *decode_key_buffer(const char *path, const char *data, size_t len, kt_error *err)
 {
-    BIO *bio = BIO_new_mem_buf(data, (int)len);
-    OSSL_STORE_CTX *sctx = NULL;
-    EVP_PKEY *pkey = NULL;
+    EVP_PKEY *pkey = decode_software_key(data, len);
 
-    if (bio == NULL) {
-        kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
-        goto out;
-    }
-    sctx = OSSL_STORE_attach(bio, "file", NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-    if (sctx == NULL || !OSSL_STORE_expect(sctx, OSSL_STORE_INFO_PKEY)) {
-        kt_error_set(err, KT_ERR_KEY_UNUSABLE, "device key %s: cannot decode: %s", path,
-                     ossl_reason());
-        goto out;
-    }
-    pkey = store_first_pkey(sctx);
     if (pkey == NULL)
         kt_error_set(err, KT_ERR_KEY_UNUSABLE,
                      "device key %s holds no usable private key (unencrypted PEM or DER expected)",
                      path);
-out:
-    OSSL_STORE_close(sctx);
-    BIO_free(bio);
     ERR_clear_error();
     return pkey;
 }

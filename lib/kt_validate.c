@@ -75,7 +75,11 @@ bool kt_key_ref_in_tpm(const char *ref)
 
 bool kt_key_ref_is_hardware(const char *ref)
 {
-    return kt_key_ref_is_token(ref) || kt_key_ref_in_tpm(ref);
+    size_t scheme = ref != NULL && ref[0] != '/' ? kt_uri_scheme_len(ref) : 0;
+
+    /* Only a file is a software key. Every other scheme reaches a device through a provider or
+     * p11-kit: pkcs11:, tpm2:, handle:, or a provider's own store (the tpm2 provider's object:). */
+    return scheme > 0 && !(scheme == 4 && strncasecmp(ref, "file:", 5) == 0);
 }
 
 int kt_key_ref_check(const char *ref, kt_error *err)

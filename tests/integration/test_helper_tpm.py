@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from conftest import DEMO_PASSWORD
 from test_helper_env import EXIT_MFA, EXIT_OK, kenv  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
@@ -471,6 +472,53 @@ def test_enroll_an_existing_tpm_key_in_lockout_says_so_before_the_bank(own_tenv,
     assert tenv.mock.state()["devices"] == []
     # the key is the person's: it stays where it was
     assert _handle_in_use(own_tpm, "0x81000030")
+
+
+def _da_failures(tcti, workdir):
+    """The TPM's count of failed authorizations (TPM2_PT_LOCKOUT_COUNTER)."""
+    out = tpm2(tcti, workdir, "tpm2_getcap", "properties-variable").stdout
+    counters = [int(line.split(":")[1].strip(), 16) for line in out.splitlines()
+                if "TPM2_PT_LOCKOUT_COUNTER" in line]
+    assert len(counters) == 1, out
+    return counters[0]
+
+
+@pytest.mark.parametrize("form", ["path", "file-uri"])
+def test_a_tss2_blob_named_as_a_file_never_reaches_the_tpm(tenv, own_tpm, tmp_path, form):
+    """A key file is a software key, decoded by OpenSSL's default provider only, even where
+    openssl.cnf loads the tpm2 provider (as here): a TSS2 blob under a key file's name is not
+    loaded into the TPM, so a wrong password cannot spend a dictionary-attack try through it
+    (the blob's parent has a password this process does not know)."""
+    tenv.env["TPM2OPENSSL_TCTI"] = own_tpm.tcti
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    tpm2(own_tpm.tcti, tools, "tpm2_createprimary", "-C", "o", "-G", "ecc256", "-p", "parent-pw",
+         "-c", "parent.ctx")
+    tpm2(own_tpm.tcti, tools, "tpm2_evictcontrol", "-C", "o", "-c", "parent.ctx", "0x81000040")
+    r = tenv.login("--no-device")
+    assert r.returncode == EXIT_OK, r.stderr
+    r = tenv.enroll()
+    assert r.returncode == EXIT_OK, r.stderr
+    blob = tenv.config_dir / "blob.pem"
+    env = dict(os.environ, TPM2OPENSSL_TCTI=own_tpm.tcti, TPM2OPENSSL_PARENT_AUTH="parent-pw",
+               TSS2_LOG="all+none")
+    env.pop("ASAN_OPTIONS", None)
+    r = subprocess.run(["openssl", "genpkey", "-provider", "tpm2", "-provider", "default",
+                        "-algorithm", "EC", "-pkeyopt", "group:P-256",
+                        "-pkeyopt", "parent:0x81000040", "-out", str(blob)],
+                       capture_output=True, text=True, env=env, timeout=TOOL_TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    blob.chmod(0o600)
+    record = json.loads(tenv.record_file.read_text())
+    record["key"] = str(blob) if form == "path" else f"file://{blob}"
+    tenv.record_file.write_text(json.dumps(record))
+    failures = _da_failures(own_tpm.tcti, tools)
+
+    for password in ("wrong-password", DEMO_PASSWORD):
+        r = tenv.login("--mfa", "device", password=password, timeout=TOOL_TIMEOUT)
+        assert r.returncode == EXIT_MFA, r.stderr
+        assert "holds no usable private key" in r.stderr, r.stderr
+    assert _da_failures(own_tpm.tcti, tools) == failures
 
 
 @pytest.mark.parametrize("mfa", [(), ("--mfa", "device")], ids=["default", "device-only"])

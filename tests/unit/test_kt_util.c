@@ -190,6 +190,17 @@ static void test_key_ref_pin_value_is_refused(void **state)
     assert_false(kt_key_ref_has_attr("/k.pem", "pin-source"));
     assert_true(kt_key_ref_is_token("PKCS11:token=t"));
     assert_false(kt_key_ref_is_token("handle:0x81000001"));
+    /* Only files are software keys, read before the password; everything else is hardware. */
+    assert_true(kt_key_ref_is_hardware("pkcs11:token=t"));
+    assert_true(kt_key_ref_is_hardware("tpm2:/home/a/.config/kontist/device-key.tss2"));
+    assert_true(kt_key_ref_is_hardware("HANDLE:0x81000001"));
+    assert_true(kt_key_ref_is_hardware("object:/home/a/key"));
+    assert_false(kt_key_ref_is_hardware("/home/a/.config/kontist/device-key.pem"));
+    assert_false(kt_key_ref_is_hardware("file:///home/a/key.pem"));
+    assert_false(kt_key_ref_is_hardware("FILE:/home/a/key.pem"));
+    assert_false(kt_key_ref_is_hardware(NULL));
+    assert_true(kt_key_ref_in_tpm("handle:0x81000001"));
+    assert_false(kt_key_ref_in_tpm("pkcs11:token=t"));
 }
 
 /* --- kt_dynbuf ----------------------------------------------------------------------------- */
