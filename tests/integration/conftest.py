@@ -38,7 +38,7 @@ Fixtures
     json=None, form=None, token=None, basic=None, headers=None, body=None,
     timeout=10, conn=None) -> (status, headers, body)``; ``connect()``,
     ``ssl_context()``; control: ``set_fault(**spec)``, ``clear_faults()``,
-    ``mfa(id, status)``, ``answer_binding(id, status)``, ``state()``; logs:
+    ``mfa(id, status)``, ``answer_binding(id, status)``, ``binding_mode(mode)``, ``state()``; logs:
     ``sms()``, ``last_otp()``, ``requests(endpoint=None)``, ``stderr()``; flows:
     ``password_grant()``, ``request_binding()``, ``enroll_device()``,
     ``confirm()``; ``stop()``.
@@ -169,6 +169,11 @@ class Mock(mock_launcher.RunningMock):
     def mfa(self, challenge_id, status):
         """Approve ("VERIFIED") or deny ("DENIED") a push MFA challenge."""
         return self.control("POST", f"mfa/{quote(challenge_id, safe='')}", {"status": status})
+
+    def binding_mode(self, mode):
+        """Switch the mock's --binding-requests mode ("required", "auto", "off"); returns the
+        mode it had."""
+        return self.control("POST", "binding-mode", {"mode": mode})["before"]
 
     def state(self):
         """Devices, refresh tokens, MFA challenges, per-endpoint counts, faults."""

@@ -306,3 +306,15 @@ def test_graphql_operation_is_logged(mock, token):
              headers={"Content-Type": "application/json"})
     assert [r["operation"] for r in mock.requests("graphql")] == \
         ["createDeviceBindingRequest", "listBoundDevices", None]
+
+
+def test_binding_mode_switches_while_the_mock_runs(mock, token):
+    assert mock.state()["settings"]["binding_requests"] == "required"
+    assert mock.binding_mode("auto") == "required"
+    assert mock.state()["settings"]["binding_requests"] == "auto"
+    assert create_binding(mock, token)["confirmedAt"] is not None
+    assert mock.binding_mode("required") == "auto"
+    assert create_binding(mock, token)["confirmedAt"] is None
+    status, _, body = mock.api("POST", "/__control/binding-mode", json={"mode": "sometimes"})
+    assert status == 400, body
+    assert mock.state()["settings"]["binding_requests"] == "required"

@@ -31,6 +31,13 @@ def wait_for_challenge(mock, timeout=20):
     raise AssertionError("no push challenge was created")
 
 
+def quick_first_check(mock):
+    """The bank may ask for the first check of a push challenge sooner than the client's 3 s
+    (Retry-After on the challenge it creates); the mock does so once, for the tests that do not
+    watch the pace or the timing of the checks, to keep them quick."""
+    mock.set_fault(endpoint="mfa_create", kind="retry_after", seconds=1, count=1)
+
+
 def answer_later(mock, status, delay=0.3):
     def run():
         challenge = wait_for_challenge(mock)
@@ -56,6 +63,7 @@ def push_prompts(run):
 
 def test_push_approved(world, bob, mock):
     world.service("kontist", "mfa=push login_timeout=30")
+    quick_first_check(mock)
     thread = answer_later(mock, "VERIFIED")
     run = world.run("kontist", "bob")
     thread.join(5)
@@ -76,6 +84,7 @@ def test_push_approved(world, bob, mock):
 
 def test_push_denied_is_auth_err(world, bob, mock):
     world.service("kontist", "mfa=push login_timeout=30")
+    quick_first_check(mock)
     thread = answer_later(mock, "DENIED")
     run = world.run("kontist", "bob")
     thread.join(5)
@@ -92,6 +101,7 @@ def test_a_challenge_state_the_client_does_not_know_is_no_outage(world, bob, moc
     """The bank answers about the challenge with a state the documentation does not name: not
     approved, and never an outage that would open a stack's fallback (authinfo_unavail)."""
     world.service("kontist", "mfa=push login_timeout=20")
+    quick_first_check(mock)
 
     def answer():
         challenge = wait_for_challenge(mock)
@@ -160,6 +170,7 @@ def test_device_push_uses_the_device_when_there(world, alice, mock):
 
 def test_device_push_falls_back_to_push_and_logs_why(world, bob, mock):
     world.service("kontist", "mfa=device,push login_timeout=30")
+    quick_first_check(mock)
     thread = answer_later(mock, "VERIFIED")
     run = world.run("kontist", "bob")
     thread.join(5)

@@ -526,6 +526,14 @@ class Api:
         self.binding_requests[binding.id] = binding
         return binding
 
+    def set_binding_mode(self, mode):
+        """Control endpoint: --binding-requests from now on; answers with the mode before."""
+        if mode not in BINDING_MODES:
+            raise ApiError(400, "invalid_request",
+                           f"mode must be one of {', '.join(BINDING_MODES)}")
+        before, self.settings.binding_requests = self.settings.binding_requests, mode
+        return {"mode": mode, "before": before}
+
     def set_binding_status(self, binding_id, status):
         """Control endpoint: the person confirms or rejects in the app or the email."""
         binding = self.binding_requests.get(binding_id)

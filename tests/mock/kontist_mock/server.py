@@ -484,6 +484,11 @@ class Handler(BaseHTTPRequestHandler):
             with self.app.api.lock:
                 return Response(200, self.app.api.set_mfa_status(unquote(match.group(1)),
                                                                  status))
+        if path == "/__control/binding-mode" and method == "POST":
+            data = self._control_json(body)
+            mode = data.get("mode") if isinstance(data, dict) else None
+            with self.app.api.lock:
+                return Response(200, self.app.api.set_binding_mode(mode))
         match = re.fullmatch(r"/__control/binding-requests/([^/]+)", path)
         if match and method == "POST":
             data = self._control_json(body)

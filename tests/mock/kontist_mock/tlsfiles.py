@@ -11,7 +11,9 @@ untrusted-ca.pem       a second CA that clients are never told about
 untrusted.pem/-key     cert for 127.0.0.1/localhost signed by untrusted-ca.pem
 =====================  ==========================================================
 
-All keys are ECDSA P-256, which keeps generation in the millisecond range.
+All keys are ECDSA P-256, which keeps generation in the millisecond range.  ``valid-until``
+holds the leaf certificates' expiry, so that a mock reusing the directory needs none of
+cryptography's x509 code (importing it took more than half of a mock's start-up).
 """
 
 import datetime
@@ -20,11 +22,6 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 GOOD_HOSTS = ("localhost",)
 GOOD_IPS = ("127.0.0.1", "::1")
 WRONG_HOST = "wrong.example"
@@ -32,6 +29,10 @@ WRONG_HOST = "wrong.example"
 # file name stems written into the TLS directory
 _STEMS = ("ca", "server", "wrong-host", "untrusted-ca", "untrusted")
 _MIN_REMAINING = datetime.timedelta(days=2)
+_VALID_DAYS = 3650
+# the leaf certificates' notAfter (UTC, ISO 8601), written last when the files are made
+_VALID_UNTIL = "valid-until"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 
 @dataclass
@@ -81,14 +82,16 @@ def _usable(directory):
             if not os.path.isfile(path):
                 return False
     try:
-        with open(_paths(directory, "server")[0], "rb") as f:
-            cert = x509.load_pem_x509_certificate(f.read())
+        with open(os.path.join(directory, _VALID_UNTIL), encoding="ascii") as f:
+            valid_until = datetime.datetime.strptime(f.read().strip(), _TIME_FORMAT)
     except (OSError, ValueError):
         return False
-    return cert.not_valid_after - datetime.datetime.utcnow() > _MIN_REMAINING
+    return valid_until - datetime.datetime.utcnow() > _MIN_REMAINING
 
 
 def _name(common_name):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
     return x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kontist-mock"),
         x509.NameAttribute(NameOID.COMMON_NAME, common_name),
@@ -96,17 +99,19 @@ def _name(common_name):
 
 
 def _new_key():
+    from cryptography.hazmat.primitives.asymmetric import ec
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _validity(builder):
-    now = datetime.datetime.utcnow()
+def _validity(builder, now):
     return (builder
             .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650)))
+            .not_valid_after(now + datetime.timedelta(days=_VALID_DAYS)))
 
 
-def _make_ca(common_name):
+def _make_ca(common_name, now):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
     key = _new_key()
     name = _name(common_name)
     builder = (x509.CertificateBuilder()
@@ -114,7 +119,7 @@ def _make_ca(common_name):
                .issuer_name(name)
                .public_key(key.public_key())
                .serial_number(x509.random_serial_number()))
-    cert = (_validity(builder)
+    cert = (_validity(builder, now)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(
                 digital_signature=False, content_commitment=False,
@@ -127,7 +132,10 @@ def _make_ca(common_name):
     return key, cert
 
 
-def _make_leaf(ca_key, ca_cert, hosts, ips):
+def _make_leaf(ca_key, ca_cert, hosts, ips, now):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
     key = _new_key()
     alt_names = [x509.DNSName(h) for h in hosts]
     alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
@@ -136,7 +144,7 @@ def _make_leaf(ca_key, ca_cert, hosts, ips):
                .issuer_name(ca_cert.subject)
                .public_key(key.public_key())
                .serial_number(x509.random_serial_number()))
-    cert = (_validity(builder)
+    cert = (_validity(builder, now)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(
                 digital_signature=True, content_commitment=False,
@@ -163,6 +171,7 @@ def _write(path, data, mode):
 
 
 def _store(directory, stem, key, cert):
+    from cryptography.hazmat.primitives import serialization
     cert_path, key_path = _paths(directory, stem)
     _write(key_path, key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
@@ -171,16 +180,21 @@ def _store(directory, stem, key, cert):
 
 
 def _generate(directory):
-    ca_key, ca_cert = _make_ca("kontist-mock test CA")
+    # one time for every certificate: valid-until then holds their expiry, to the second
+    now = datetime.datetime.utcnow().replace(microsecond=0)
+    ca_key, ca_cert = _make_ca("kontist-mock test CA", now)
     _store(directory, "ca", ca_key, ca_cert)
     _store(directory, "server",
-           *_make_leaf(ca_key, ca_cert, GOOD_HOSTS, GOOD_IPS))
+           *_make_leaf(ca_key, ca_cert, GOOD_HOSTS, GOOD_IPS, now))
     _store(directory, "wrong-host",
-           *_make_leaf(ca_key, ca_cert, (WRONG_HOST,), ()))
-    other_key, other_cert = _make_ca("kontist-mock untrusted CA")
+           *_make_leaf(ca_key, ca_cert, (WRONG_HOST,), (), now))
+    other_key, other_cert = _make_ca("kontist-mock untrusted CA", now)
     _store(directory, "untrusted-ca", other_key, other_cert)
     _store(directory, "untrusted",
-           *_make_leaf(other_key, other_cert, GOOD_HOSTS, GOOD_IPS))
+           *_make_leaf(other_key, other_cert, GOOD_HOSTS, GOOD_IPS, now))
+    valid_until = now + datetime.timedelta(days=_VALID_DAYS)
+    _write(os.path.join(directory, _VALID_UNTIL),
+           (valid_until.strftime(_TIME_FORMAT) + "\n").encode("ascii"), 0o644)
 
 
 def ensure(directory):
