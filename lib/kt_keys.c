@@ -13,7 +13,6 @@
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/decoder.h>
 #include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -174,18 +173,20 @@ static EVP_PKEY *decode_software_key(const char *data, size_t len)
 {
     OSSL_LIB_CTX *plain = OSSL_LIB_CTX_new();
     OSSL_PROVIDER *provider = plain != NULL ? OSSL_PROVIDER_load(plain, "default") : NULL;
-    OSSL_DECODER_CTX *dctx = NULL;
+    BIO *bio = provider != NULL ? BIO_new_mem_buf(data, (int)len) : NULL;
+    OSSL_STORE_CTX *sctx = NULL;
     EVP_PKEY_CTX *import = NULL;
     OSSL_PARAM *params = NULL;
     EVP_PKEY *decoded = NULL, *pkey = NULL;
-    const unsigned char *in = (const unsigned char *)data;
-    size_t left = len;
 
-    if (provider != NULL)
-        dctx = OSSL_DECODER_CTX_new_for_pkey(&decoded, NULL, NULL, NULL, EVP_PKEY_KEYPAIR, plain,
-                                             NULL);
-    if (dctx != NULL && OSSL_DECODER_from_data(dctx, &in, &left) && decoded != NULL &&
-        EVP_PKEY_todata(decoded, EVP_PKEY_KEYPAIR, &params) &&
+    /* The store, not one decoder call: a file may hold other blocks before its key ("EC
+     * PARAMETERS" from `openssl ecparam -genkey`, a certificate), and the store passes them
+     * (not told to expect a key, which would make it stop at the parameters). */
+    if (bio != NULL)
+        sctx = OSSL_STORE_attach(bio, "file", plain, NULL, NULL, NULL, NULL, NULL, NULL);
+    if (sctx != NULL)
+        decoded = store_first_pkey(sctx);
+    if (decoded != NULL && EVP_PKEY_todata(decoded, EVP_PKEY_KEYPAIR, &params) &&
         (import = EVP_PKEY_CTX_new_from_name(NULL, EVP_PKEY_get0_type_name(decoded),
                                              "provider=default")) != NULL &&
         EVP_PKEY_fromdata_init(import) > 0 &&
@@ -200,7 +201,8 @@ static EVP_PKEY *decode_software_key(const char *data, size_t len)
     OSSL_PARAM_free(params);
     EVP_PKEY_CTX_free(import);
     EVP_PKEY_free(decoded);
-    OSSL_DECODER_CTX_free(dctx);
+    OSSL_STORE_close(sctx);
+    BIO_free(bio);
     OSSL_PROVIDER_unload(provider);
     OSSL_LIB_CTX_free(plain);
     return pkey;

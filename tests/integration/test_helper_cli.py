@@ -4,9 +4,11 @@ import json
 import os
 import re
 import stat
+import subprocess
 import time
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from conftest import DEMO_PASSWORD, DEMO_USER
 from kt_crypto import jwt_claims, make_key, public_key_hex, write_key_pem
@@ -463,6 +465,26 @@ def test_enroll_with_an_existing_key_file(kenv):
     record = json.loads(kenv.record_file.read_text())
     assert record["key"] == str(key_path)
     assert not kenv.key_file.exists()
+    devices = {d["id"]: d for d in kenv.mock.state()["devices"]}
+    assert devices[record["device_id"]]["key"] == public_key_hex(key)
+    r = kenv.login()
+    assert r.returncode == EXIT_OK, r.stderr
+    assert kenv.cache()["confirmed"] is True
+
+
+def test_enroll_with_a_key_file_from_openssl_ecparam(kenv):
+    """`openssl ecparam -genkey` writes an "EC PARAMETERS" block before the key: the key is the
+    first private key in the file, whatever comes before it."""
+    key_path = kenv.root / "ecparam-key.pem"
+    subprocess.run(["openssl", "ecparam", "-genkey", "-name", "prime256v1", "-out", str(key_path)],
+                   check=True, capture_output=True, timeout=30)
+    key_path.chmod(0o600)
+    assert key_path.read_text().startswith("-----BEGIN EC PARAMETERS-----")
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    assert kenv.login().returncode == EXIT_OK
+    r = kenv.enroll("--key", str(key_path))
+    assert r.returncode == EXIT_OK, r.stderr
+    record = json.loads(kenv.record_file.read_text())
     devices = {d["id"]: d for d in kenv.mock.state()["devices"]}
     assert devices[record["device_id"]]["key"] == public_key_hex(key)
     r = kenv.login()
