@@ -30,7 +30,7 @@ import pytest
 from pam_support import DEMO_USER, PamWorld
 from test_helper_env import EXIT_OK, HelperEnv
 from test_helper_pkcs11 import PIN, TOKEN, shim_token  # noqa: F401 (fixture)
-from test_helper_tpm import LOCKOUT_MESSAGE, in_lockout, lock_out
+from test_helper_tpm import LOCKOUT_MESSAGE, _da_failures, in_lockout, lock_out, tpm2
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -173,22 +173,11 @@ def test_a_tpm_in_lockout_fails_with_cred_insufficient_and_says_why(tpm_world, m
     assert in_lockout(DEFAULT_TCTI, tools)
 
 
-def _da_failures(tcti, workdir):
-    """The TPM's count of failed authorizations (TPM2_PT_LOCKOUT_COUNTER)."""
-    from test_helper_tpm import tpm2
-    out = tpm2(tcti, workdir, "tpm2_getcap", "properties-variable").stdout
-    counters = [int(line.split(":")[1].strip(), 16) for line in out.splitlines()
-                if "TPM2_PT_LOCKOUT_COUNTER" in line]
-    assert len(counters) == 1, out
-    return counters[0]
-
-
 def test_a_wrong_password_never_reaches_the_tpm(tpm_world, mock, tmp_path):
     """A key blob names its own parent, which may have a password the helper does not know: the
     TPM counts each such load as a failed authorization towards its dictionary-attack lockout.
     The key is opened only after the bank accepted the password, so strangers' guesses cannot
     lock every user's TPM."""
-    from test_helper_tpm import tpm2
     world, record = tpm_world
     use_tcti(world, DEFAULT_TCTI)
     tools = tmp_path / "tpm2-tools"
