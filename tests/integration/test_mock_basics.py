@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,9 +27,7 @@ def test_demo_users_file_matches_the_fixture_constants():
 
 
 def test_startup_line_and_files(mock_factory, mock_tls_dir):
-    started = time.monotonic()
-    mock = mock_factory()
-    assert time.monotonic() - started < 2
+    mock = mock_factory()  # the launcher gives up when the startup line is late
     assert mock.url == f"https://127.0.0.1:{mock.port}"
     assert mock.host == "127.0.0.1" and mock.port > 0
     assert mock.control_url == mock.url + "/__control"
