@@ -371,14 +371,14 @@ static int ask_for_pin(void *data, const char *token, char *pin, size_t size, kt
     return rc;
 }
 
-typedef struct token_loader {
+typedef struct hardware_key_loader {
     kt_pam_user *u;
     pin_asker asker;
-} token_loader;
+} hardware_key_loader;
 
 static EVP_PKEY *load_hardware_key(void *data, kt_error *err)
 {
-    token_loader *l = data;
+    hardware_key_loader *l = data;
 
     return kt_pam_user_load_hardware_key(l->u, ask_for_pin, &l->asker, err);
 }
@@ -442,7 +442,7 @@ static bool order_has(const kt_mfa_order *order, kt_mfa_factor f)
 static int run_login(const request *rq, kt_pam_user *u, answer *ans)
 {
     kt_conv conv = {no_prompt, no_message, NULL};
-    token_loader loader = {u, {0, false}};
+    hardware_key_loader loader = {u, {0, false}};
     kt_conv_progress progress = {NULL, module_gave_up, NULL, announce_push_wait};
     kt_token_set tokens;
     kt_config cfg;

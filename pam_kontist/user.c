@@ -118,17 +118,17 @@ static int load_central_key(kt_pam_user *u, kt_error *err)
     return u->key != NULL ? 0 : -1;
 }
 
-typedef struct token_load {
+typedef struct hardware_key_load {
     kt_key_pin_fn ask;
     void *ask_data;
     EVP_PKEY *key;
-} token_load;
+} hardware_key_load;
 
 /* As the user, like every key of the user's own device: the module, the token and any pin-source
  * file are opened with the user's rights. */
 static int load_hardware_as_user(const kt_pam_user *u, void *data, kt_error *err)
 {
-    token_load *t = data;
+    hardware_key_load *t = data;
     kt_owner_policy owners;
 
     user_owners(u, &owners);
@@ -141,7 +141,7 @@ static int load_hardware_as_user(const kt_pam_user *u, void *data, kt_error *err
 EVP_PKEY *kt_pam_user_load_hardware_key(kt_pam_user *u, kt_key_pin_fn ask, void *ask_data,
                                         kt_error *err)
 {
-    token_load t = {ask, ask_data, NULL};
+    hardware_key_load t = {ask, ask_data, NULL};
 
     if (u->key != NULL)
         return u->key;
