@@ -122,9 +122,9 @@ static int generate_hardware_key(enrollment *e, kt_device_record *rec, kt_error 
     return e->key == NULL ? -1 : 0;
 }
 
-/* A TPM in dictionary-attack lockout still loads keys but signs with none of them: one signature
- * finds that out before the bank hears of a device (a key made by --tpm is tried where it is
- * made). */
+/* A TPM in dictionary-attack lockout still makes and loads keys (the provider's parent is exempt
+ * from DA protection) but signs with none of them: one signature finds that out before the bank
+ * hears of a device, for a key just made in the TPM and for one that was there before. */
 static int check_tpm_key_signs(const char *key_ref, EVP_PKEY *key, kt_error *err)
 {
     static const char probe[] = "kontist-auth: the TPM key signs";
@@ -172,11 +172,14 @@ static int prepare(kt_ctx *ctx, enrollment *e, kt_device_record *rec, kt_error *
         if (rec->key_ref == NULL)
             return kt_error_set(err, KT_ERR_INTERNAL, "out of memory");
         e->key = kt_key_load(rec->key_ref, req->owners, err);
-        if (e->key == NULL || check_tpm_key_signs(rec->key_ref, e->key, err) != 0)
+        if (e->key == NULL)
             return -1;
     } else if (req->generate_on != NULL && generate_hardware_key(e, rec, err) != 0) {
         return -1;
     }
+    /* A key just made persistent at a handle is evicted again by kt_enroll's rollback. */
+    if (e->key != NULL && check_tpm_key_signs(rec->key_ref, e->key, err) != 0)
+        return -1;
     if (kt_ctx_cancelled(ctx))
         return kt_error_set(err, KT_ERR_CONV, "cancelled");
     return 0;

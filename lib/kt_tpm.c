@@ -195,29 +195,6 @@ static int tpm_failure(const char *what, kt_error *err)
     return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the TPM cannot %s", what);
 }
 
-/* One signature with a key just made. In dictionary-attack lockout the TPM still creates keys
- * (the provider's parent is exempt from DA protection) but refuses every use of them: found out
- * here, before the bank hears of a device whose key cannot sign. */
-static int probe_signature(EVP_PKEY *key, kt_error *err)
-{
-    static const unsigned char probe[] = "kontist-auth: a new TPM key signs";
-    unsigned char sig[256];
-    size_t sig_len = sizeof(sig);
-    EVP_MD_CTX *md;
-    bool ok;
-
-    /* Only what this signature queues may read as lockout. */
-    ERR_clear_error();
-    md = EVP_MD_CTX_new();
-    ok =
-        md != NULL &&
-        EVP_DigestSignInit_ex(md, NULL, "SHA256", NULL, "?provider=" TPM_PROVIDER, key, NULL) > 0 &&
-        EVP_DigestSign(md, sig, &sig_len, probe, sizeof(probe) - 1) > 0;
-
-    EVP_MD_CTX_free(md);
-    return ok ? 0 : tpm_failure("sign with the key it generated", err);
-}
-
 EVP_PKEY *kt_tpm_generate(kt_error *err)
 {
     EVP_PKEY_CTX *ctx;
@@ -229,9 +206,6 @@ EVP_PKEY *kt_tpm_generate(kt_error *err)
     if (ctx == NULL || EVP_PKEY_keygen_init(ctx) <= 0 ||
         EVP_PKEY_CTX_set_group_name(ctx, "P-256") <= 0 || EVP_PKEY_generate(ctx, &key) <= 0) {
         tpm_failure("generate a P-256 key", err);
-        key = NULL;
-    } else if (probe_signature(key, err) != 0) {
-        EVP_PKEY_free(key);
         key = NULL;
     }
     EVP_PKEY_CTX_free(ctx);

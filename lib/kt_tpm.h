@@ -29,8 +29,8 @@ int kt_tpm_ensure_provider(kt_error *err);
 bool kt_tpm_lockout_queued(void);
 /* Sets the error that says the TPM is in lockout and what to do (KT_ERR_KEY_UNUSABLE). */
 int kt_tpm_lockout_error(kt_error *err);
-/* A new P-256 signing key inside the TPM, that has signed once (a TPM in lockout makes keys it
- * then will not use: that is an error here). */
+/* A new P-256 signing key inside the TPM. A TPM in lockout still makes keys it then will not use:
+ * enrolling signs once with the key before the bank hears of it. */
 EVP_PKEY *kt_tpm_generate(kt_error *err);
 /* Writes the key's TSS2 blob (PEM) to path, atomically, mode 0600. */
 int kt_tpm_save_blob(EVP_PKEY *key, const char *path, kt_error *err);
