@@ -14,6 +14,8 @@ Every run checks what must hold whatever the case: nothing on stdout or stderr (
 not write to its host's terminal), no sanitizer report, and no secret in any logged line.
 """
 
+import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -68,6 +70,45 @@ PAM_DENY = _find_pam_module("pam_deny.so")
 PAM_MATRIX = _find_pam_module("pam_matrix.so")
 PAM_SET_ITEMS = _find_pam_module("pam_set_items.so")
 PAM_PERMIT = _find_pam_module("pam_permit.so")
+
+# pam_wrapper picks its directory /tmp/pam.<c> by lstat and then mkdir: two drivers starting at
+# the same moment (the strict and the sanitizer suites run side by side) can pick the same one,
+# and the second prints "Failed to create pam_wrapper config dir". Drivers start one at a time.
+PWRAP_START_LOCK = "/tmp/kontist-tests-pam-wrapper.lock"
+PWRAP_START_WAIT = 10.0
+
+
+@contextlib.contextmanager
+def _pam_wrapper_start_lock():
+    fd = os.open(PWRAP_START_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _pam_wrapper_ready(pid):
+    """Whether the process has made its pam_wrapper directory (and written its pid there)."""
+    for path in glob.glob("/tmp/pam.?/pid"):
+        try:
+            if Path(path).read_text().strip() == str(pid):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def start_pam_wrapped(args, **popen_kw):
+    """Popen for a program under pam_wrapper, once no other one of ours is choosing its
+    directory: returns when it has made its own, or ended, or after PWRAP_START_WAIT."""
+    with _pam_wrapper_start_lock():
+        proc = subprocess.Popen(args, **popen_kw)
+        deadline = time.monotonic() + PWRAP_START_WAIT
+        while (proc.poll() is None and not _pam_wrapper_ready(proc.pid)
+               and time.monotonic() < deadline):
+            time.sleep(0.002)
+    return proc
 
 
 def built_module(build_dir):
@@ -357,10 +398,17 @@ class PamWorld:
         env = self.env(nss=nss, syslog_path=syslog_path)
         env.update(extra_env or {})
         start = time.monotonic()
-        proc = subprocess.run(args, env=env, capture_output=True, timeout=timeout)
+        proc = start_pam_wrapped(args, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
         elapsed = time.monotonic() - start
-        stdout = proc.stdout.decode(errors="replace")
-        stderr = proc.stderr.decode(errors="replace")
+        stdout = out.decode(errors="replace")
+        stderr = err.decode(errors="replace")
         syslog = []
         if syslog_path.exists():
             for line in syslog_path.read_text(errors="replace").splitlines():
