@@ -96,7 +96,7 @@ def test_binding_request_comes_first_and_the_device_after_the_confirmation(kenv)
     # it keeps checking, at a civil pace: the first check comes 3 s after the request
     wait_for_checks(kenv.mock, 1)
     kenv.mock.answer_binding(request["id"], "CONFIRMED")
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while not kenv.mock.sms() and time.monotonic() < deadline:
         time.sleep(0.05)
     r = finish(proc, kenv.mock.last_otp() + "\n")
