@@ -124,11 +124,20 @@ def test_50_concurrent_calls_refresh_once(mock_factory, kenv_factory, rotate):
     refreshes = len(env.token_requests("refresh_token"))
     # Hold the cache lock, as a process in the middle of a refresh would, while all 50 start:
     # every one of them finds the expiring token and queues for the lock (it has the lock file
-    # open). Each waits at most 5 s for the lock: it is let go the moment the last one queued.
+    # open). Each waits at most 5 s for the lock: it is let go the moment the last one queued,
+    # and the 50 are started together (each behind a shell that waits at a gate, a pipe, until
+    # all are there) rather than one after the other, so that the first ones do not wait for the
+    # last ones' start-up on top.
     lock_path = os.path.realpath(env.lock_file)
+    gate, opening = os.pipe()
     with open(env.lock_file, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        procs = [env.popen("token", stdin=subprocess.DEVNULL) for _ in range(50)]
+        try:
+            procs = [env.popen("-c", 'read -r _; exec "$0" token </dev/null', env.auth,
+                               binary="/bin/sh", stdin=gate) for _ in range(50)]
+        finally:
+            os.close(gate)
+            os.close(opening)                 # end of file at the gate: all go
         waiting = list(procs)
         deadline = time.monotonic() + 30
         while waiting and time.monotonic() < deadline:
