@@ -340,7 +340,8 @@ def test_hanging_server_is_given_up_within_the_deadline(kenv):
     started = time.monotonic()
     r = kenv.login()
     assert r.returncode == EXIT_UNAVAILABLE, r.stderr
-    assert time.monotonic() - started < 10
+    # given up by the client, well before the mock lets go of the request after 30 s
+    assert time.monotonic() - started < 25
 
 
 def test_confirmed_login_uses_one_connection(kenv):

@@ -40,7 +40,7 @@ class Terminal:
                                 stderr=subprocess.PIPE, env=kenv.env, preexec_fn=take_terminal,
                                 pass_fds=(slave,), cwd=kenv.root)
 
-    def read_until(self, needle, timeout=15):
+    def read_until(self, needle, timeout=30):
         deadline = time.monotonic() + timeout
         while needle not in self.output:
             remaining = deadline - time.monotonic()
@@ -85,7 +85,7 @@ class Terminal:
             fcntl.fcntl(self.slave, fcntl.F_SETFL, flags)
         return data
 
-    def wait_for_echo(self, state, timeout=5):
+    def wait_for_echo(self, state, timeout=30):
         deadline = time.monotonic() + timeout
         while self.echo() != state:
             assert time.monotonic() < deadline, f"echo never became {state}"
@@ -120,7 +120,7 @@ def test_password_is_read_from_the_terminal_without_echo(kenv, terminal):
     assert kenv.cache()["username"] == DEMO_USER
 
 
-def confirm_binding_request(kenv, timeout=15):
+def confirm_binding_request(kenv, timeout=30):
     """The person confirms the device binding request (in the app; here: the control endpoint)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -201,7 +201,7 @@ def test_a_signal_during_the_prompt_restores_echo(kenv, terminal, signo):
     terminal.wait_for_echo(False)
     terminal.type("half-typed")
     proc.send_signal(signo)
-    proc.communicate(timeout=15)
+    proc.communicate(timeout=30)
     # the process died of the signal, as it would have without the prompt
     assert proc.returncode == -signo
     assert terminal.echo(), "echo stays off after the signal"
@@ -251,7 +251,7 @@ def test_suspend_and_resume_during_the_prompt(kenv, terminal):
         os.kill(pid, signal.SIGTSTP)
         # stopped, and meanwhile the terminal echoes again
         terminal.wait_for_echo(True)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "T":
             assert time.monotonic() < deadline, "the process did not stop"
             time.sleep(0.01)
@@ -325,7 +325,7 @@ def test_prompt_from_the_background_stops_until_foreground(kenv, terminal):
     pid = None
     try:
         pid = int(shell.stdout.readline())
-        ready, _, _ = select.select([shell.stdout], [], [], 10)
+        ready, _, _ = select.select([shell.stdout], [], [], 30)
         assert ready, "the background job did not stop on its terminal output"
         assert shell.stdout.readline().split() == ["stopped", str(int(signal.SIGTTOU))]
         terminal.read_until(b"password for")
@@ -354,7 +354,7 @@ def test_end_of_input_on_the_terminal(kenv, terminal):
     terminal.read_until(b"password for")
     terminal.wait_for_echo(False)
     terminal.type("\x04")  # ^D: end of input
-    _, err = proc.communicate(timeout=15)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, err
     assert b"no answer on the terminal" in err
     assert terminal.echo()
