@@ -186,7 +186,8 @@ class Mock(mock_launcher.RunningMock):
         if not path.exists():
             return []
         with open(path, encoding="utf-8") as f:
-            return [jsonlib.loads(line) for line in f if line.strip()]
+            # A line without its newline is one the mock is writing right now: not there yet.
+            return [jsonlib.loads(line) for line in f if line.endswith("\n") and line.strip()]
 
     def sms(self):
         """The "SMS" sent so far: dicts with time, username, device_id, challenge_id, otp."""

@@ -12,7 +12,7 @@ import pytest
 
 from kt_crypto import jwt_claims
 from test_helper_env import (EXIT_AUTH, EXIT_IO, EXIT_OK, EXIT_UNAVAILABLE, kenv,  # noqa: F401
-                             kenv_factory, settled)
+                             kenv_factory)
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -168,7 +168,7 @@ def _wait_for_refresh_answer(kenv, proc, refreshes, timeout=30.0):
     sending it); False if *proc* ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(settled(lambda: kenv.token_requests("refresh_token"))) > refreshes:
+        if len(kenv.token_requests("refresh_token")) > refreshes:
             return True
         if proc.poll() is not None:
             return False

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import DEMO_PASSWORD
 from test_helper_env import (EXIT_AUTH, EXIT_MFA, EXIT_OK, EXIT_USAGE, HelperEnv,  # noqa: F401
-                             kenv, kenv_factory, settled)
+                             kenv, kenv_factory)
 
 pytestmark = pytest.mark.usefixtures("no_mock_tracebacks")
 
@@ -68,7 +68,7 @@ def wait_for_checks(mock, count, timeout=20):
     """The log's getDeviceBindingRequest lines, once there are *count* of them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        checks = [r for r in settled(lambda: mock.requests("graphql"))
+        checks = [r for r in mock.requests("graphql")
                   if r["operation"] == "getDeviceBindingRequest"]
         if len(checks) >= count:
             return checks
@@ -97,7 +97,7 @@ def test_binding_request_comes_first_and_the_device_after_the_confirmation(kenv)
     wait_for_checks(kenv.mock, 1)
     kenv.mock.answer_binding(request["id"], "CONFIRMED")
     deadline = time.monotonic() + 30
-    while not settled(kenv.mock.sms) and time.monotonic() < deadline:
+    while not kenv.mock.sms() and time.monotonic() < deadline:
         time.sleep(0.05)
     r = finish(proc, kenv.mock.last_otp() + "\n")
     assert r.returncode == EXIT_OK, r.stderr
@@ -212,7 +212,7 @@ def test_sms_code_typed_after_the_window_is_refused(mock_factory, kenv_factory):
     mock.answer_binding(request["id"], "CONFIRMED")
     window_over = time.time() + window        # the mock confirmed it before this
     deadline = time.monotonic() + 30
-    while not settled(mock.sms) and proc.poll() is None and time.monotonic() < deadline:
+    while not mock.sms() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     # the device was created within the window: the SMS came
     otp = mock.last_otp()

@@ -30,20 +30,6 @@ EXIT_IO = 6
 RUN_TIMEOUT = 30
 
 
-def settled(read, timeout=10):
-    """read() (one of the mock's logs, e.g. ``lambda: mock.requests("mfa_get")``), again while
-    it finds a line cut short: a read may see half of a line the mock is writing at that moment.
-    For the tests that watch the logs while a program is talking to the mock."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return read()
-        except json.JSONDecodeError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.001)
-
-
 class HelperEnv:
     """One user's world: HOME, config, the binaries and the mock they talk to."""
 
@@ -141,7 +127,7 @@ class HelperEnv:
             if binding is not None:
                 for request in self.mock.state()["binding_requests"]:
                     self.mock.answer_binding(request["id"], binding)
-            messages = settled(self.mock.sms)
+            messages = self.mock.sms()
             if len(messages) > before:
                 code = messages[-1]["otp"]
                 break

@@ -124,3 +124,18 @@ def test_sms_log(mock):
         assert message["time"].endswith("Z")
     assert messages[0]["challenge_id"] != messages[1]["challenge_id"]
     assert mock.last_otp(device_ids[0]) == messages[0]["otp"]
+
+
+def test_a_line_being_written_is_not_read_yet(mock):
+    """Tests read the log while the mock writes it: a line without its newline is one still being
+    written, left out until it is whole (not read as broken JSON)."""
+    mock.api("GET", "/api/user")
+    assert len(mock.requests()) == 1
+    path = mock.state_dir / "requests.jsonl"
+    whole = path.read_text().splitlines()[0] + "\n"
+    with open(path, "a") as f:
+        f.write(whole[:len(whole) // 2])
+        f.flush()
+        assert len(mock.requests()) == 1
+        f.write(whole[len(whole) // 2:])
+    assert len(mock.requests()) == 2
