@@ -176,13 +176,15 @@ def test_challenges_are_unique(mock, token):
 
 
 def test_challenge_and_otp_expire(mock_factory):
-    mock = mock_factory(challenge_lifetime=0.5)
+    # enrolling verifies an OTP within the lifetime: long enough for a loaded machine
+    lifetime = 3
+    mock = mock_factory(challenge_lifetime=lifetime)
     token = mock.password_grant()["access_token"]
     device_id, key = mock.enroll_device(token=token)
     challenge = new_challenge(mock, token, device_id)
     late_key = make_key()
     late_device, late_challenge = create_device(mock, token, late_key)
-    time.sleep(0.6)
+    time.sleep(lifetime + 0.1)  # counted from after both challenges were made
     status, _, body = verify_challenge(mock, token, device_id, challenge["id"],
                                        sign_hex(key, challenge["stringToSign"]))
     assert (status, body["error"]) == (400, "challenge_expired")

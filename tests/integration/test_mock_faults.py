@@ -22,10 +22,21 @@ def login(mock, timeout=10, conn=None):
                     conn=conn)
 
 
+def connected(mock, timeout):
+    """An HTTPSConnection whose TCP connect and TLS handshake are done (with a timeout a loaded
+    machine cannot run out of), and whose reads from now on wait *timeout* seconds at most."""
+    conn = mock.connect(timeout=10)
+    conn.connect()
+    conn.sock.settimeout(timeout)
+    return conn
+
+
 def raw_exchange(mock, request_bytes, timeout):
-    """Send raw bytes over TLS; return the socket for the caller to read."""
-    sock = socket.create_connection((mock.host, mock.port), timeout=timeout)
+    """Send raw bytes over TLS; return the socket for the caller to read, each read waiting
+    *timeout* seconds at most (connect and handshake have 10 s)."""
+    sock = socket.create_connection((mock.host, mock.port), timeout=10)
     tls = mock.ssl_context().wrap_socket(sock, server_hostname=mock.host)
+    tls.settimeout(timeout)
     tls.sendall(request_bytes)
     return tls
 
@@ -41,12 +52,16 @@ def test_delay(mock):
 
 def test_hang_times_the_client_out_without_blocking_others(mock):
     mock.set_fault(endpoint="token", kind="hang")
+    conn = connected(mock, 1)
     started = time.monotonic()
-    with pytest.raises(TimeoutError):
-        login(mock, timeout=1)
+    try:
+        with pytest.raises(TimeoutError):
+            login(mock, conn=conn)
+    finally:
+        conn.close()
     assert 0.9 <= time.monotonic() - started < 5
     # other endpoints and connections carry on
-    assert mock.api("GET", "/api/user", timeout=2)[0] == 401
+    assert mock.api("GET", "/api/user")[0] == 401
     entry = mock.requests("token")[-1]
     assert entry["status"] is None and entry["faults"] == ["hang"]
     # and shutdown does not wait for the hanging connection (stop() kills after 5 s: not 0)
@@ -206,14 +221,16 @@ def test_huge_body(mock):
 
 
 def test_drip(mock):
+    read_timeout = 1
     mock.set_fault(endpoint="user", kind="drip", interval=0.005)
     tls = raw_exchange(mock, b"GET /api/user HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                       timeout=0.5)
-    started = time.monotonic()
-    chunks = []
+                       timeout=10)
     try:
+        chunks = [tls.recv(65536)]               # the answer's first byte (however slow) ...
+        started = time.monotonic()
+        tls.settimeout(read_timeout)
         while True:
-            chunk = tls.recv(65536)              # each recv waits 0.5 s at most ...
+            chunk = tls.recv(65536)              # ... then each recv waits 1 s at most ...
             if not chunk:
                 break
             chunks.append(chunk)
@@ -224,8 +241,9 @@ def test_drip(mock):
     assert data.startswith(b"HTTP/1.1 401 ")
     assert data.endswith(b"}")
     assert max(len(c) for c in chunks) <= 2      # ... but only ever gets a byte or so
-    assert elapsed >= 0.9 * 0.005 * (len(data) - 1)
-    assert elapsed > 0.5                         # longer than any single read's timeout
+    # the mock waits 5 ms before each byte after the first read's
+    assert elapsed >= 0.9 * 0.005 * (len(data) - len(chunks[0]))
+    assert elapsed > read_timeout                # longer than any single read's timeout
 
 
 def test_expire_tokens(mock):
@@ -297,15 +315,19 @@ def test_hang_does_not_block_parallel_logins(mock):
     mock.set_fault(endpoint="token", kind="hang", count=1)
     outcome = []
 
+    conn = connected(mock, 1)  # the mock's side of the hang lasts, whenever the client gives up
+
     def hanging_login():
         try:
-            outcome.append(login(mock, timeout=1)[0])
+            outcome.append(login(mock, conn=conn)[0])
         except TimeoutError:
             outcome.append("timeout")
+        finally:
+            conn.close()
 
     hung = threading.Thread(target=hanging_login)
     hung.start()
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10
     while not mock.requests("token") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert mock.requests("token")[0]["faults"] == ["hang"]

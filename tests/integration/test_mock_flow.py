@@ -29,7 +29,9 @@ def test_whole_device_binding_flow(mock_factory, rotate):
     mock = mock_factory(rotate_refresh=rotate)
 
     # 1. password grant with offline: an unconfirmed token pair
+    before = time.time()
     status, headers, grant = password_grant(mock)
+    after = time.time()
     assert status == 200
     assert headers["Content-Type"] == "application/json"
     assert headers["Cache-Control"] == "no-store"
@@ -43,7 +45,9 @@ def test_whole_device_binding_flow(mock_factory, rotate):
     assert claims["client_id"] == DEMO_CLIENT_ID
     assert claims["scope"] == DEFAULT_SCOPE
     assert "cnf" not in claims
-    assert 3598 <= claims["exp"] - time.time() <= 3599
+    # issued now (whole seconds), valid for the advertised 3599 s
+    assert before - 1 <= claims["iat"] <= after
+    assert claims["exp"] - claims["iat"] == 3599
     assert claims["jti"]
 
     # the banking API wants a confirmed token

@@ -254,7 +254,11 @@ def test_a_cache_lock_held_by_the_user_does_not_undo_an_accepted_login(world, al
     """A process of the user's holding tokens.lock: the login the bank accepted stands (the cache
     is not written and the log says so); the helper's watchdog is not reached."""
     import fcntl
-    world.service("kontist", "login_timeout=1")
+    # 2 s for the whole login (password grant, challenge, verify) on a loaded machine; the save
+    # then waits for the lock until a second past that deadline (3 s in all). A save that ignored
+    # the deadline would wait the full 5 s lock wait and run into the helper's watchdog
+    # (login_timeout + 3 = 5 s, counted from before the flow started), failing the login.
+    world.service("kontist", "login_timeout=2")
     lock = cache_path(alice.home).parent / "tokens.lock"
     lock.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)

@@ -244,9 +244,10 @@ def test_threads_with_real_users(world, make_user, mock):
     for u in users:
         u.device_id = world.enroll(u.home, uid=u.uid, gid=u.gid)[0]
     world.service("kontist")
+    # Each login is bounded by its own login_timeout; the total only catches a hung process.
     run = world.run("kontist", ",".join(u.name for u in users), nss=False,
                     ops=("auth", "setcred-establish"), threads=4, repeat=10,
-                    expect=("PAM_SUCCESS", "PAM_SUCCESS"))
+                    expect=("PAM_SUCCESS", "PAM_SUCCESS"), timeout=600)
     assert run.result["mismatches"] == 0, run.result["first_mismatch"]
     assert (run.result["euid"], run.result["egid"]) == (0, 0)
     for u in users:

@@ -817,19 +817,35 @@ static void test_lock_refusals(void **state)
     assert_int_equal(kt_file_lock("rel.lock", 0, &err), -1);
 }
 
-/* Child: tries the lock and reports by exit status: 0 got it, 1 timed out, 2 other error. The
- * elapsed milliseconds go through a pipe. */
+/* CLOCK_MONOTONIC in milliseconds: the same clock in the parent and a child. */
+static long monotonic_ms(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* What a lock child reports through its pipe. */
+typedef struct lock_report {
+    long ms;      /* how long kt_file_lock took in the child */
+    long done_ms; /* monotonic_ms() when it returned (the lock was taken or given up on) */
+} lock_report;
+
+/* Child: tries the lock and reports by exit status: 0 got it, 1 timed out, 2 other error. How
+ * long it took, and when it ended, go through a pipe. */
 static void lock_child(const char *path, long timeout_ms, int report_fd)
 {
     kt_error err = {KT_OK, ""};
     struct timespec t0;
-    long ms;
+    lock_report r;
     int fd;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     fd = kt_file_lock(path, timeout_ms, &err);
-    ms = elapsed_ms(&t0);
-    if (write(report_fd, &ms, sizeof(ms)) != sizeof(ms))
+    r.done_ms = monotonic_ms();
+    r.ms = elapsed_ms(&t0);
+    if (write(report_fd, &r, sizeof(r)) != sizeof(r))
         _exit(3);
     if (fd >= 0) {
         kt_file_unlock(fd);
@@ -838,7 +854,10 @@ static void lock_child(const char *path, long timeout_ms, int report_fd)
     _exit(strstr(err.message, "still locked") != NULL ? 1 : 2);
 }
 
-static int run_lock_child(const char *path, long timeout_ms, long hold_ms, int held_fd, long *ms)
+/* Runs lock_child; with hold_ms > 0, releases held_fd after that long and sets *released_ms to
+ * monotonic_ms() just before the release. */
+static int run_lock_child_report(const char *path, long timeout_ms, long hold_ms, int held_fd,
+                                 lock_report *r, long *released_ms)
 {
     int pipefd[2], status = -1;
     pid_t pid;
@@ -855,13 +874,25 @@ static int run_lock_child(const char *path, long timeout_ms, long hold_ms, int h
         struct timespec ts = {.tv_sec = hold_ms / 1000, .tv_nsec = (hold_ms % 1000) * 1000000L};
 
         nanosleep(&ts, NULL);
+        *released_ms = monotonic_ms();
         kt_file_unlock(held_fd);
     }
-    assert_int_equal(read(pipefd[0], ms, sizeof(*ms)), sizeof(*ms));
+    assert_int_equal(read(pipefd[0], r, sizeof(*r)), sizeof(*r));
     close(pipefd[0]);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
+}
+
+/* run_lock_child_report without a release: *ms is how long kt_file_lock took in the child. */
+static int run_lock_child(const char *path, long timeout_ms, int held_fd, long *ms)
+{
+    lock_report r;
+    long unused = 0;
+    int rc = run_lock_child_report(path, timeout_ms, 0, held_fd, &r, &unused);
+
+    *ms = r.ms;
+    return rc;
 }
 
 static void test_lock_excludes_other_process_until_timeout(void **state)
@@ -872,32 +903,35 @@ static void test_lock_excludes_other_process_until_timeout(void **state)
     int fd = kt_file_lock(at(f, "t.lock"), 0, &err);
 
     assert_true(fd >= 0);
-    assert_int_equal(run_lock_child(f->path, 300, 0, fd, &ms), 1);
+    assert_int_equal(run_lock_child(f->path, 300, fd, &ms), 1);
     assert_true(ms >= 290);
     assert_true(ms < 3000);
     kt_file_unlock(fd);
     /* Free again: the other process gets it at once. */
-    assert_int_equal(run_lock_child(f->path, 0, 0, -1, &ms), 0);
+    assert_int_equal(run_lock_child(f->path, 0, -1, &ms), 0);
 }
 
 static void test_lock_waits_for_release(void **state)
 {
     fixture *f = *state;
     kt_error err = {KT_OK, ""};
-    long ms = 0;
+    lock_report r;
+    long released_ms = 0;
     int fd = kt_file_lock(at(f, "w.lock"), 0, &err);
 
+    /* The child gets the lock, and not before the parent let go of it (however late the child
+     * was started: both times are on the same monotonic clock). */
     assert_true(fd >= 0);
     /* The child waits up to 10 s; the parent lets go after 300 ms. */
-    assert_int_equal(run_lock_child(f->path, 10000, 300, fd, &ms), 0);
-    assert_true(ms >= 250);
-    assert_true(ms < 5000);
+    assert_int_equal(run_lock_child_report(f->path, 10000, 300, fd, &r, &released_ms), 0);
+    assert_true(r.done_ms >= released_ms);
+    assert_true(r.ms < 9000); /* not the 10 s timeout */
 
     /* No limit: blocks until released. */
     fd = kt_file_lock(f->path, -1, &err);
     assert_true(fd >= 0);
-    assert_int_equal(run_lock_child(f->path, -1, 200, fd, &ms), 0);
-    assert_true(ms >= 150);
+    assert_int_equal(run_lock_child_report(f->path, -1, 200, fd, &r, &released_ms), 0);
+    assert_true(r.done_ms >= released_ms);
 }
 
 /* ---- kt_file_remove --------------------------------------------------------------------- */

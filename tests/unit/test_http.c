@@ -387,8 +387,8 @@ static void test_slow_name_resolution_keeps_the_deadline(void **state)
     assert_int_equal(token_request(http, &resp, &err), -1);
     assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
     kt_http_free(http);
-    /* Not held up until the resolver gives up. */
-    assert_true(kt_now_ms() - start < 2500);
+    /* Not held up until the resolver gives up (after SLOW_DNS_SECONDS). */
+    assert_true(kt_now_ms() - start < SLOW_DNS_SECONDS * 1000 - 200);
     assert_int_equal(atomic_load(&slow_dns_done), 0);
     /* Let the abandoned resolver thread finish before the program ends. */
     for (int i = 0; i < 100 && atomic_load(&slow_dns_done) == 0; i++)
@@ -538,7 +538,8 @@ static void test_hang_times_out(void **state)
     assert_int_equal(token_request(http, &resp, &err), -1);
     assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
     assert_true(kt_now_ms() - t0 >= 900);
-    assert_true(kt_now_ms() - t0 < 3000);
+    /* The configured 1 s, not the default 10 s. */
+    assert_true(kt_now_ms() - t0 < 8000);
     kt_http_free(http);
 }
 
@@ -559,7 +560,8 @@ static void test_deadline_cuts_request(void **state)
     assert_int_equal(token_request(http, &resp, &err), -1);
     assert_int_equal(err.kind, KT_ERR_UNAVAILABLE);
     assert_non_null(strstr(err.message, "deadline"));
-    assert_true(kt_now_ms() - t0 < 2500);
+    /* The deadline (0.8 s), not the request timeout (20 s). */
+    assert_true(kt_now_ms() - t0 < 8000);
     kt_http_free(http);
 }
 
