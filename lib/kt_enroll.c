@@ -15,6 +15,7 @@
 #include "kt_record.h"
 #include "kt_session.h"
 #include "kt_token.h"
+#include "kt_tpm.h"
 
 int kt_enroll_check_name(const char *name, kt_error *err)
 {
@@ -131,7 +132,8 @@ static int check_tpm_key_signs(const char *key_ref, EVP_PKEY *key, kt_error *err
     char *sig = NULL;
     int rc;
 
-    if (!kt_key_ref_in_tpm(key_ref))
+    /* By the reference, and by the provider for any other URI the tpm2 provider serves. */
+    if (!kt_key_ref_in_tpm(key_ref) && !kt_tpm_holds_key(key))
         return 0;
     rc = kt_key_sign_hex(key, probe, sizeof(probe) - 1, &sig, err);
     free(sig);

@@ -7,10 +7,12 @@ import random
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from kt_crypto import jwt_claims
+from pam_support import sanitizer_runtime
 from test_helper_env import (EXIT_AUTH, EXIT_IO, EXIT_OK, EXIT_UNAVAILABLE, kenv,  # noqa: F401
                              kenv_factory)
 
@@ -227,6 +229,59 @@ def test_sigkill_during_refreshes_never_tears_the_cache(kenv):
     assert killed >= 20 and answered >= 20
     kenv.expire_soon()
     assert kenv.token() not in issued
+
+
+def _process_state(pid):
+    """The state letter of /proc/PID/stat (R, S, T for stopped, ...), or None once it is gone."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat_line.rsplit(")", 1)[1].split()[0]
+
+
+def test_sigkill_between_writing_and_renaming_keeps_the_old_cache(kenv, build_dir):
+    """The one moment that decides whether a crash can tear the cache, hit every time: the new
+    tokens are written to the temporary file and the rename has not happened (tests/shims/
+    stoprename stops kontist-auth there). The cache is the old one, whole; the next run refreshes
+    again and removes the temporary file the killed one left."""
+    shim = Path(build_dir) / "tests" / "shims" / ".libs" / "stoprename.so"
+    assert shim.exists(), f"{shim} is missing: run `make check` in {build_dir}"
+    asan = sanitizer_runtime(kenv.auth)
+    kenv.confirmed_login()
+    before = kenv.expire_soon(20)
+    refreshes = len(kenv.token_requests("refresh_token"))
+    env = dict(kenv.env, LD_PRELOAD=":".join(p for p in (asan, str(shim)) if p),
+               KT_STOPRENAME_TARGET=str(kenv.cache_file))
+    proc = subprocess.Popen([str(kenv.auth), "token"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while _process_state(proc.pid) not in ("T", None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _process_state(proc.pid) == "T", \
+            f"kontist-auth never came to the rename: {proc.poll()} {proc.communicate()}"
+        # Stopped with the bank's answer written beside the cache, not yet in its place.
+        assert len(kenv.token_requests("refresh_token")) == refreshes + 1
+        temps = list(kenv.cache_file.parent.glob(f".{kenv.cache_file.name}.tmp-*"))
+        assert len(temps) == 1, temps
+        written = json.loads(temps[0].read_text())
+        assert written["access_token"] != before["access_token"]
+        assert json.loads(kenv.cache_file.read_text()) == before
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -9
+    data = json.loads(kenv.cache_file.read_text())
+    assert data == before
+    assert stat.S_IMODE(kenv.cache_file.stat().st_mode) == 0o600
+    r = kenv.run("status")
+    assert r.returncode == EXIT_OK and "corrupt" not in r.stdout, r.stdout
+    token = kenv.token()
+    assert token not in (before["access_token"], written["access_token"])
+    assert len(kenv.token_requests("refresh_token")) == refreshes + 2
+    assert list(kenv.cache_file.parent.glob(f".{kenv.cache_file.name}.tmp-*")) == []
 
 
 # -- a corrupt cache ------------------------------------------------------------------------
