@@ -74,15 +74,30 @@ PAM_PERMIT = _find_pam_module("pam_permit.so")
 # pam_wrapper picks its directory /tmp/pam.<c> by lstat and then mkdir: two drivers starting at
 # the same moment (the strict and the sanitizer suites run side by side) can pick the same one,
 # and the second prints "Failed to create pam_wrapper config dir". Drivers start one at a time.
-PWRAP_START_LOCK = "/tmp/kontist-tests-pam-wrapper.lock"
+# The lock is the caller's own (another user's file could be held for ever), and waiting for it
+# has a bound: a driver holds it for PWRAP_START_WAIT at most.
+PWRAP_START_LOCK = f"/tmp/kontist-tests-pam-wrapper.{os.getuid()}.lock"
 PWRAP_START_WAIT = 10.0
+PWRAP_LOCK_WAIT = 300.0
 
 
 @contextlib.contextmanager
 def _pam_wrapper_start_lock():
-    fd = os.open(PWRAP_START_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(PWRAP_START_LOCK, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        fd = os.open(PWRAP_START_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        assert st.st_uid == os.getuid(), f"{PWRAP_START_LOCK} belongs to uid {st.st_uid}"
+        deadline = time.monotonic() + PWRAP_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"{PWRAP_START_LOCK} held for minutes"
+                time.sleep(0.005)
         yield
     finally:
         os.close(fd)
@@ -101,14 +116,16 @@ def _pam_wrapper_ready(pid):
 
 def start_pam_wrapped(args, **popen_kw):
     """Popen for a program under pam_wrapper, once no other one of ours is choosing its
-    directory: returns when it has made its own, or ended, or after PWRAP_START_WAIT."""
+    directory: returns (the process, when it started) once it has made its own, or ended, or
+    after PWRAP_START_WAIT."""
     with _pam_wrapper_start_lock():
+        started = time.monotonic()
         proc = subprocess.Popen(args, **popen_kw)
         deadline = time.monotonic() + PWRAP_START_WAIT
         while (proc.poll() is None and not _pam_wrapper_ready(proc.pid)
                and time.monotonic() < deadline):
             time.sleep(0.002)
-    return proc
+    return proc, started
 
 
 def built_module(build_dir):
@@ -397,9 +414,8 @@ class PamWorld:
         args += [service, user]
         env = self.env(nss=nss, syslog_path=syslog_path)
         env.update(extra_env or {})
-        start = time.monotonic()
-        proc = start_pam_wrapped(args, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc, start = start_pam_wrapped(args, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
