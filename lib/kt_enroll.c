@@ -14,8 +14,8 @@
 #include "kt_keys.h"
 #include "kt_record.h"
 #include "kt_session.h"
+#include "kt_pkcs11.h"
 #include "kt_token.h"
-#include "kt_tpm.h"
 
 int kt_enroll_check_name(const char *name, kt_error *err)
 {
@@ -125,15 +125,16 @@ static int generate_hardware_key(enrollment *e, kt_device_record *rec, kt_error 
 
 /* A TPM in dictionary-attack lockout still makes and loads keys (the provider's parent is exempt
  * from DA protection) but signs with none of them: one signature finds that out before the bank
- * hears of a device, for a key just made in the TPM and for one that was there before. */
-static int check_tpm_key_signs(const char *key_ref, EVP_PKEY *key, kt_error *err)
+ * hears of a device. Every key but a token's signs once, whatever named it (tpm2:, handle:, any
+ * other URI the tpm2 provider serves, a file), so no way of naming a TPM key escapes the check.
+ * A token's key was just logged in to, and its signature may need a touch. */
+static int check_key_signs(EVP_PKEY *key, kt_error *err)
 {
-    static const char probe[] = "kontist-auth: the TPM key signs";
+    static const char probe[] = "kontist-auth: the device key signs";
     char *sig = NULL;
     int rc;
 
-    /* By the reference, and by the provider for any other URI the tpm2 provider serves. */
-    if (!kt_key_ref_in_tpm(key_ref) && !kt_tpm_holds_key(key))
+    if (kt_pkcs11_is_token_key(key))
         return 0;
     rc = kt_key_sign_hex(key, probe, sizeof(probe) - 1, &sig, err);
     free(sig);
@@ -180,7 +181,7 @@ static int prepare(kt_ctx *ctx, enrollment *e, kt_device_record *rec, kt_error *
         return -1;
     }
     /* A key just made persistent at a handle is evicted again by kt_enroll's rollback. */
-    if (e->key != NULL && check_tpm_key_signs(rec->key_ref, e->key, err) != 0)
+    if (e->key != NULL && check_key_signs(e->key, err) != 0)
         return -1;
     if (kt_ctx_cancelled(ctx))
         return kt_error_set(err, KT_ERR_CONV, "cancelled");

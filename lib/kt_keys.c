@@ -45,7 +45,9 @@ static const char *ossl_reason(void)
 
 EVP_PKEY *kt_key_generate(kt_error *err)
 {
-    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    /* A key file's key, made by OpenSSL's default provider whatever openssl.cnf prefers (a key
+     * made in the TPM could not be written as a PEM file). */
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, "provider=default", "EC", "P-256");
 
     if (key == NULL)
         kt_error_set(err, KT_ERR_INTERNAL, "cannot generate a P-256 key: %s", ossl_reason());

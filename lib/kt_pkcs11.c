@@ -471,7 +471,8 @@ static EVP_PKEY *public_key_from_point(const unsigned char *point, kt_error *err
 {
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    /* OpenSSL's own: a configuration that prefers another provider (tpm2) must not take it. */
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", "provider=default");
     EVP_PKEY *pkey = NULL;
 
     if (bld == NULL || ctx == NULL ||

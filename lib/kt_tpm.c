@@ -195,14 +195,6 @@ static int tpm_failure(const char *what, kt_error *err)
     return kt_error_set(err, KT_ERR_KEY_UNUSABLE, "the TPM cannot %s", what);
 }
 
-bool kt_tpm_holds_key(const EVP_PKEY *key)
-{
-    const OSSL_PROVIDER *prov = key != NULL ? EVP_PKEY_get0_provider(key) : NULL;
-    const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
-
-    return name != NULL && strcmp(name, TPM_PROVIDER) == 0;
-}
-
 EVP_PKEY *kt_tpm_generate(kt_error *err)
 {
     EVP_PKEY_CTX *ctx;

@@ -29,8 +29,6 @@ int kt_tpm_ensure_provider(kt_error *err);
 bool kt_tpm_lockout_queued(void);
 /* Sets the error that says the TPM is in lockout and what to do (KT_ERR_KEY_UNUSABLE). */
 int kt_tpm_lockout_error(kt_error *err);
-/* Whether the tpm2 provider holds key (whatever reference it was loaded from). */
-bool kt_tpm_holds_key(const EVP_PKEY *key);
 /* A new P-256 signing key inside the TPM. A TPM in lockout still makes keys it then will not use:
  * enrolling signs once with the key before the bank hears of it. */
 EVP_PKEY *kt_tpm_generate(kt_error *err);

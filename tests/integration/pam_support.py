@@ -81,22 +81,35 @@ PWRAP_START_WAIT = 10.0
 PWRAP_LOCK_WAIT = 300.0
 
 
+_pwrap_lock_stuck = []
+
+
 @contextlib.contextmanager
 def _pam_wrapper_start_lock():
+    # One lock that was never let go fails every later run at once, not after minutes each.
+    assert not _pwrap_lock_stuck, _pwrap_lock_stuck[0]
     try:
-        fd = os.open(PWRAP_START_LOCK, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        fd = os.open(PWRAP_START_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(PWRAP_START_LOCK,
+                         os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            fd = os.open(PWRAP_START_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise AssertionError(f"cannot open {PWRAP_START_LOCK} ({e}): remove it") from e
     try:
         st = os.fstat(fd)
-        assert st.st_uid == os.getuid(), f"{PWRAP_START_LOCK} belongs to uid {st.st_uid}"
+        assert st.st_uid == os.getuid(), \
+            f"{PWRAP_START_LOCK} belongs to uid {st.st_uid}: remove it"
         deadline = time.monotonic() + PWRAP_LOCK_WAIT
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                assert time.monotonic() < deadline, f"{PWRAP_START_LOCK} held for minutes"
+                if time.monotonic() >= deadline:
+                    _pwrap_lock_stuck.append(f"{PWRAP_START_LOCK} held for {PWRAP_LOCK_WAIT:.0f} s"
+                                             f" (see `fuser {PWRAP_START_LOCK}`)")
+                    raise AssertionError(_pwrap_lock_stuck[0])
                 time.sleep(0.005)
         yield
     finally:

@@ -258,10 +258,12 @@ def test_sigkill_between_writing_and_renaming_keeps_the_old_cache(kenv, build_di
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 30
-        while _process_state(proc.pid) not in ("T", None) and time.monotonic() < deadline:
+        while (proc.poll() is None and _process_state(proc.pid) != "T"
+               and time.monotonic() < deadline):
             time.sleep(0.01)
-        assert _process_state(proc.pid) == "T", \
-            f"kontist-auth never came to the rename: {proc.poll()} {proc.communicate()}"
+        if _process_state(proc.pid) != "T":
+            proc.kill()
+            pytest.fail(f"kontist-auth never came to the rename: {proc.communicate(timeout=10)}")
         # Stopped with the bank's answer written beside the cache, not yet in its place.
         assert len(kenv.token_requests("refresh_token")) == refreshes + 1
         temps = list(kenv.cache_file.parent.glob(f".{kenv.cache_file.name}.tmp-*"))
