@@ -38,12 +38,18 @@ def wait_for_challenge(mock, timeout=20):
     raise AssertionError("no push challenge was created")
 
 
-def answer_later(mock, status, delay=0.3):
-    """Answers the next push challenge with status (VERIFIED or DENIED) from a thread."""
+def answer_later(mock, status, delay=0.3, after_checks=0):
+    """Answers the next push challenge with status (VERIFIED or DENIED) from a thread: once the
+    mock has answered *after_checks* of its checks (mfa_get; the mock logs a request once its
+    answer is made, so all of those saw it pending), and *delay* seconds more."""
     result = {}
 
     def run():
         challenge = wait_for_challenge(mock)
+        deadline = time.monotonic() + 60
+        while (len(mock.requests("mfa_get")) < after_checks
+               and time.monotonic() < deadline):
+            time.sleep(0.02)
         time.sleep(delay)
         result["id"] = challenge["id"]
         mock.mfa(challenge["id"], status)
@@ -61,26 +67,6 @@ def logged_at(request):
 # The log's times have milliseconds, cut off rather than rounded: two times that are really 3 s
 # apart may show 2.999 s.
 CLOCK_SLACK = 0.01
-
-
-def answer_after_checks(mock, status, checks):
-    """Answers the push challenge with status from a thread once the mock has answered *checks*
-    of its checks (mfa_get; the mock logs a request once its answer is made, so all of those
-    saw it pending)."""
-    result = {}
-
-    def run():
-        challenge = wait_for_challenge(mock)
-        deadline = time.monotonic() + 60
-        while (len(mock.requests("mfa_get")) < checks
-               and time.monotonic() < deadline):
-            time.sleep(0.02)
-        result["id"] = challenge["id"]
-        mock.mfa(challenge["id"], status)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, result
 
 
 def check_gaps(mock):
@@ -141,7 +127,7 @@ def test_push_approved_gives_a_confirmed_cache(kenv):
 
 def test_push_is_polled_every_three_seconds(kenv):
     # approved once two checks found the challenge pending: the third one sees the approval
-    thread, _ = answer_after_checks(kenv.mock, "VERIFIED", 2)
+    thread, _ = answer_later(kenv.mock, "VERIFIED", delay=0, after_checks=2)
     r = login_push(kenv, quick=False)
     thread.join(30)
     assert r.returncode == 0, r.stderr
@@ -234,7 +220,7 @@ def test_lasting_rate_limit_stays_a_rate_limit(kenv):
 def test_retry_after_on_a_poll_is_honoured(kenv):
     kenv.mock.set_fault(endpoint="mfa_get", kind="retry_after", seconds=6, count=1)
     # approved once the first check (the one with Retry-After: 6) found it pending
-    thread, _ = answer_after_checks(kenv.mock, "VERIFIED", 1)
+    thread, _ = answer_later(kenv.mock, "VERIFIED", delay=0, after_checks=1)
     r = login_push(kenv, quick=False)
     thread.join(30)
     assert r.returncode == 0, r.stderr
